@@ -1,0 +1,101 @@
+"""The composition root: the only place that knows the concrete classes.
+
+``create_app(settings)`` builds the modules, wires them together, mounts
+their routers and returns the Litestar app. Everything else receives its
+collaborators through the constructor or Litestar dependency injection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Litestar, get
+from litestar.di import NamedDependency, Provide
+from litestar.openapi import OpenAPIConfig
+
+from lakehouse import __version__
+from lakehouse.catalog import routes as catalog_routes
+from lakehouse.config import Settings
+from lakehouse.http_errors import EXCEPTION_HANDLERS
+from lakehouse.ingest import routes as ingest_routes
+from lakehouse.query import routes as query_routes
+from lakehouse.request_id import request_id_middleware
+from lakehouse.storage import LocalObjectStore, ObjectStore
+from lakehouse.storage import routes as storage_routes
+
+log = logging.getLogger("lakehouse.app")
+
+
+@dataclass
+class Services:
+    """The module instances one app uses, built by ``build_services``."""
+
+    settings: Settings
+    store: ObjectStore
+
+    async def start(self) -> None:
+        await self.store.start()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def build_services(settings: Settings) -> Services:
+    store: ObjectStore = LocalObjectStore(settings.storage.data_dir)
+    return Services(settings=settings, store=store)
+
+
+@get("/health", tags=["health"], summary="Liveness and module status")
+async def health(services: NamedDependency[Services]) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "service": "lakehouse",
+        "version": __version__,
+        "storage": {"backend": services.settings.storage.backend},
+    }
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
+    """Build the app. Tests may pass ``services`` to supply other implementations."""
+    settings = settings or Settings()
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await services.start()
+        log.info(
+            "lakehouse started",
+            extra={"storage_backend": settings.storage.backend},
+        )
+        try:
+            yield
+        finally:
+            await services.close()
+
+    def provide(value: object) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    return Litestar(
+        route_handlers=[
+            health,
+            storage_routes.router,
+            catalog_routes.router,
+            ingest_routes.router,
+            query_routes.router,
+        ],
+        dependencies={
+            "services": provide(services),
+            "settings": provide(settings),
+            "store": provide(services.store),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_id_middleware],
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(title="Lakehouse", version=__version__, path="/docs"),
+        logging_config=None,
+        debug=False,
+    )

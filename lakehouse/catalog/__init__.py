@@ -1,0 +1,5 @@
+"""Catalog: dataset manifests persisted as Parquet through an ObjectStore."""
+
+from lakehouse.catalog.interface import Catalog, Column, Manifest, RegisterRequest, Registration
+
+__all__ = ["Catalog", "Column", "Manifest", "RegisterRequest", "Registration"]

@@ -1,0 +1,82 @@
+"""The Catalog protocol and the manifest it keeps per dataset."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+
+class Column(msgspec.Struct, frozen=True):
+    """One column: its name as the header had it, and its DuckDB type name
+    (``BIGINT``, ``DOUBLE``, ``BOOLEAN``, ``DATE``, ``TIMESTAMP``, ``VARCHAR``,
+    ``DECIMAL(38,0)`` ...)."""
+
+    name: str
+    type: str
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    """Everything the catalog knows about one dataset."""
+
+    dataset_id: str
+    name: str
+    schema_fingerprint: str
+    schema: list[Column]
+    objects: list[str]
+    row_count: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class RegisterRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a writer offers to the catalog (the body of POST /catalog/register)."""
+
+    name: str
+    schema: list[Column]
+    objects: list[str]
+    row_count: int
+
+
+class Registration(msgspec.Struct, frozen=True):
+    """The outcome of a register.
+
+    ``created`` is False when the name existed with the same fingerprint and
+    was updated in place; ``replaced_objects`` are the storage keys the
+    previous manifest referenced and the new one does not (the caller may
+    delete them now).
+    """
+
+    manifest: Manifest
+    created: bool
+    replaced_objects: list[str]
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    """Dataset manifests, persisted through an ObjectStore."""
+
+    async def load(self) -> None:
+        """Rehydrate the in-memory index from storage (skipping unreadable manifests)."""
+
+    async def register(self, request: RegisterRequest) -> Registration:
+        """Create or update a dataset, idempotent by name + schema fingerprint.
+
+        Raises ``InvalidDatasetName`` (400), ``SchemaConflict`` (409, details
+        hold both schemas) when the name exists with another fingerprint.
+        On any failure the previous manifest stays intact.
+        """
+
+    async def get(self, name: str) -> Manifest:
+        """The manifest of ``name`` (case-insensitive). Raises ``DatasetNotFound``."""
+
+    async def list(self) -> list[Manifest]:
+        """All manifests, sorted by name."""
+
+    async def delete(self, name: str) -> Manifest:
+        """Remove a dataset's manifest and return it. Raises ``DatasetNotFound``.
+        The caller owns deleting the data objects."""
+
+    def version(self) -> str:
+        """An etag that changes on every register or delete, and only then."""

@@ -1,0 +1,105 @@
+"""The one error hierarchy every module raises.
+
+Each class carries its HTTP status and a stable machine-readable ``code``;
+``lakehouse.http_errors`` turns any of them into the one JSON shape
+``{"error": {"code": ..., "message": ..., "details": ...}}``. Nothing here
+imports Litestar, so domain code stays framework-free.
+
+    LakehouseError (500 internal_error)
+    ├── BadRequest (400 bad_request)
+    ├── Unauthorized (401 unauthorized)
+    ├── Forbidden (403 forbidden)
+    ├── NotFound (404 not_found)
+    ├── RequestTimeout (408 query_timeout)
+    ├── Conflict (409 conflict)
+    ├── PayloadTooLarge (413 payload_too_large)
+    ├── UnsupportedMediaType (415 unsupported_media_type)
+    ├── ServiceBusy (503 busy, Retry-After)
+    └── NotImplementedYet (501 not_implemented)
+
+Modules subclass these with their own ``code`` (``invalid_key``,
+``schema_conflict`` ...), so callers can catch either the broad kind or the
+specific error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LakehouseError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+class BadRequest(LakehouseError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(LakehouseError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(LakehouseError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(LakehouseError):
+    status_code = 404
+    code = "not_found"
+
+
+class RequestTimeout(LakehouseError):
+    status_code = 408
+    code = "timeout"
+
+
+class Conflict(LakehouseError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(LakehouseError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(LakehouseError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class ServiceBusy(LakehouseError):
+    """Too many concurrent requests of one kind; the client should retry."""
+
+    status_code = 503
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 5, details: Any = None) -> None:
+        super().__init__(
+            message, details=details, headers={"Retry-After": str(retry_after_seconds)}
+        )
+
+
+class NotImplementedYet(LakehouseError):
+    """A route whose module has not landed yet."""
+
+    status_code = 501
+    code = "not_implemented"

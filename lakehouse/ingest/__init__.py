@@ -1,0 +1,1 @@
+"""Ingest: streaming CSV -> typed Parquet -> storage -> catalog."""

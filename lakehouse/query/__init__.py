@@ -1,0 +1,1 @@
+"""Query: a DuckDB pool behind a sandboxed, read-only SQL API."""

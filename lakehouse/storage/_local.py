@@ -1,0 +1,204 @@
+"""Local filesystem backend: objects are files under one root directory."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+
+from lakehouse.storage.errors import InvalidKey, ObjectNotFound, ObjectTooLarge
+from lakehouse.storage.interface import ObjectInfo
+from lakehouse.storage.keys import validate_key, validate_prefix
+
+# Temp files of in-progress writes start with this and are never listed.
+_TMP_PREFIX = ".tmp-"
+
+
+class LocalObjectStore:
+    """Objects as files under ``root``; writes are temp file + fsync + rename."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalObjectStore(root={str(self.root)!r})"
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+    # -- paths ---------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        """The file for ``key``, guaranteed to be inside the root (symlinks too)."""
+        validate_key(key)
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise InvalidKey(f"object key {key!r} resolves outside the storage root")
+        return path
+
+    def duckdb_path(self, key: str) -> str:
+        return str(self._path(key))
+
+    @property
+    def duckdb_root(self) -> str:
+        return str(self.root) + os.sep
+
+    # -- writes --------------------------------------------------------------
+
+    async def put(
+        self,
+        key: str,
+        data: bytes | AsyncIterable[bytes],
+        *,
+        max_bytes: int | None = None,
+    ) -> ObjectInfo:
+        path = self._path(key)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        fd, tmp_name = await asyncio.to_thread(
+            tempfile.mkstemp, prefix=_TMP_PREFIX, dir=path.parent
+        )
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                written = 0
+                if isinstance(data, bytes | bytearray | memoryview):
+                    chunks: AsyncIterable[bytes] = _one_chunk(bytes(data))
+                else:
+                    chunks = data
+                async for chunk in chunks:
+                    written += len(chunk)
+                    if max_bytes is not None and written > max_bytes:
+                        raise ObjectTooLarge(
+                            f"object is larger than the limit of {max_bytes} bytes",
+                            details={"max_bytes": max_bytes},
+                        )
+                    await asyncio.to_thread(out.write, chunk)
+                await asyncio.to_thread(_flush_and_sync, out)
+            await asyncio.to_thread(os.replace, tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return await self.head(key)
+
+    async def put_file(self, key: str, path: Path) -> ObjectInfo:
+        target = self._path(key)
+
+        def copy() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+            tmp = Path(tmp_name)
+            try:
+                with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                    shutil.copyfileobj(src, out, 1024 * 1024)
+                    _flush_and_sync(out)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+        await asyncio.to_thread(copy)
+        return await self.head(key)
+
+    async def delete(self, key: str, *, missing_ok: bool = False) -> None:
+        path = self._path(key)
+        try:
+            await asyncio.to_thread(path.unlink)
+        except FileNotFoundError as exc:
+            if not missing_ok:
+                raise ObjectNotFound(f"no object {key!r}") from exc
+            return
+        await asyncio.to_thread(self._prune_empty_dirs, path.parent)
+
+    def _prune_empty_dirs(self, directory: Path) -> None:
+        while directory != self.root:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+    # -- reads ---------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFound(f"no object {key!r}") from exc
+
+    async def open_read(self, key: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            handle = await asyncio.to_thread(open, path, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFound(f"no object {key!r}") from exc
+        try:
+            while chunk := await asyncio.to_thread(handle.read, chunk_size):
+                yield chunk
+        finally:
+            handle.close()
+
+    async def head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            stat = await asyncio.to_thread(path.stat)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise ObjectNotFound(f"no object {key!r}") from exc
+        if not path.is_file():
+            raise ObjectNotFound(f"no object {key!r}")
+        return _info(key, stat)
+
+    async def list(self, prefix: str = "") -> list[ObjectInfo]:
+        validate_prefix(prefix)
+        return await asyncio.to_thread(self._list_sync, prefix)
+
+    def _list_sync(self, prefix: str) -> list[ObjectInfo]:
+        # Walk only the deepest directory the prefix names, not the whole root.
+        start_dir = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        if not start_dir.resolve().is_relative_to(self.root) or not start_dir.is_dir():
+            return []
+        found = []
+        for dirpath, dirnames, filenames in os.walk(start_dir):
+            dirnames.sort()
+            for name in filenames:
+                if name.startswith(_TMP_PREFIX):
+                    continue
+                full = Path(dirpath) / name
+                key = full.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    try:
+                        found.append(_info(key, full.stat()))
+                    except FileNotFoundError:
+                        continue  # deleted while we listed
+        found.sort(key=lambda info: info.key)
+        return found
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _flush_and_sync(handle: object) -> None:
+    handle.flush()  # type: ignore[attr-defined]
+    os.fsync(handle.fileno())  # type: ignore[attr-defined]
+
+
+def _info(key: str, stat: os.stat_result) -> ObjectInfo:
+    # An etag that changes whenever the file is replaced: inode, size, mtime.
+    tag = hashlib.blake2b(
+        f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}".encode(), digest_size=12
+    ).hexdigest()
+    return ObjectInfo(
+        key=key,
+        size=stat.st_size,
+        etag=tag,
+        last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
+    )

@@ -1,0 +1,15 @@
+"""HTTP routes of the storage module (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+from litestar import Router, route
+
+from lakehouse.errors import NotImplementedYet
+
+
+@route("/{path:path}", http_method=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
+async def not_yet(path: str) -> None:
+    raise NotImplementedYet("the storage module is not implemented yet")
+
+
+router = Router(path="/storage", route_handlers=[not_yet])

@@ -1,0 +1,140 @@
+"""Real servers for tests: `lakehouse serve` and moto's S3 server, as subprocesses.
+
+Both start on a free loopback port, are waited on by polling (never by
+sleeping a fixed time), and are stopped by the fixture that started them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from lakehouse.config import Settings
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+class MotoServer:
+    """moto's S3-protocol HTTP server on a loopback port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MotoServer:
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until_ready(f"{self.endpoint_url}/moto-api/", self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class LakehouseServer:
+    """`lakehouse serve` in a subprocess, configured by a TOML file we write."""
+
+    def __init__(self, settings: Settings, workdir: Path, env: dict[str, str] | None = None):
+        self.workdir = workdir
+        self.settings = settings
+        self.settings.server.host = "127.0.0.1"
+        self.settings.server.port = free_port()
+        self.extra_env = env or {}
+        self.config_path = workdir / "lakehouse.toml"
+        self.log_path = workdir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.server.port}"
+
+    def start(self, wait: bool = True) -> LakehouseServer:
+        self.config_path.write_bytes(msgspec.toml.encode(self.settings))
+        env = {**os.environ, **self.extra_env, "LAKEHOUSE_CONFIG": str(self.config_path)}
+        for var in ("LAKEHOUSE_HOST", "LAKEHOUSE_PORT", "LAKEHOUSE_DATA_DIR"):
+            env.pop(var, None)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "lakehouse"), "serve"],
+            cwd=self.workdir,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        if wait:
+            wait_until_ready(f"{self.url}/health", self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the server and return its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def restart(self) -> LakehouseServer:
+        exit_code = self.stop()
+        assert exit_code == 0, f"server exited with {exit_code} on SIGTERM:\n{self.logs()}"
+        return self.start()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def peak_rss_bytes(self) -> int:
+        """VmHWM of the server process (peak resident set size)."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("VmHWM not found")
+
+    def rss_bytes(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("VmRSS not found")
