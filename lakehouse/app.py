@@ -26,6 +26,7 @@ from lakehouse.query import routes as query_routes
 from lakehouse.request_id import request_id_middleware
 from lakehouse.storage import LocalObjectStore, ObjectStore
 from lakehouse.storage import routes as storage_routes
+from lakehouse.storage.secrets import SecretsProvider, default_secrets_provider
 
 log = logging.getLogger("lakehouse.app")
 
@@ -35,18 +36,22 @@ class Services:
     """The module instances one app uses, built by ``build_services``."""
 
     settings: Settings
+    secrets: SecretsProvider
     store: ObjectStore
 
     async def start(self) -> None:
+        """Start order: storage, then catalog (reads storage), then query (reads catalog)."""
         await self.store.start()
 
     async def close(self) -> None:
+        """Close in the reverse order of start."""
         await self.store.close()
 
 
 def build_services(settings: Settings) -> Services:
+    secrets = default_secrets_provider(settings.secrets.file)
     store: ObjectStore = LocalObjectStore(settings.storage.data_dir)
-    return Services(settings=settings, store=store)
+    return Services(settings=settings, secrets=secrets, store=store)
 
 
 @get("/health", tags=["health"], summary="Liveness and module status")

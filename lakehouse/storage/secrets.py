@@ -1,0 +1,99 @@
+"""Where credentials come from: a SecretsProvider, never the main config file.
+
+``S3Credentials`` hides its secret from ``repr``/``str`` so it cannot leak
+into a log line or an error message by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+
+class S3Credentials(msgspec.Struct, frozen=True, repr_omit_defaults=True):
+    access_key_id: str
+    secret_access_key: str
+    session_token: str = ""
+
+    def __repr__(self) -> str:
+        return f"S3Credentials(access_key_id={self.access_key_id!r}, secret_access_key='***')"
+
+    __str__ = __repr__
+
+
+class SecretsProvider(Protocol):
+    def s3_credentials(self) -> S3Credentials | None:
+        """Credentials for the S3 backend, or None to use the AWS default chain."""
+
+
+class _SecretsFile(msgspec.Struct, forbid_unknown_fields=True):
+    s3: S3Credentials | None = None
+
+
+class FileSecretsProvider:
+    """Reads ``[s3] access_key_id / secret_access_key / session_token`` from a TOML file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"FileSecretsProvider(path={str(self.path)!r})"
+
+    def s3_credentials(self) -> S3Credentials | None:
+        if not self.path.is_file():
+            return None
+        try:
+            parsed = msgspec.toml.decode(self.path.read_bytes(), type=_SecretsFile)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            # The message names the key, never the value.
+            raise SecretsError(f"secrets file {self.path} is invalid: {exc}") from None
+        return parsed.s3
+
+
+class EnvSecretsProvider:
+    """The standard AWS variables: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = os.environ if env is None else env
+
+    def __repr__(self) -> str:
+        return "EnvSecretsProvider()"
+
+    def s3_credentials(self) -> S3Credentials | None:
+        key_id = self._env.get("AWS_ACCESS_KEY_ID")
+        secret = self._env.get("AWS_SECRET_ACCESS_KEY")
+        if not key_id or not secret:
+            return None
+        return S3Credentials(key_id, secret, self._env.get("AWS_SESSION_TOKEN", ""))
+
+
+class ChainSecretsProvider:
+    """The first provider that has credentials wins (file first, then environment)."""
+
+    def __init__(self, *providers: SecretsProvider) -> None:
+        self.providers = providers
+
+    def __repr__(self) -> str:
+        return f"ChainSecretsProvider({', '.join(map(repr, self.providers))})"
+
+    def s3_credentials(self) -> S3Credentials | None:
+        for provider in self.providers:
+            found = provider.s3_credentials()
+            if found is not None:
+                return found
+        return None
+
+
+class SecretsError(Exception):
+    """The secrets file exists but cannot be used (start-up error)."""
+
+
+def default_secrets_provider(secrets_file: str) -> SecretsProvider:
+    return ChainSecretsProvider(FileSecretsProvider(secrets_file), EnvSecretsProvider())
