@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/lakehouse serve
 
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
