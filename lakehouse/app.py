@@ -18,6 +18,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 
 from lakehouse import __version__
+from lakehouse.auth import bearer_auth
 from lakehouse.catalog import routes as catalog_routes
 from lakehouse.config import Settings
 from lakehouse.http_errors import EXCEPTION_HANDLERS
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def provide(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             storage_routes.router,
@@ -98,9 +99,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "store": provide(services.store),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="Lakehouse", version=__version__, path="/docs"),
         logging_config=None,
         debug=False,
     )
+    # Litestar's own middleware only runs for requests that matched a route; the
+    # request id and the auth check must cover every request (404s included), so
+    # they wrap the app's outermost ASGI handler instead.
+    if settings.server.auth_token:
+        app.asgi_handler = bearer_auth(settings.server.auth_token)(app.asgi_handler)
+    app.asgi_handler = request_id_middleware(app.asgi_handler)
+    return app

@@ -188,6 +188,7 @@ async def test_unknown_route_is_json_404(local_settings: Settings) -> None:
         response = await client.get("/no/such/route")
     assert response.status_code == 404
     assert_error_shape(response.json(), "not_found")
+    assert response.headers["x-request-id"]
 
 
 async def test_unhandled_exception_is_json_500_without_internals(
