@@ -19,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 
 from lakehouse import __version__
 from lakehouse.auth import bearer_auth
+from lakehouse.catalog import Catalog, ManifestCatalog
 from lakehouse.catalog import routes as catalog_routes
 from lakehouse.config import Settings
 from lakehouse.http_errors import EXCEPTION_HANDLERS
@@ -39,10 +40,12 @@ class Services:
     settings: Settings
     secrets: SecretsProvider
     store: ObjectStore
+    catalog: Catalog
 
     async def start(self) -> None:
         """Start order: storage, then catalog (reads storage), then query (reads catalog)."""
         await self.store.start()
+        await self.catalog.load()
 
     async def close(self) -> None:
         """Close in the reverse order of start."""
@@ -52,7 +55,8 @@ class Services:
 def build_services(settings: Settings) -> Services:
     secrets = default_secrets_provider(settings.secrets.file)
     store: ObjectStore = LocalObjectStore(settings.storage.data_dir)
-    return Services(settings=settings, secrets=secrets, store=store)
+    catalog: Catalog = ManifestCatalog(store)
+    return Services(settings=settings, secrets=secrets, store=store, catalog=catalog)
 
 
 @get("/health", tags=["health"], summary="Liveness and module status")
@@ -97,6 +101,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "services": provide(services),
             "settings": provide(settings),
             "store": provide(services.store),
+            "catalog": provide(services.catalog),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -1,15 +1,106 @@
-"""HTTP routes of the catalog module (placeholder until its issue lands)."""
+"""HTTP routes of the catalog module: thin wrappers around ``Catalog``."""
 
 from __future__ import annotations
 
-from litestar import Router, route
+from typing import Any
 
-from lakehouse.errors import NotImplementedYet
+import msgspec
+from litestar import Request, Response, Router, delete, get, post
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
+
+from lakehouse.catalog.interface import Catalog, Manifest, RegisterRequest
+from lakehouse.catalog.service import manifest_etag
 
 
-@route("/{path:path}", http_method=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
-async def not_yet(path: str) -> None:
-    raise NotImplementedYet("the catalog module is not implemented yet")
+class RegisterResponse(Manifest, frozen=True):
+    """The stored manifest, plus what this register did."""
+
+    created: bool
+    """True when this request created the dataset; False for an idempotent update."""
+    replaced_objects: list[str]
+    """Keys the previous manifest referenced and this one does not."""
 
 
-router = Router(path="/catalog", route_handlers=[not_yet])
+class CatalogListing(msgspec.Struct, frozen=True):
+    """Every manifest, and the catalog version they were read at."""
+
+    version: str
+    datasets: list[Manifest]
+
+
+def _quoted(tag: str) -> str:
+    return f'"{tag}"'
+
+
+def _not_modified(request: Request[Any, Any, Any], etag: str) -> bool:
+    wanted = request.headers.get("if-none-match", "")
+    return etag in {tag.strip() for tag in wanted.split(",")} or wanted.strip() == "*"
+
+
+@post(
+    "/register",
+    summary="Register (create or update) a dataset",
+    description=(
+        "201 when the dataset was created; 200 when the name already existed with the "
+        "same schema fingerprint (objects, row_count and updated_at are replaced, the "
+        "dataset_id stays); 409 when it exists with another schema; 400 when the name "
+        "is invalid or an object does not exist in storage."
+    ),
+    status_code=HTTP_200_OK,
+)
+async def register(data: RegisterRequest, catalog: Catalog) -> Response[RegisterResponse]:
+    outcome = await catalog.register(data)
+    manifest = outcome.manifest
+    content = RegisterResponse(
+        **msgspec.structs.asdict(manifest),
+        created=outcome.created,
+        replaced_objects=outcome.replaced_objects,
+    )
+    return Response(
+        content,
+        status_code=HTTP_201_CREATED if outcome.created else HTTP_200_OK,
+        headers={
+            "ETag": _quoted(manifest_etag(manifest)),
+            "Location": f"/catalog/manifest/{manifest.name}",
+        },
+    )
+
+
+@get("/manifest/{name:str}", summary="The manifest of one dataset (case-insensitive name)")
+async def read_manifest(
+    name: str, request: Request[Any, Any, Any], catalog: Catalog
+) -> Response[Manifest | None]:
+    manifest = await catalog.get(name)
+    etag = _quoted(manifest_etag(manifest))
+    if _not_modified(request, etag):
+        return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return Response(manifest, headers={"ETag": etag})
+
+
+@get("/list", summary="Every manifest, sorted by name, with the catalog version")
+async def list_manifests(
+    request: Request[Any, Any, Any], catalog: Catalog
+) -> Response[CatalogListing | None]:
+    # Read the version first: a change racing with list() then shows as a newer version later.
+    version = catalog.version()
+    etag = _quoted(version)
+    if _not_modified(request, etag):
+        return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    listing = CatalogListing(version=version, datasets=await catalog.list())
+    return Response(listing, headers={"ETag": etag})
+
+
+@delete(
+    "/manifest/{name:str}",
+    summary="Remove a dataset's manifest (its data objects are left in storage)",
+    status_code=HTTP_200_OK,
+)
+async def delete_manifest(name: str, catalog: Catalog) -> Manifest:
+    return await catalog.delete(name)
+
+
+router = Router(
+    path="/catalog",
+    route_handlers=[register, read_manifest, list_manifests, delete_manifest],
+    tags=["catalog"],
+)

@@ -1,0 +1,50 @@
+"""Catalog errors, subclasses of the shared hierarchy in ``lakehouse.errors``.
+
+BadRequest
+├── InvalidDatasetName (400 invalid_dataset_name)
+├── InvalidRegistration (400 invalid_registration)
+└── MissingObjects (400 missing_objects)
+NotFound
+└── DatasetNotFound (404 dataset_not_found)
+Conflict
+└── SchemaConflict (409 schema_conflict)
+"""
+
+from __future__ import annotations
+
+from lakehouse.errors import BadRequest, Conflict, NotFound
+
+
+class InvalidDatasetName(BadRequest):
+    """The name is not a plain SQL identifier (``^[A-Za-z_][A-Za-z0-9_]{0,127}$``)."""
+
+    code = "invalid_dataset_name"
+
+
+class InvalidRegistration(BadRequest):
+    """A register request that is well-formed JSON but makes no sense
+    (negative row count, no columns, an object key under ``_catalog/``...)."""
+
+    code = "invalid_registration"
+
+
+class MissingObjects(BadRequest):
+    """A register request names storage objects that do not exist."""
+
+    code = "missing_objects"
+
+
+class DatasetNotFound(NotFound):
+    """No dataset of that name (compared case-insensitively)."""
+
+    code = "dataset_not_found"
+
+
+class SchemaConflict(Conflict):
+    """The name exists with another schema fingerprint.
+
+    ``details`` holds ``existing`` and ``offered``, each with its
+    ``schema_fingerprint`` and ``schema`` (the ordered columns).
+    """
+
+    code = "schema_conflict"
