@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Litestar, get
@@ -26,7 +26,7 @@ from lakehouse.http_errors import EXCEPTION_HANDLERS
 from lakehouse.ingest import routes as ingest_routes
 from lakehouse.query import routes as query_routes
 from lakehouse.request_id import request_id_middleware
-from lakehouse.storage import LocalObjectStore, ObjectStore
+from lakehouse.storage import BucketRegistry, ObjectStore, open_registry
 from lakehouse.storage import routes as storage_routes
 from lakehouse.storage.secrets import SecretsProvider, default_secrets_provider
 
@@ -41,6 +41,8 @@ class Services:
     secrets: SecretsProvider
     store: ObjectStore
     catalog: Catalog
+    buckets: BucketRegistry = field(default_factory=BucketRegistry)
+    """Every named store; ``store`` is its ``primary``."""
 
     async def start(self) -> None:
         """Start order: storage, then catalog (reads storage), then query (reads catalog)."""
@@ -54,9 +56,12 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     secrets = default_secrets_provider(settings.secrets.file)
-    store: ObjectStore = LocalObjectStore(settings.storage.data_dir)
+    buckets = open_registry(settings.storage, secrets)
+    store: ObjectStore = buckets.primary
     catalog: Catalog = ManifestCatalog(store)
-    return Services(settings=settings, secrets=secrets, store=store, catalog=catalog)
+    return Services(
+        settings=settings, secrets=secrets, store=store, catalog=catalog, buckets=buckets
+    )
 
 
 @get("/health", tags=["health"], summary="Liveness and module status")
@@ -65,8 +70,16 @@ async def health(services: NamedDependency[Services]) -> dict[str, Any]:
         "status": "ok",
         "service": "lakehouse",
         "version": __version__,
-        "storage": {"backend": services.settings.storage.backend},
+        "storage": _storage_health(services.settings),
     }
+
+
+def _storage_health(settings: Settings) -> dict[str, str]:
+    # Where the data live, never how we authenticate to it.
+    storage = settings.storage
+    if storage.backend == "s3":
+        return {"backend": "s3", "bucket": storage.s3.bucket}
+    return {"backend": storage.backend}
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:

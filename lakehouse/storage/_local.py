@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import datetime as dt
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 
-from lakehouse.storage.errors import InvalidKey, ObjectNotFound, ObjectTooLarge
+from lakehouse.storage.errors import (
+    InvalidKey,
+    KeyConflict,
+    ObjectNotFound,
+    ObjectTooLarge,
+    StorageUnavailable,
+)
 from lakehouse.storage.interface import ObjectInfo
 from lakehouse.storage.keys import validate_key, validate_prefix
 
@@ -61,10 +71,8 @@ class LocalObjectStore:
         max_bytes: int | None = None,
     ) -> ObjectInfo:
         path = self._path(key)
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        fd, tmp_name = await asyncio.to_thread(
-            tempfile.mkstemp, prefix=_TMP_PREFIX, dir=path.parent
-        )
+        with _translate_os_errors(key):
+            fd, tmp_name = await asyncio.to_thread(_make_temp, path)
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -83,8 +91,11 @@ class LocalObjectStore:
                     await asyncio.to_thread(out.write, chunk)
                 await asyncio.to_thread(_flush_and_sync, out)
             await asyncio.to_thread(os.replace, tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        except BaseException as exc:
+            # Synchronous on purpose: it must run even when we are being cancelled.
+            tmp.unlink(missing_ok=True)  # noqa: ASYNC240
+            if isinstance(exc, OSError):
+                raise _os_error(key, exc) from exc
             raise
         return await self.head(key)
 
@@ -92,8 +103,7 @@ class LocalObjectStore:
         target = self._path(key)
 
         def copy() -> None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+            fd, tmp_name = _make_temp(target)
             tmp = Path(tmp_name)
             try:
                 with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
@@ -104,17 +114,23 @@ class LocalObjectStore:
                 tmp.unlink(missing_ok=True)
                 raise
 
-        await asyncio.to_thread(copy)
+        with _translate_os_errors(key):
+            await asyncio.to_thread(copy)
         return await self.head(key)
 
     async def delete(self, key: str, *, missing_ok: bool = False) -> None:
         path = self._path(key)
         try:
             await asyncio.to_thread(path.unlink)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+            # unlink of a directory is EISDIR (or EPERM on some systems): not an object.
+            if isinstance(exc, PermissionError) and not path.is_dir():
+                raise _os_error(key, exc) from exc
             if not missing_ok:
                 raise ObjectNotFound(f"no object {key!r}") from exc
             return
+        except OSError as exc:
+            raise _os_error(key, exc) from exc
         await asyncio.to_thread(self._prune_empty_dirs, path.parent)
 
     def _prune_empty_dirs(self, directory: Path) -> None:
@@ -133,6 +149,8 @@ class LocalObjectStore:
             return await asyncio.to_thread(path.read_bytes)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"no object {key!r}") from exc
+        except OSError as exc:
+            raise _os_error(key, exc) from exc
 
     async def open_read(self, key: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
         path = self._path(key)
@@ -140,6 +158,8 @@ class LocalObjectStore:
             handle = await asyncio.to_thread(open, path, "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"no object {key!r}") from exc
+        except OSError as exc:
+            raise _os_error(key, exc) from exc
         try:
             while chunk := await asyncio.to_thread(handle.read, chunk_size):
                 yield chunk
@@ -149,18 +169,21 @@ class LocalObjectStore:
     async def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
         try:
-            stat = await asyncio.to_thread(path.stat)
+            info = await asyncio.to_thread(path.stat)
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"no object {key!r}") from exc
-        if not path.is_file():
+        except OSError as exc:
+            raise _os_error(key, exc) from exc
+        if not _is_regular_file(info):
             raise ObjectNotFound(f"no object {key!r}")
-        return _info(key, stat)
+        return _info(key, info)
 
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         validate_prefix(prefix)
-        return await asyncio.to_thread(self._list_sync, prefix)
+        with _translate_os_errors(prefix):
+            return await asyncio.to_thread(self._list_sync, prefix)
 
-    def _list_sync(self, prefix: str) -> list[ObjectInfo]:
+    def _list_sync(self, prefix: str) -> builtins.list[ObjectInfo]:
         # Walk only the deepest directory the prefix names, not the whole root.
         start_dir = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
         if not start_dir.resolve().is_relative_to(self.root) or not start_dir.is_dir():
@@ -169,9 +192,11 @@ class LocalObjectStore:
         for dirpath, dirnames, filenames in os.walk(start_dir):
             dirnames.sort()
             for name in filenames:
-                if name.startswith(_TMP_PREFIX):
-                    continue
                 full = Path(dirpath) / name
+                # Objects are only ever regular files we wrote; a symlink (which
+                # reads would refuse if it leads outside the root) is not one.
+                if name.startswith(_TMP_PREFIX) or full.is_symlink():
+                    continue
                 key = full.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     try:
@@ -180,6 +205,37 @@ class LocalObjectStore:
                         continue  # deleted while we listed
         found.sort(key=lambda info: info.key)
         return found
+
+
+def _make_temp(path: Path) -> tuple[int, str]:
+    """A temp file beside ``path`` (same filesystem, so the rename is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+
+
+def _is_regular_file(info: os.stat_result) -> bool:
+    return stat.S_ISREG(info.st_mode)
+
+
+@contextlib.contextmanager
+def _translate_os_errors(key: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise _os_error(key, exc) from exc
+
+
+def _os_error(key: str, exc: OSError) -> KeyConflict | StorageUnavailable:
+    """An OSError as one of ours; the message names the key, not the disk path."""
+    if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+        return KeyConflict(
+            f"object key {key!r} collides with another object: on the local backend "
+            "a key cannot be both an object and a prefix of other objects"
+        )
+    reason = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    return StorageUnavailable(
+        f"local storage failed for {key!r}: {reason}", details={"reason": reason}
+    )
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
@@ -191,14 +247,14 @@ def _flush_and_sync(handle: object) -> None:
     os.fsync(handle.fileno())  # type: ignore[attr-defined]
 
 
-def _info(key: str, stat: os.stat_result) -> ObjectInfo:
+def _info(key: str, st: os.stat_result) -> ObjectInfo:
     # An etag that changes whenever the file is replaced: inode, size, mtime.
     tag = hashlib.blake2b(
-        f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}".encode(), digest_size=12
+        f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode(), digest_size=12
     ).hexdigest()
     return ObjectInfo(
         key=key,
-        size=stat.st_size,
+        size=st.st_size,
         etag=tag,
-        last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
+        last_modified=dt.datetime.fromtimestamp(st.st_mtime, dt.UTC),
     )

@@ -1,8 +1,23 @@
-"""Storage errors: both backends raise these, never OSError or botocore's."""
+"""Storage errors: both backends raise these, never OSError or botocore's.
+
+    InvalidKey (400)          the key is unsafe or malformed
+    ObjectNotFound (404)      no object under the key
+    KeyConflict (409)         local backend: the key's path collides with another object's
+    ObjectTooLarge (413)      more than the allowed bytes arrived
+    StorageBusy (503)         too many PUTs in flight (Retry-After)
+    StorageUnavailable (502)  the backend itself failed (disk, S3)
+"""
 
 from __future__ import annotations
 
-from lakehouse.errors import BadRequest, LakehouseError, NotFound, PayloadTooLarge, ServiceBusy
+from lakehouse.errors import (
+    BadRequest,
+    Conflict,
+    LakehouseError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceBusy,
+)
 
 
 class InvalidKey(BadRequest):
@@ -11,6 +26,12 @@ class InvalidKey(BadRequest):
 
 class ObjectNotFound(NotFound):
     code = "object_not_found"
+
+
+class KeyConflict(Conflict):
+    """``a`` and ``a/b`` cannot both exist as files; S3 allows it, the local disk does not."""
+
+    code = "key_conflict"
 
 
 class ObjectTooLarge(PayloadTooLarge):

@@ -1,15 +1,149 @@
-"""HTTP routes of the storage module (placeholder until its issue lands)."""
+"""HTTP routes of the storage module: thin wrappers around ``ObjectStore``.
+
+    PUT    /storage/put/{key}      raw body, streamed into the store
+    GET    /storage/get/{key}      the object, streamed back
+    GET    /storage/list?prefix=   JSON list of {key, size, etag, last_modified}
+    DELETE /storage/delete/{key}   204
+
+Limits (``[storage]``): a PUT body over ``max_put_bytes`` is answered 413 as
+soon as the excess arrives (or at once when Content-Length announces it), and
+nothing is stored; a PUT beyond ``max_concurrent_puts`` in flight is refused
+with 503 + ``Retry-After: 5`` before any of its body is read.
+"""
 
 from __future__ import annotations
 
-from litestar import Router, route
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote_to_bytes
 
-from lakehouse.errors import NotImplementedYet
+from litestar import Request, Router, delete, get, put
+from litestar.di import NamedDependency, Provide
+from litestar.response import Stream
+
+from lakehouse.config import Settings
+from lakehouse.limits import ConcurrencyLimit
+from lakehouse.storage.errors import InvalidKey, ObjectTooLarge, StorageBusy
+from lakehouse.storage.interface import ObjectInfo, ObjectStore
+from lakehouse.storage.keys import validate_key
+
+_MOUNT = "/storage"
+
+# Where the per-app PUT limit lives in ``app.state`` (one per app, not per process).
+_PUT_LIMIT_STATE = "lakehouse_storage_put_limit"
 
 
-@route("/{path:path}", http_method=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
-async def not_yet(path: str) -> None:
-    raise NotImplementedYet("the storage module is not implemented yet")
+def provide_put_limit(request: Request[Any, Any, Any], settings: Settings) -> ConcurrencyLimit:
+    """The app's one PUT concurrency limit, created on first use."""
+    state = request.app.state
+    limit = state.get(_PUT_LIMIT_STATE)
+    if limit is None:
+        limit = ConcurrencyLimit(
+            settings.storage.max_concurrent_puts,
+            lambda: StorageBusy(
+                "too many storage PUTs in flight; retry shortly",
+                retry_after_seconds=5,
+                details={"max_concurrent_puts": settings.storage.max_concurrent_puts},
+            ),
+        )
+        state[_PUT_LIMIT_STATE] = limit
+    return limit
 
 
-router = Router(path="/storage", route_handlers=[not_yet])
+def _object_key(request: Request[Any, Any, Any], route: str, param: str) -> str:
+    """The key exactly as the client sent it, validated.
+
+    Litestar's ``path`` parameter is decoded *and normalised* (``a//b``
+    becomes ``a/b``, ``//etc/passwd`` becomes ``/etc/passwd`` ...), which
+    would silently store under another key than the one asked for. So the
+    key is cut from the undecoded ``raw_path`` instead and percent-decoded
+    once: ``%2e%2e/x`` is ``../x`` and ``%2Fetc`` is ``/etc``, both 400.
+    """
+    raw_path = request.scope.get("raw_path")
+    prefix = f"{_MOUNT}{route}/".encode()
+    if isinstance(raw_path, bytes) and raw_path.startswith(prefix):
+        try:
+            key = unquote_to_bytes(raw_path[len(prefix) :]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidKey("object key is not valid UTF-8") from None
+    else:  # no raw_path from the server: the parameter, minus its leading slash
+        key = param[1:] if param.startswith("/") else param
+    return validate_key(key)
+
+
+def _too_large(max_bytes: int) -> ObjectTooLarge:
+    return ObjectTooLarge(
+        f"object is larger than the limit of {max_bytes} bytes",
+        details={"max_bytes": max_bytes},
+    )
+
+
+@put(
+    "/put/{key:path}",
+    summary="Store the raw request body under a key",
+    description="Streams the body; 413 over [storage] max_put_bytes, 503 when busy.",
+    # Our own cap (max_put_bytes) applies while streaming; Litestar's default
+    # of 10 MB would cut every larger object.
+    request_max_body_size=None,
+    status_code=200,
+)
+async def put_object(
+    key: str,
+    request: Request[Any, Any, Any],
+    store: NamedDependency[ObjectStore],
+    settings: NamedDependency[Settings],
+    put_limit: NamedDependency[ConcurrencyLimit],
+) -> ObjectInfo:
+    object_key = _object_key(request, "/put", key)
+    max_bytes = settings.storage.max_put_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    async with put_limit.slot():
+        return await store.put(object_key, request.stream(), max_bytes=max_bytes)
+
+
+@get("/get/{key:path}", summary="Read an object (streamed)")
+async def get_object(
+    key: str, request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
+) -> Stream:
+    chunks = store.open_read(_object_key(request, "/get", key))
+    # Read the first chunk before answering, so a missing key is a 404, not
+    # a 200 whose body breaks off.
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = b""
+    return Stream(_prepend(first, chunks), media_type="application/octet-stream")
+
+
+@get("/list", summary="List objects by key prefix")
+async def list_objects(store: NamedDependency[ObjectStore], prefix: str = "") -> list[ObjectInfo]:
+    return await store.list(prefix)
+
+
+@delete("/delete/{key:path}", summary="Delete an object", status_code=204)
+async def delete_object(
+    key: str, request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
+) -> None:
+    await store.delete(_object_key(request, "/delete", key))
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+router = Router(
+    path=_MOUNT,
+    route_handlers=[put_object, get_object, list_objects, delete_object],
+    dependencies={"put_limit": Provide(provide_put_limit, sync_to_thread=False)},
+    tags=["storage"],
+)

@@ -1,0 +1,411 @@
+"""S3 backend over aiobotocore: AWS S3, MinIO or any plain S3-API server.
+
+One client is created in ``start()`` and closed in ``close()``. Uploads
+stream: a body that fits in one part is sent as a single PUT, anything
+larger as a multipart upload of ``part_bytes`` parts, so memory holds at most
+one part whatever the object size. Either way the object appears atomically:
+S3 makes a PUT or a *completed* multipart upload visible in one step, and a
+failed multipart upload is aborted so no parts linger.
+
+botocore errors never leave this module: a missing object becomes
+``ObjectNotFound``, everything else ``StorageUnavailable`` with a message
+that names the operation and S3's error code, never a credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lakehouse.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
+from lakehouse.storage.interface import ObjectInfo
+from lakehouse.storage.keys import validate_key, validate_prefix
+from lakehouse.storage.secrets import SecretsProvider
+
+log = logging.getLogger(__name__)
+
+MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of every part but the last
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_BUCKET_MISSING_CODES = frozenset({"NoSuchBucket", "404", "NotFound"})
+_BUCKET_EXISTS_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
+
+
+class S3ObjectStore:
+    """Objects in one S3 bucket.
+
+    Args:
+        bucket: the bucket every key lives in.
+        secrets: where credentials come from; ``None`` credentials mean the
+            AWS default chain (environment, profile, instance role).
+        endpoint_url: an S3-compatible endpoint (MinIO); empty for AWS.
+        region: the region requests are signed for.
+        path_style: ``http://host/bucket/key`` addressing, which MinIO expects.
+        create_bucket: create the bucket in ``start()`` when it is missing.
+        part_bytes: size of multipart upload parts (at least 5 MiB).
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        secrets: SecretsProvider,
+        *,
+        endpoint_url: str = "",
+        region: str = "us-east-1",
+        path_style: bool = True,
+        create_bucket: bool = False,
+        part_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.path_style = path_style
+        self.create_bucket = create_bucket
+        self.part_bytes = max(part_bytes, MIN_PART_BYTES)
+        self._secrets = secrets
+        self._client: Any = None
+        self._exit_stack: contextlib.AsyncExitStack | None = None
+
+    def __repr__(self) -> str:
+        # Never the credentials: only where the data lives.
+        return (
+            f"S3ObjectStore(bucket={self.bucket!r}, endpoint_url={self.endpoint_url!r}, "
+            f"region={self.region!r})"
+        )
+
+    # -- life cycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        credentials = self._secrets.s3_credentials()
+        client_args: dict[str, Any] = {"region_name": self.region}
+        if self.endpoint_url:
+            client_args["endpoint_url"] = self.endpoint_url
+        if credentials is not None:
+            client_args["aws_access_key_id"] = credentials.access_key_id
+            client_args["aws_secret_access_key"] = credentials.secret_access_key
+            if credentials.session_token:
+                client_args["aws_session_token"] = credentials.session_token
+        config = AioConfig(
+            s3={"addressing_style": "path" if self.path_style else "auto"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+            # Checksums only where the S3 API requires them: S3-compatible
+            # servers (older MinIO, others) reject the newer default trailers.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            # Load botocore's JSON models in a thread, not on the event loop.
+            warm_up_loader_caches=True,
+        )
+        stack = contextlib.AsyncExitStack()
+        try:
+            self._client = await stack.enter_async_context(
+                get_session().create_client("s3", config=config, **client_args)
+            )
+        except BotoCoreError as exc:
+            await stack.aclose()
+            raise StorageUnavailable(
+                f"cannot create the S3 client: {type(exc).__name__}"
+            ) from exc
+        self._exit_stack = stack
+        del credentials, client_args  # nothing keeps the secret but the client
+        if self.create_bucket:
+            await self._ensure_bucket()
+
+    async def close(self) -> None:
+        if self._exit_stack is not None:
+            await self._exit_stack.aclose()
+        self._exit_stack = None
+        self._client = None
+
+    async def _ensure_bucket(self) -> None:
+        try:
+            await self._client.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if _error_code(exc) not in _BUCKET_MISSING_CODES:
+                raise self._unavailable("HeadBucket", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("HeadBucket", exc) from exc
+        args: dict[str, Any] = {"Bucket": self.bucket}
+        if self.region != "us-east-1":
+            args["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            await self._client.create_bucket(**args)
+        except ClientError as exc:
+            if _error_code(exc) not in _BUCKET_EXISTS_CODES:
+                raise self._unavailable("CreateBucket", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("CreateBucket", exc) from exc
+        log.info("created bucket", extra={"bucket": self.bucket})
+
+    @property
+    def _s3(self) -> Any:
+        if self._client is None:
+            raise StorageUnavailable("the S3 store is not started")
+        return self._client
+
+    # -- addressing ------------------------------------------------------------
+
+    def duckdb_path(self, key: str) -> str:
+        return f"s3://{self.bucket}/{validate_key(key)}"
+
+    @property
+    def duckdb_root(self) -> str:
+        return f"s3://{self.bucket}/"
+
+    # -- writes ----------------------------------------------------------------
+
+    async def put(
+        self,
+        key: str,
+        data: bytes | AsyncIterable[bytes],
+        *,
+        max_bytes: int | None = None,
+    ) -> ObjectInfo:
+        validate_key(key)
+        if isinstance(data, bytes | bytearray | memoryview):
+            body = bytes(data)
+            _check_size(len(body), max_bytes)
+            if len(body) <= self.part_bytes:
+                await self._call("PutObject", key, Bucket=self.bucket, Key=key, Body=body)
+                return await self.head(key)
+            data = _chunks_of(body, self.part_bytes)
+        return await self._put_stream(key, data, max_bytes)
+
+    async def _put_stream(
+        self, key: str, chunks: AsyncIterable[bytes], max_bytes: int | None
+    ) -> ObjectInfo:
+        pending: list[bytes] = []
+        pending_bytes = 0
+        total = 0
+        upload: _MultipartUpload | None = None
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                total += len(chunk)
+                _check_size(total, max_bytes)
+                pending.append(chunk)
+                pending_bytes += len(chunk)
+                if pending_bytes >= self.part_bytes:
+                    if upload is None:
+                        upload = await self._start_multipart(key)
+                    part = b"".join(pending)
+                    pending.clear()
+                    pending_bytes = 0
+                    await upload.add_part(part)
+                    del part
+            if upload is None:
+                # Everything fitted in one part: a single PUT is atomic too.
+                await self._call(
+                    "PutObject", key, Bucket=self.bucket, Key=key, Body=b"".join(pending)
+                )
+            else:
+                if pending:
+                    await upload.add_part(b"".join(pending))
+                    pending.clear()
+                await upload.complete()
+        except BaseException:
+            if upload is not None:
+                await upload.abort()
+            raise
+        return await self.head(key)
+
+    async def _start_multipart(self, key: str) -> _MultipartUpload:
+        created = await self._call(
+            "CreateMultipartUpload", key, Bucket=self.bucket, Key=key
+        )
+        return _MultipartUpload(self, key, created["UploadId"])
+
+    async def put_file(self, key: str, path: Path) -> ObjectInfo:
+        validate_key(key)
+        return await self._put_stream(key, _read_file(path, self.part_bytes), None)
+
+    async def delete(self, key: str, *, missing_ok: bool = False) -> None:
+        validate_key(key)
+        # S3's DeleteObject succeeds for a missing key; the protocol wants to know.
+        if not missing_ok:
+            await self.head(key)
+        await self._call("DeleteObject", key, Bucket=self.bucket, Key=key)
+
+    # -- reads -----------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes:
+        validate_key(key)
+        response = await self._call("GetObject", key, Bucket=self.bucket, Key=key)
+        async with response["Body"] as body:
+            try:
+                data: bytes = await body.read()
+            except (TimeoutError, BotoCoreError, OSError) as exc:
+                raise self._unavailable("GetObject", exc) from exc
+        return data
+
+    async def open_read(self, key: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+        validate_key(key)
+        response = await self._call("GetObject", key, Bucket=self.bucket, Key=key)
+        async with response["Body"] as body:
+            while True:
+                try:
+                    chunk = await body.read(chunk_size)
+                except (TimeoutError, BotoCoreError, OSError) as exc:
+                    raise self._unavailable("GetObject", exc) from exc
+                if not chunk:
+                    return
+                yield chunk
+
+    async def head(self, key: str) -> ObjectInfo:
+        validate_key(key)
+        response = await self._call("HeadObject", key, Bucket=self.bucket, Key=key)
+        return ObjectInfo(
+            key=key,
+            size=int(response["ContentLength"]),
+            etag=str(response.get("ETag", "")).strip('"'),
+            last_modified=_utc(response["LastModified"]),
+        )
+
+    async def list(self, prefix: str = "") -> list[ObjectInfo]:
+        validate_prefix(prefix)
+        found: list[ObjectInfo] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    found.append(
+                        ObjectInfo(
+                            key=item["Key"],
+                            size=int(item["Size"]),
+                            etag=str(item.get("ETag", "")).strip('"'),
+                            last_modified=_utc(item["LastModified"]),
+                        )
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("ListObjectsV2", exc) from exc
+        found.sort(key=lambda info: info.key)
+        return found
+
+    # -- error translation -----------------------------------------------------
+
+    async def _call(self, operation: str, key: str, **kwargs: Any) -> Any:
+        """Call one S3 operation, translating botocore's errors into ours."""
+        method: Callable[..., Any] = getattr(self._s3, _snake(operation))
+        try:
+            return await method(**kwargs)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                raise ObjectNotFound(f"no object {key!r}") from exc
+            raise self._unavailable(operation, exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable(operation, exc) from exc
+
+    def _unavailable(self, operation: str, exc: BaseException) -> StorageUnavailable:
+        # S3's error code (AccessDenied, NoSuchBucket ...) or the exception's
+        # class name; never str(exc), whose wording we do not control.
+        reason = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        log.warning(
+            "S3 request failed",
+            extra={"operation": operation, "bucket": self.bucket, "reason": reason},
+        )
+        return StorageUnavailable(
+            f"object storage failed: S3 {operation} on bucket {self.bucket!r}: {reason}",
+            details={"operation": operation, "reason": reason},
+        )
+
+
+class _MultipartUpload:
+    """One in-progress multipart upload; parts are sent one at a time."""
+
+    def __init__(self, store: S3ObjectStore, key: str, upload_id: str) -> None:
+        self.store = store
+        self.key = key
+        self.upload_id = upload_id
+        self.parts: list[dict[str, Any]] = []
+
+    async def add_part(self, body: bytes) -> None:
+        number = len(self.parts) + 1
+        response = await self.store._call(
+            "UploadPart",
+            self.key,
+            Bucket=self.store.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=body,
+        )
+        self.parts.append({"ETag": response["ETag"], "PartNumber": number})
+
+    async def complete(self) -> None:
+        await self.store._call(
+            "CompleteMultipartUpload",
+            self.key,
+            Bucket=self.store.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": self.parts},
+        )
+
+    async def abort(self) -> None:
+        """Best effort: the upload failed already, so this must not raise."""
+        try:
+            await self.store._call(
+                "AbortMultipartUpload",
+                self.key,
+                Bucket=self.store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+            )
+        except Exception:
+            log.warning(
+                "could not abort a multipart upload; a bucket lifecycle rule will "
+                "have to remove its parts",
+                extra={"bucket": self.store.bucket, "key": self.key},
+            )
+
+
+def _check_size(total: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and total > max_bytes:
+        raise ObjectTooLarge(
+            f"object is larger than the limit of {max_bytes} bytes",
+            details={"max_bytes": max_bytes},
+        )
+
+
+async def _chunks_of(data: bytes, size: int) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(data), size):
+        yield bytes(view[start : start + size])
+
+
+async def _read_file(path: Path, chunk_size: int) -> AsyncIterator[bytes]:
+    handle = await asyncio.to_thread(open, path, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, chunk_size):
+            yield chunk
+    finally:
+        handle.close()
+
+
+def _error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code") or exc.response.get("ResponseMetadata", {}).get(
+            "HTTPStatusCode", ""
+        )
+        return str(code)
+    return ""
+
+
+def _snake(operation: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
