@@ -1,0 +1,63 @@
+"""Ingest errors, subclasses of the shared hierarchy in ``lakehouse.errors``.
+
+    BadRequest
+    ├── MissingDatasetName (400 missing_name)
+    ├── MissingFile (400 missing_file)
+    ├── EmptyCSV (400 empty_csv)            empty body/file, no header row
+    ├── InvalidCSV (400 invalid_csv)        unparseable input, bad multipart
+    ├── RaggedRows (400 ragged_rows)        details: line, row, expected, got
+    ├── NotUTF8 (400 not_utf8)
+    └── InvalidTypeOverride (400 invalid_type_override)
+    UnsupportedMediaType
+    └── UnsupportedUpload (415 unsupported_upload)
+    PayloadTooLarge
+    └── UploadTooLarge (413 upload_too_large)
+    ServiceBusy
+    └── IngestBusy (503 ingest_busy, Retry-After)
+"""
+
+from __future__ import annotations
+
+from lakehouse.errors import BadRequest, PayloadTooLarge, ServiceBusy, UnsupportedMediaType
+
+
+class MissingDatasetName(BadRequest):
+    code = "missing_name"
+
+
+class MissingFile(BadRequest):
+    code = "missing_file"
+
+
+class EmptyCSV(BadRequest):
+    code = "empty_csv"
+
+
+class InvalidCSV(BadRequest):
+    code = "invalid_csv"
+
+
+class RaggedRows(BadRequest):
+    """A row has another number of fields than the header; details name the line."""
+
+    code = "ragged_rows"
+
+
+class NotUTF8(BadRequest):
+    code = "not_utf8"
+
+
+class InvalidTypeOverride(BadRequest):
+    code = "invalid_type_override"
+
+
+class UnsupportedUpload(UnsupportedMediaType):
+    code = "unsupported_upload"
+
+
+class UploadTooLarge(PayloadTooLarge):
+    code = "upload_too_large"
+
+
+class IngestBusy(ServiceBusy):
+    code = "ingest_busy"

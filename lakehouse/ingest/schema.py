@@ -1,0 +1,307 @@
+"""Dialect detection and schema inference from the header and a sample of rows.
+
+The rules (ADR 0004): a column gets a type only when every non-empty value of
+the sample parses as that type; otherwise it is text (``VARCHAR``) and, when
+some values looked typed, the column is reported as *defaulted* with the
+reason. Numbers with leading zeros stay text; integers beyond int64 become
+``DECIMAL(38,0)`` (exact) and beyond 38 digits text; a date column is a date
+only when every value is an ISO date. Types are DuckDB type names.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import msgspec
+import pyarrow as pa
+
+from lakehouse.ingest.errors import EmptyCSV, InvalidCSV, InvalidTypeOverride, NotUTF8, RaggedRows
+
+VARCHAR = "VARCHAR"
+BIGINT = "BIGINT"
+DOUBLE = "DOUBLE"
+BOOLEAN = "BOOLEAN"
+DATE = "DATE"
+TIMESTAMP = "TIMESTAMP"
+TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"
+DECIMAL = "DECIMAL(38,0)"
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    VARCHAR: pa.string(),
+    BIGINT: pa.int64(),
+    DOUBLE: pa.float64(),
+    BOOLEAN: pa.bool_(),
+    DATE: pa.date32(),
+    TIMESTAMP: pa.timestamp("us"),
+    TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
+    DECIMAL: pa.decimal128(38, 0),
+}
+
+# Spellings accepted by ?types=col:type.
+TYPE_ALIASES: dict[str, str] = {
+    **{a: VARCHAR for a in ("string", "str", "text", "varchar")},
+    **{a: BIGINT for a in ("int", "integer", "int64", "bigint", "long")},
+    **{a: DOUBLE for a in ("float", "double", "float64", "real", "number")},
+    **{a: BOOLEAN for a in ("bool", "boolean")},
+    "date": DATE,
+    "timestamp": TIMESTAMP,
+    "timestamptz": TIMESTAMPTZ,
+    "decimal": DECIMAL,
+    "decimal(38,0)": DECIMAL,
+}
+
+TRUE_VALUES = ["true", "True", "TRUE"]
+FALSE_VALUES = ["false", "False", "FALSE"]
+_BOOLS = frozenset(TRUE_VALUES + FALSE_VALUES)
+DELIMITERS = (",", ";", "\t", "|")
+
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_LEADING_ZERO = re.compile(r"-?0[0-9]")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TS = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+_INT64_MAX = 2**63 - 1
+_HEAD_BYTES = 1024 * 1024
+_DIALECT_LINES = 50
+# Python's csv module refuses fields over 128 KiB by default; free text can be longer.
+csv.field_size_limit(64 * 1024 * 1024)
+
+
+class InferredColumn(msgspec.Struct):
+    """One column as it will be written: final name, DuckDB type, and why."""
+
+    name: str
+    type: str
+    source: str = "inferred"
+    """``inferred``, ``override`` or ``widened``."""
+    reason: str | None = None
+    """Why a column became VARCHAR although some values looked typed."""
+    header: str = ""
+    """The name exactly as the header had it (before normalisation)."""
+
+
+class CsvLayout(msgspec.Struct):
+    """What the converter needs to know about a file."""
+
+    delimiter: str
+    columns: list[InferredColumn]
+    sample_rows: int
+
+
+def parse_type_overrides(raw: str | None) -> dict[str, str]:
+    """``col:type,col2:type`` -> {col: DuckDB type}. Raises InvalidTypeOverride."""
+    if not raw:
+        return {}
+    result: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        column, sep, type_name = item.rpartition(":")
+        canonical = TYPE_ALIASES.get(type_name.strip().lower().replace(" ", ""))
+        if not sep or not column or canonical is None:
+            raise InvalidTypeOverride(
+                f"bad type override {item!r}: expected column:type with type one of "
+                + ", ".join(sorted(TYPE_ALIASES)),
+            )
+        result[column] = canonical
+    return result
+
+
+def normalise_header(names: Iterable[str]) -> list[str]:
+    """Empty names become ``column_N`` (1-based position); a name equal to an
+    earlier one (case-insensitively, as SQL compares them) gets ``_2``, ``_3``..."""
+    result: list[str] = []
+    seen: set[str] = set()
+    for position, raw in enumerate(names, start=1):
+        name = raw if raw.strip() else f"column_{position}"
+        candidate, n = name, 1
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate.lower())
+        result.append(candidate)
+    return result
+
+
+def infer_layout(path: Path, sample_rows: int, overrides: dict[str, str]) -> CsvLayout:
+    """Detect the dialect, read the header and up to ``sample_rows`` rows, infer
+    the column types. Blocking: run it in a worker thread.
+
+    Raises EmptyCSV, NotUTF8, RaggedRows (within the sample), InvalidCSV,
+    InvalidTypeOverride (an override names no column).
+    """
+    head = _read_head(path)
+    if not head.strip():
+        raise EmptyCSV("the CSV is empty")
+    first_line = head.splitlines()[0] if head.splitlines() else ""
+    if not first_line.strip():
+        raise EmptyCSV("the CSV has no header row: its first line is empty")
+    delimiter = detect_delimiter(head)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quotechar='"', doublequote=True)
+        try:
+            header = next(reader)
+            if not any(name.strip() for name in header):
+                raise EmptyCSV("the CSV has no header row: every header name is empty")
+            width = len(header)
+            samples: list[list[str]] = [[] for _ in range(width)]
+            count = 0
+            previous_line = reader.line_num
+            for row in reader:
+                if not row:  # blank line; pyarrow skips them too
+                    previous_line = reader.line_num
+                    continue
+                if len(row) != width:
+                    raise ragged(previous_line + 1, count + 2, width, len(row))
+                for values, value in zip(samples, row, strict=True):
+                    values.append(value)
+                count += 1
+                previous_line = reader.line_num
+                if count >= sample_rows:
+                    break
+        except UnicodeDecodeError as exc:
+            raise NotUTF8(
+                "the CSV is not valid UTF-8", details={"reason": str(exc)}
+            ) from exc
+        except csv.Error as exc:
+            raise InvalidCSV(f"the CSV cannot be parsed: {exc}") from exc
+    names = normalise_header(header)
+    columns = [
+        _column(name, raw, values) for name, raw, values in zip(names, header, samples, strict=True)
+    ]
+    _apply_overrides(columns, overrides)
+    return CsvLayout(delimiter=delimiter, columns=columns, sample_rows=count)
+
+
+def ragged(line: int, row: int, expected: int, got: int) -> RaggedRows:
+    return RaggedRows(
+        f"line {line}: expected {expected} fields (as in the header), got {got}",
+        details={"line": line, "row": row, "expected": expected, "got": got},
+    )
+
+
+def detect_delimiter(text: str) -> str:
+    """The candidate that splits the header into the most fields and the first
+    lines into that same number (quotes respected); ``,`` if none splits."""
+    lines = text.splitlines(keepends=True)[:_DIALECT_LINES]
+    if len(lines) > 1 and not text.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the head may end mid-line
+    best, best_score = ",", (0, 0)
+    for candidate in DELIMITERS:
+        try:
+            rows = [r for r in csv.reader(lines, delimiter=candidate) if r]
+        except csv.Error:
+            continue
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        consistent = sum(1 for r in rows if len(r) == width)
+        score = (consistent, width)
+        if score > best_score:
+            best, best_score = candidate, score
+    return best
+
+
+def _read_head(path: Path) -> str:
+    with path.open("rb") as handle:
+        raw = handle.read(_HEAD_BYTES)
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    try:
+        # final=False: a multi-byte character cut at the end of the head is not an error.
+        return decoder.decode(raw, final=len(raw) < _HEAD_BYTES)
+    except UnicodeDecodeError as exc:
+        raise NotUTF8(
+            f"the CSV is not valid UTF-8 (byte offset {exc.start})",
+            details={"byte_offset": exc.start},
+        ) from exc
+
+
+def _kind(value: str) -> str:
+    if value in _BOOLS:
+        return "bool"
+    if _INT.fullmatch(value):
+        return "int"
+    if _FLOAT.fullmatch(value):
+        return "float"
+    if _DATE.fullmatch(value):
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            return "text"
+        return "date"
+    match = _TS.fullmatch(value)
+    if match:
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError:
+            return "text"
+        return "tstz" if match.group(1) else "ts"
+    return "text"
+
+
+def _column(name: str, header: str, values: list[str]) -> InferredColumn:
+    def text(reason: str | None) -> InferredColumn:
+        return InferredColumn(name=name, type=VARCHAR, reason=reason, header=header)
+
+    def typed(type_name: str) -> InferredColumn:
+        return InferredColumn(name=name, type=type_name, header=header)
+
+    kinds: dict[str, str] = {}  # kind -> first example
+    for value in values:
+        if value == "":
+            continue
+        kind = _kind(value)
+        kinds.setdefault(kind, value)
+    if not kinds:
+        return text("no non-empty values in the sample")
+    found = set(kinds)
+    if found == {"bool"}:
+        return typed(BOOLEAN)
+    if found <= {"int", "float"}:
+        zero = next((v for v in values if _LEADING_ZERO.match(v)), None)
+        if zero is not None:
+            return text(f"numbers with leading zeros are kept as text (e.g. {zero!r})")
+        if found == {"float"} or "float" in found:
+            return typed(DOUBLE)
+        digits = max(len(v.lstrip("-")) for v in values if v)
+        if digits <= 18 or all(-_INT64_MAX - 1 <= int(v) <= _INT64_MAX for v in values if v):
+            return typed(BIGINT)
+        if digits <= 38:
+            return typed(DECIMAL)
+        return text("integers longer than 38 digits are kept as text")
+    if found == {"date"}:
+        return typed(DATE)
+    if found <= {"date", "ts"}:
+        return typed(TIMESTAMP)
+    if found == {"tstz"}:
+        return typed(TIMESTAMPTZ)
+    if "text" not in found:
+        return text(f"mixed value kinds {sorted(found)}: e.g. " + ", ".join(
+            repr(kinds[k]) for k in sorted(found)))
+    typed_kinds = sorted(found - {"text"})
+    if not typed_kinds:
+        return text(None)  # plain text, nothing ambiguous
+    examples = ", ".join(f"{kinds[k]!r} ({k})" for k in typed_kinds)
+    return text(f"some values look typed ({examples}) but others are text, e.g. {kinds['text']!r}")
+
+
+def _apply_overrides(columns: list[InferredColumn], overrides: dict[str, str]) -> None:
+    by_name = {c.name.lower(): c for c in columns}
+    for wanted, type_name in overrides.items():
+        column = by_name.get(wanted.lower())
+        if column is None:
+            raise InvalidTypeOverride(
+                f"type override names no column: {wanted!r}",
+                details={"columns": [c.name for c in columns]},
+            )
+        column.type = type_name
+        column.source = "override"
+        column.reason = None
