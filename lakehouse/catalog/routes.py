@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 
 from lakehouse.catalog.interface import Catalog, Manifest, RegisterRequest
@@ -48,7 +50,9 @@ def _not_modified(request: Request[Any, Any, Any], etag: str) -> bool:
     ),
     status_code=HTTP_200_OK,
 )
-async def register(data: RegisterRequest, catalog: Catalog) -> Response[RegisterResponse]:
+async def register(
+    data: RegisterRequest, catalog: NamedDependency[Catalog]
+) -> Response[RegisterResponse]:
     outcome = await catalog.register(data)
     manifest = outcome.manifest
     content = RegisterResponse(
@@ -68,7 +72,7 @@ async def register(data: RegisterRequest, catalog: Catalog) -> Response[Register
 
 @get("/manifest/{name:str}", summary="The manifest of one dataset (case-insensitive name)")
 async def read_manifest(
-    name: str, request: Request[Any, Any, Any], catalog: Catalog
+    name: FromPath[str], request: Request[Any, Any, Any], catalog: NamedDependency[Catalog]
 ) -> Response[Manifest | None]:
     manifest = await catalog.get(name)
     etag = _quoted(manifest_etag(manifest))
@@ -79,7 +83,7 @@ async def read_manifest(
 
 @get("/list", summary="Every manifest, sorted by name, with the catalog version")
 async def list_manifests(
-    request: Request[Any, Any, Any], catalog: Catalog
+    request: Request[Any, Any, Any], catalog: NamedDependency[Catalog]
 ) -> Response[CatalogListing | None]:
     # Read the version first: a change racing with list() then shows as a newer version later.
     version = catalog.version()
@@ -95,7 +99,7 @@ async def list_manifests(
     summary="Remove a dataset's manifest (its data objects are left in storage)",
     status_code=HTTP_200_OK,
 )
-async def delete_manifest(name: str, catalog: Catalog) -> Manifest:
+async def delete_manifest(name: FromPath[str], catalog: NamedDependency[Catalog]) -> Manifest:
     return await catalog.delete(name)
 
 

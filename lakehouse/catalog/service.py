@@ -161,7 +161,7 @@ class ManifestCatalog:
     async def register(self, request: RegisterRequest) -> Registration:
         validate_dataset_name(request.name)
         _validate_request(request)
-        await self._check_objects_exist(request.objects)
+        await _check_objects_exist(self._store, request.objects)
         fingerprint = schema_fingerprint(request.schema)
         key = manifest_key(request.name)
         async with self._lock:
@@ -201,7 +201,7 @@ class ManifestCatalog:
             extra={
                 "dataset": manifest.name,
                 "dataset_id": manifest.dataset_id,
-                "created": existing is None,
+                "new_dataset": existing is None,
                 "objects": len(manifest.objects),
                 "row_count": manifest.row_count,
             },
@@ -231,21 +231,22 @@ class ManifestCatalog:
         self._index = index
         self._version = _content_version(index)
 
-    async def _check_objects_exist(self, keys: list[str]) -> None:
-        async def missing(key: str) -> bool:
-            try:
-                await self._store.head(key)
-            except ObjectNotFound:
-                return True
-            return False
 
-        results = await asyncio.gather(*(missing(key) for key in keys))
-        absent = [key for key, is_missing in zip(keys, results, strict=True) if is_missing]
-        if absent:
-            raise MissingObjects(
-                f"{len(absent)} of the objects do not exist in storage",
-                details={"missing": absent},
-            )
+async def _check_objects_exist(store: ObjectStore, keys: list[str]) -> None:
+    async def missing(key: str) -> bool:
+        try:
+            await store.head(key)
+        except ObjectNotFound:
+            return True
+        return False
+
+    results = await asyncio.gather(*(missing(key) for key in keys))
+    absent = [key for key, is_missing in zip(keys, results, strict=True) if is_missing]
+    if absent:
+        raise MissingObjects(
+            f"{len(absent)} of the objects do not exist in storage",
+            details={"missing": absent},
+        )
 
 
 def _validate_request(request: RegisterRequest) -> None:

@@ -1,0 +1,312 @@
+"""Catalog over HTTP, on every storage backend: the real server and restarts,
+idempotent register, conflicts, names, concurrency, corrupt manifests, version."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from lakehouse.catalog import MANIFEST_PREFIX, schema_fingerprint
+from lakehouse.catalog.interface import Column
+from lakehouse.storage import ObjectStore
+from tests.support.catalog import OTHER_SCHEMA, SCHEMA, put_objects, register_body
+from tests.support.servers import LakehouseServer
+
+
+def manifest_of(body: dict[str, Any]) -> dict[str, Any]:
+    """A register response minus the fields that describe the request, not the dataset."""
+    return {k: v for k, v in body.items() if k not in ("created", "replaced_objects")}
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    return body["error"]  # type: ignore[no-any-return]
+
+
+# -- the real server -----------------------------------------------------------
+
+
+@pytest.fixture
+async def http(server: LakehouseServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the real server; no keep-alive, so restarts leave no stale connection."""
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+        yield client
+
+
+async def test_register_list_restart_idempotent_and_conflict(
+    server: LakehouseServer, store: ObjectStore, http: httpx.AsyncClient
+) -> None:
+    first_objects = await put_objects(store, "datasets/workers/a.parquet")
+
+    created = await http.post("/catalog/register", json=register_body("Workers", first_objects))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["created"] is True
+    assert body["name"] == "Workers"
+    assert body["schema"] == SCHEMA
+    assert body["row_count"] == 10
+    assert body["schema_fingerprint"] == schema_fingerprint(msgspec.convert(SCHEMA, list[Column]))
+    manifest = manifest_of(body)
+
+    listing = (await http.get("/catalog/list")).json()
+    assert listing["datasets"] == [manifest]
+    single = await http.get("/catalog/manifest/workers")
+    assert single.status_code == 200
+    assert single.json() == manifest
+    assert single.headers["etag"]
+    assert [i.key for i in await store.list(MANIFEST_PREFIX)] == [
+        "_catalog/manifests/workers.parquet"
+    ]
+
+    server.restart()
+
+    after = (await http.get("/catalog/list")).json()
+    assert after["datasets"] == [manifest]
+    # The version is a hash of the content, so the same storage gives the same version.
+    assert after["version"] == listing["version"]
+    again = await http.get("/catalog/manifest/WORKERS")
+    assert again.json() == manifest
+    assert again.headers["etag"] == single.headers["etag"]
+
+    # Same name (any case) + same fingerprint: 200, same dataset, objects replaced.
+    second_objects = await put_objects(store, "datasets/workers/b.parquet")
+    updated = await http.post(
+        "/catalog/register",
+        json=register_body("WORKERS", second_objects, row_count=25),
+    )
+    assert updated.status_code == 200, updated.text
+    update = updated.json()
+    assert update["created"] is False
+    assert update["dataset_id"] == manifest["dataset_id"]
+    assert update["name"] == "Workers"  # the name as first registered
+    assert update["objects"] == second_objects
+    assert update["replaced_objects"] == first_objects
+    assert update["row_count"] == 25
+    assert update["created_at"] == manifest["created_at"]
+    assert update["updated_at"] > manifest["updated_at"]
+
+    # Same name, another schema: 409 showing both schemas and fingerprints.
+    conflict = await http.post(
+        "/catalog/register",
+        json=register_body("workers", second_objects, schema=OTHER_SCHEMA),
+    )
+    error = assert_error(conflict, 409, "schema_conflict")
+    details = error["details"]
+    assert details["existing"]["schema"] == SCHEMA
+    assert details["offered"]["schema"] == OTHER_SCHEMA
+    assert details["existing"]["schema_fingerprint"] == manifest["schema_fingerprint"]
+    assert details["offered"]["schema_fingerprint"] != manifest["schema_fingerprint"]
+    # ...and the conflict changed nothing.
+    assert (await http.get("/catalog/manifest/workers")).json() == manifest_of(update)
+
+
+async def test_twenty_concurrent_registers_all_survive_restart(
+    server: LakehouseServer, store: ObjectStore, http: httpx.AsyncClient
+) -> None:
+    names = [f"ds_{i:02d}" for i in range(20)]
+    for name in names:
+        await put_objects(store, f"datasets/{name}/part-0.parquet")
+
+    responses = await asyncio.gather(
+        *(
+            http.post(
+                "/catalog/register",
+                json=register_body(name, [f"datasets/{name}/part-0.parquet"], row_count=i),
+            )
+            for i, name in enumerate(names)
+        )
+    )
+    assert [r.status_code for r in responses] == [201] * 20
+    registered = {r.json()["name"]: manifest_of(r.json()) for r in responses}
+    assert len({m["dataset_id"] for m in registered.values()}) == 20
+
+    server.restart()
+
+    listing = (await http.get("/catalog/list")).json()
+    assert [m["name"] for m in listing["datasets"]] == names
+    for name in names:
+        response = await http.get(f"/catalog/manifest/{name}")
+        assert response.status_code == 200
+        assert response.json() == registered[name]
+    assert len(await store.list(MANIFEST_PREFIX)) == 20
+
+
+async def test_corrupt_manifest_is_logged_and_skipped_at_start(
+    server: LakehouseServer, store: ObjectStore, http: httpx.AsyncClient
+) -> None:
+    for name in ("alpha", "beta"):
+        objects = await put_objects(store, f"datasets/{name}/x.parquet")
+        response = await http.post("/catalog/register", json=register_body(name, objects))
+        assert response.status_code == 201
+    good = await store.get("_catalog/manifests/alpha.parquet")
+    # Garbage, a truncated real manifest, and a valid manifest under the wrong name.
+    await store.put("_catalog/manifests/garbage.parquet", b"this is not parquet")
+    await store.put("_catalog/manifests/gamma.parquet", good[: len(good) // 2])
+    await store.put("_catalog/manifests/delta.parquet", good)
+
+    server.restart()
+
+    listing = (await http.get("/catalog/list")).json()
+    assert [m["name"] for m in listing["datasets"]] == ["alpha", "beta"]
+    logged = [msgspec.json.decode(line) for line in server.logs().splitlines() if line]
+    errors = {entry.get("key") for entry in logged if entry["level"] == "error"}
+    assert {
+        "_catalog/manifests/garbage.parquet",
+        "_catalog/manifests/gamma.parquet",
+        "_catalog/manifests/delta.parquet",
+    } <= errors
+    # A later register of a name whose manifest was unreadable replaces the broken file.
+    objects = await put_objects(store, "datasets/gamma/x.parquet")
+    fresh = await http.post("/catalog/register", json=register_body("gamma", objects))
+    assert fresh.status_code == 201
+
+
+# -- in-process app ------------------------------------------------------------
+
+
+async def test_version_changes_on_register_and_delete_only(
+    client: AsyncTestClient,
+    store: ObjectStore,  # type: ignore[type-arg]
+) -> None:
+    objects = await put_objects(store, "datasets/v/1.parquet")
+
+    async def version() -> str:
+        response = await client.get("/catalog/list")
+        assert response.status_code == 200
+        assert response.headers["etag"] == f'"{response.json()["version"]}"'
+        return response.json()["version"]  # type: ignore[no-any-return]
+
+    empty = await version()
+    assert (
+        await client.post("/catalog/register", json=register_body("v", objects))
+    ).status_code == 201
+    after_create = await version()
+    assert after_create != empty
+
+    # Reads and refused requests change nothing.
+    assert (await client.get("/catalog/manifest/v")).status_code == 200
+    assert (await client.get("/catalog/manifest/nope")).status_code == 404
+    conflict = await client.post(
+        "/catalog/register", json=register_body("v", objects, schema=OTHER_SCHEMA)
+    )
+    assert conflict.status_code == 409
+    assert (
+        await client.post("/catalog/register", json=register_body("1v", objects))
+    ).status_code == 400
+    assert (await client.delete("/catalog/manifest/nope")).status_code == 404
+    assert await version() == after_create
+    not_modified = await client.get("/catalog/list", headers={"If-None-Match": f'"{after_create}"'})
+    assert not_modified.status_code == 304
+
+    assert (
+        await client.post("/catalog/register", json=register_body("v", objects))
+    ).status_code == 200
+    after_update = await version()
+    assert after_update not in (empty, after_create)
+
+    deleted = await client.delete("/catalog/manifest/V")
+    assert deleted.status_code == 200
+    assert deleted.json()["name"] == "v"
+    after_delete = await version()
+    assert after_delete not in (after_create, after_update)
+    assert (await client.get("/catalog/manifest/v")).status_code == 404
+    assert await store.list(MANIFEST_PREFIX) == []
+    # The data objects are the caller's: a catalog delete leaves them.
+    assert [i.key for i in await store.list("datasets/")] == objects
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "1abc", "a-b", "a b", "a.b", "../etc", "a" * 129, "café", "a\n", "über", "x;drop"],
+)
+async def test_invalid_dataset_names_are_400(
+    client: AsyncTestClient,
+    store: ObjectStore,
+    name: str,  # type: ignore[type-arg]
+) -> None:
+    objects = await put_objects(store, "datasets/n/1.parquet")
+    response = await client.post("/catalog/register", json=register_body(name, objects))
+    error = assert_error(response, 400, "invalid_dataset_name")
+    assert error["details"]["name"] == name
+    assert await store.list(MANIFEST_PREFIX) == []
+
+
+async def test_names_at_the_limits_and_case_insensitive_identity(
+    client: AsyncTestClient,
+    store: ObjectStore,  # type: ignore[type-arg]
+) -> None:
+    objects = await put_objects(store, "datasets/n/1.parquet")
+    for name in ("_", "A_1", "a" * 128):
+        response = await client.post("/catalog/register", json=register_body(name, objects))
+        assert response.status_code == 201, (name, response.text)
+    first = await client.post("/catalog/register", json=register_body("Sales", objects))
+    assert first.status_code == 201
+    for spelling in ("SALES", "sales", "sAlEs"):
+        same = await client.post("/catalog/register", json=register_body(spelling, objects))
+        assert same.status_code == 200
+        assert same.json()["dataset_id"] == first.json()["dataset_id"]
+        assert same.json()["name"] == "Sales"
+        got = await client.get(f"/catalog/manifest/{spelling}")
+        assert got.json()["dataset_id"] == first.json()["dataset_id"]
+    listing = (await client.get("/catalog/list")).json()["datasets"]
+    assert [m["name"] for m in listing] == ["_", "A_1", "a" * 128, "Sales"]
+    invalid_get = await client.get("/catalog/manifest/no-such-name")
+    assert_error(invalid_get, 400, "invalid_dataset_name")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{not json", "bad_request"),
+        (b"[]", "bad_request"),
+        (b'{"name":"x","schema":[],"objects":[]}', "bad_request"),  # row_count missing
+        (
+            b'{"name":"x","schema":[{"name":"a","type":"BIGINT"}],"objects":[],'
+            b'"row_count":1,"extra":true}',
+            "bad_request",
+        ),
+        (
+            b'{"name":"x","schema":[{"name":"a","type":"BIGINT"}],"objects":[],"row_count":-1}',
+            "invalid_registration",
+        ),
+        (b'{"name":"x","schema":[],"objects":[],"row_count":0}', "invalid_registration"),
+        (
+            b'{"name":"x","schema":[{"name":"a","type":"BIGINT"}],'
+            b'"objects":["_catalog/manifests/y.parquet"],"row_count":0}',
+            "invalid_registration",
+        ),
+        (
+            b'{"name":"x","schema":[{"name":"a","type":"BIGINT"}],'
+            b'"objects":["../escape"],"row_count":0}',
+            "invalid_registration",
+        ),
+        (
+            b'{"name":"x","schema":[{"name":"a","type":"BIGINT"}],'
+            b'"objects":["datasets/x/never-written.parquet"],"row_count":0}',
+            "missing_objects",
+        ),
+    ],
+)
+async def test_bad_register_requests_are_400(
+    client: AsyncTestClient,
+    store: ObjectStore,
+    body: bytes,
+    code: str,  # type: ignore[type-arg]
+) -> None:
+    response = await client.post(
+        "/catalog/register", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 400, code)
+    assert await store.list(MANIFEST_PREFIX) == []
+    assert (await client.get("/catalog/manifest/x")).status_code == 404
