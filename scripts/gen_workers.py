@@ -20,26 +20,31 @@ import sys
 import time
 from pathlib import Path
 
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 HEADER = [
     "worker_id", "first_name", "last_name", "email", "phone", "role", "state", "city",
     "zip", "hourly_rate", "years_experience", "hired_on", "is_active", "skills",
     "last_shift_at", "notes",
 ]  # fmt: skip
 
-FIRST = (
+FIRST = _words(
     "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara "
     "Richard Susan Joseph Jessica Thomas Sarah Carlos Karen Daniel Lisa Matthew Nancy Anthony "
     "Betty Mark Sandra Donald Ashley Steven Kimberly Andrew Emily Paul Donna Joshua Michelle "
     "Kenneth Carol Kevin Amanda Brian Melissa George Deborah Timothy Stephanie Ronald Rebecca "
     "José Zoë Nguyễn Aoife"
-).split()
-LAST = (
+)
+LAST = _words(
     "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez "
     "Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White "
     "Harris Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres "
     "Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts "
     "O'Brien Kowalski Müller"
-).split()
+)
 ROLES = [
     "Forklift Operator", "Warehouse Associate", "Picker", "Packer", "Shipping Clerk",
     "Receiving Clerk", "Inventory Specialist", "Machine Operator", "Assembler",

@@ -44,10 +44,10 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 
 # Spellings accepted by ?types=col:type.
 TYPE_ALIASES: dict[str, str] = {
-    **{a: VARCHAR for a in ("string", "str", "text", "varchar")},
-    **{a: BIGINT for a in ("int", "integer", "int64", "bigint", "long")},
-    **{a: DOUBLE for a in ("float", "double", "float64", "real", "number")},
-    **{a: BOOLEAN for a in ("bool", "boolean")},
+    **dict.fromkeys(("string", "str", "text", "varchar"), VARCHAR),
+    **dict.fromkeys(("int", "integer", "int64", "bigint", "long"), BIGINT),
+    **dict.fromkeys(("float", "double", "float64", "real", "number"), DOUBLE),
+    **dict.fromkeys(("bool", "boolean"), BOOLEAN),
     "date": DATE,
     "timestamp": TIMESTAMP,
     "timestamptz": TIMESTAMPTZ,
