@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, get
@@ -23,6 +24,7 @@ from lakehouse.catalog import Catalog, ManifestCatalog
 from lakehouse.catalog import routes as catalog_routes
 from lakehouse.config import Settings
 from lakehouse.http_errors import EXCEPTION_HANDLERS
+from lakehouse.ingest import IngestService
 from lakehouse.ingest import routes as ingest_routes
 from lakehouse.query import routes as query_routes
 from lakehouse.request_id import request_id_middleware
@@ -41,6 +43,7 @@ class Services:
     secrets: SecretsProvider
     store: ObjectStore
     catalog: Catalog
+    ingest: IngestService
     buckets: BucketRegistry = field(default_factory=BucketRegistry)
     """Every named store; ``store`` is its ``primary``."""
 
@@ -59,8 +62,17 @@ def build_services(settings: Settings) -> Services:
     buckets = open_registry(settings.storage, secrets)
     store: ObjectStore = buckets.primary
     catalog: Catalog = ManifestCatalog(store)
+    # Spool files sit beside the local root (same filesystem), whatever the backend.
+    ingest = IngestService(
+        store, catalog, settings.ingest, Path(settings.storage.data_dir) / "_tmp" / "ingest"
+    )
     return Services(
-        settings=settings, secrets=secrets, store=store, catalog=catalog, buckets=buckets
+        settings=settings,
+        secrets=secrets,
+        store=store,
+        catalog=catalog,
+        ingest=ingest,
+        buckets=buckets,
     )
 
 
@@ -115,6 +127,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "settings": provide(settings),
             "store": provide(services.store),
             "catalog": provide(services.catalog),
+            "ingest_service": provide(services.ingest),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
