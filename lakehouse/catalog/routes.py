@@ -51,7 +51,7 @@ def _not_modified(request: Request[Any, Any, Any], etag: str) -> bool:
     status_code=HTTP_200_OK,
 )
 async def register(
-    data: RegisterRequest, catalog: NamedDependency[Catalog]
+    data: JSONBody[RegisterRequest], catalog: NamedDependency[Catalog]
 ) -> Response[RegisterResponse]:
     outcome = await catalog.register(data)
     manifest = outcome.manifest
