@@ -7,11 +7,11 @@ ingest service enforces ``ingest.max_upload_bytes`` while streaming.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Router, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import FromQuery, QueryParameter
 
 from lakehouse.ingest.errors import MissingFile, UnsupportedUpload
 from lakehouse.ingest.service import IngestService, Upload, result_body, validate_name
@@ -37,10 +37,10 @@ RAW_TYPES = frozenset(
 async def ingest(
     request: Request[Any, Any, Any],
     ingest_service: NamedDependency[IngestService],
-    name: str | None = None,
-    types: str | None = Parameter(
-        default=None, description="Type overrides, e.g. zip:string,amount:double"
-    ),
+    name: FromQuery[str | None] = None,
+    types: Annotated[
+        str | None, QueryParameter(description="Type overrides, e.g. zip:string,amount:double")
+    ] = None,
 ) -> dict[str, Any]:
     validate_name(name)  # before a byte of the body is read
     media_type, options = request.content_type

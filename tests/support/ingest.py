@@ -1,0 +1,39 @@
+"""Helpers for the ingest tests: read back what an ingest stored, check nothing leaked."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from litestar.testing import AsyncTestClient
+
+from lakehouse.config import Settings
+from lakehouse.storage import ObjectStore
+
+
+def spool_dir(settings: Settings) -> Path:
+    return Path(settings.storage.data_dir) / "_tmp" / "ingest"
+
+
+async def read_dataset(store: ObjectStore, body: dict[str, Any]) -> pa.Table:
+    """The Parquet object(s) an ingest response names, read back with pyarrow."""
+    tables = [pq.read_table(io.BytesIO(await store.get(key))) for key in body["objects"]]
+    return pa.concat_tables(tables)
+
+
+async def assert_nothing_left(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    store: ObjectStore,
+    settings: Settings,
+    datasets: int = 0,
+) -> None:
+    """No (extra) catalog entry, no object under datasets/, no spool file."""
+    listing = (await client.get("/catalog/list")).json()
+    assert len(listing["datasets"]) == datasets
+    keys = [info.key for info in await store.list("datasets/")]
+    assert len(keys) == datasets, keys
+    spool = spool_dir(settings)
+    assert not spool.exists() or list(spool.iterdir()) == []

@@ -1,0 +1,326 @@
+"""Ingest: schema inference, dialects, values read back from the stored Parquet,
+bad input (4xx, nothing left behind), re-ingest and schema conflicts.
+
+App tests run on both storage backends through the ``settings`` fixture.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from lakehouse.config import Settings
+from lakehouse.ingest.errors import InvalidTypeOverride
+from lakehouse.ingest.schema import (
+    BIGINT,
+    BOOLEAN,
+    DATE,
+    DECIMAL,
+    DOUBLE,
+    TIMESTAMP,
+    VARCHAR,
+    detect_delimiter,
+    infer_layout,
+    normalise_header,
+    parse_type_overrides,
+)
+from lakehouse.storage import ObjectStore
+from tests.support.ingest import assert_nothing_left, read_dataset, spool_dir
+
+Client = AsyncTestClient  # type: ignore[type-arg]
+
+# -- inference (no backend) -------------------------------------------------
+
+
+def test_header_names_are_normalised() -> None:
+    assert normalise_header(["id", "", "Name", "name", "select", " ", "name_2", "NAME"]) == [
+        "id", "column_2", "Name", "name_2", "select", "column_6", "name_2_2", "NAME_3",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('a,b,c\n1,"x;y",3\n', ","),
+        ('a;b;c\n1;"x,y";3\n2;4,5;6\n', ";"),
+        ("a\tb\n1,5\t2\n", "\t"),
+        ("a|b|c\n1|2|3\n", "|"),
+        ("only\n1\n", ","),
+    ],
+)
+def test_delimiter_detection(text: str, expected: str) -> None:
+    assert detect_delimiter(text) == expected
+
+
+def _infer(tmp_path: Path, text: str, sample_rows: int = 10_000) -> dict[str, tuple[str, Any]]:
+    path = tmp_path / "x.csv"
+    path.write_text(text, encoding="utf-8")
+    layout = infer_layout(path, sample_rows, {})
+    return {c.name: (c.type, c.reason) for c in layout.columns}
+
+
+def test_inferred_types(tmp_path: Path) -> None:
+    big = "123456789012345678901234567890"
+    huge = "1" * 39
+    text = (
+        "i,f,b,d,ts,zip,big,huge,dmix,txt,empty\n"
+        f"1,1.5,true,2024-01-31,2024-01-31 10:00:00,01234,{big},{huge},2024-01-31,x,\n"
+        f"-2,3,FALSE,2024-02-01,2024-02-01T11:30:00.5,60601,-5,1,03/04/2024,y,\n"
+    )
+    types = _infer(tmp_path, text)
+    assert {k: v[0] for k, v in types.items()} == {
+        "i": BIGINT, "f": DOUBLE, "b": BOOLEAN, "d": DATE, "ts": TIMESTAMP, "zip": VARCHAR,
+        "big": DECIMAL, "huge": VARCHAR, "dmix": VARCHAR, "txt": VARCHAR, "empty": VARCHAR,
+    }  # fmt: skip
+    assert "leading zeros" in types["zip"][1]
+    assert "38 digits" in types["huge"][1]
+    assert "03/04/2024" in types["dmix"][1]
+    assert types["txt"][1] is None  # plain text is not "defaulted"
+    assert types["empty"][1] is not None
+
+
+def test_type_override_syntax() -> None:
+    assert parse_type_overrides("zip:int, when:timestamp,a:b:string") == {
+        "zip": BIGINT, " when": TIMESTAMP, "a:b": VARCHAR,
+    }  # fmt: skip
+    with pytest.raises(InvalidTypeOverride):
+        parse_type_overrides("zip:uuid")
+    with pytest.raises(InvalidTypeOverride):
+        parse_type_overrides("zip")
+
+
+# -- through the app, both backends -------------------------------------------
+
+
+async def ingest(
+    client: Client, name: str, data: bytes, *, multipart: bool = True, query: str = ""
+) -> Any:
+    url = f"/v1/ingest?name={name}{query}"
+    if multipart:
+        return await client.post(url, files={"file": ("data.csv", data, "text/csv")})
+    return await client.post(url, content=data, headers={"content-type": "text/csv"})
+
+
+DIALECTS = {
+    "comma": b'id,name,note\n1,"Smith, J","say ""hi""\nbye"\n2,Lee,\n',
+    "semicolon_crlf_bom": (
+        b'\xef\xbb\xbfid;name;note\r\n1;"Smith, J";"say ""hi""\r\nbye"\r\n2;Lee;\r\n'
+    ),
+    "tab": b'id\tname\tnote\n1\tSmith, J\t"say ""hi""\nbye"\n2\tLee\t\n',
+    "pipe": b'id|name|note\n1|"Smith, J"|"say ""hi""\nbye"\n2|Lee|\n',
+}
+
+
+@pytest.mark.parametrize("dialect", list(DIALECTS))
+async def test_dialects(client: Client, store: ObjectStore, dialect: str) -> None:
+    response = await ingest(client, f"d_{dialect}", DIALECTS[dialect], multipart=dialect != "tab")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["row_count"] == 2
+    assert [c["name"] for c in body["schema"]] == ["id", "name", "note"]
+    table = await read_dataset(store, body)
+    newline = "\r\n" if "crlf" in dialect else "\n"
+    assert table.to_pylist() == [
+        {"id": 1, "name": "Smith, J", "note": f'say "hi"{newline}bye'},
+        {"id": 2, "name": "Lee", "note": ""},
+    ]
+    assert body["objects"][0].startswith(f"datasets/d_{dialect}/")
+
+
+async def test_types_and_values_survive(client: Client, store: ObjectStore) -> None:
+    data = (
+        "worker_id,zip,rate,active,hired_on,last_shift_at,big,Größe,select,,id\n"
+        "1,01234,12.5,true,2024-01-31,2024-02-01 08:00:00,123456789012345678901234567890,x,s,e,9\n"
+        "2,60601,,false,,,,,,,\n"
+    ).encode()
+    response = await ingest(client, "typed", data, multipart=False)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["schema"] == [
+        {"name": "worker_id", "type": "BIGINT"},
+        {"name": "zip", "type": "VARCHAR"},
+        {"name": "rate", "type": "DOUBLE"},
+        {"name": "active", "type": "BOOLEAN"},
+        {"name": "hired_on", "type": "DATE"},
+        {"name": "last_shift_at", "type": "TIMESTAMP"},
+        {"name": "big", "type": "DECIMAL(38,0)"},
+        {"name": "Größe", "type": "VARCHAR"},
+        {"name": "select", "type": "VARCHAR"},
+        {"name": "column_10", "type": "VARCHAR"},
+        {"name": "id", "type": "BIGINT"},
+    ]
+    assert [d["name"] for d in body["ingest"]["defaulted"]] == ["zip"]
+    rows = (await read_dataset(store, body)).to_pylist()
+    assert rows[0] == {
+        "worker_id": 1,
+        "zip": "01234",
+        "rate": 12.5,
+        "active": True,
+        "hired_on": dt.date(2024, 1, 31),
+        "last_shift_at": dt.datetime(2024, 2, 1, 8, 0),
+        "big": decimal.Decimal("123456789012345678901234567890"),
+        "Größe": "x",
+        "select": "s",
+        "column_10": "e",
+        "id": 9,
+    }
+    # Empty fields: null in typed columns, empty text in VARCHAR columns.
+    assert rows[1]["rate"] is None
+    assert rows[1]["hired_on"] is None
+    assert rows[1]["big"] is None
+    assert rows[1]["zip"] == "60601"
+    assert rows[1]["Größe"] == ""
+
+
+def _na_at_row_5000() -> bytes:
+    lines = ["n,label"] + [f"{i},r{i}" for i in range(1, 7000)]
+    lines[5000] = "N/A,r5000"
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def test_na_in_sample_defaults_to_string(client: Client, store: ObjectStore) -> None:
+    response = await ingest(client, "na_sample", _na_at_row_5000())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["schema"][0] == {"name": "n", "type": "VARCHAR"}
+    [defaulted] = body["ingest"]["defaulted"]
+    assert defaulted["name"] == "n"
+    assert "N/A" in defaulted["reason"]
+    column = (await read_dataset(store, body)).column("n").to_pylist()
+    assert column[4999] == "N/A"
+    assert column[0] == "1"
+    assert len(column) == 6999
+
+
+async def test_value_past_the_sample_widens_the_column(
+    settings: Settings, store: ObjectStore
+) -> None:
+    settings.ingest.sample_rows = 1000
+    from lakehouse.app import create_app
+
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        response = await ingest(client, "na_late", _na_at_row_5000())
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["schema"][0] == {"name": "n", "type": "VARCHAR"}
+        [widened] = body["ingest"]["widened"]
+        assert widened["name"] == "n"
+        assert widened["inferred"] == "BIGINT"
+        assert "N/A" in widened["reason"]
+        column = (await read_dataset(store, body)).column("n").to_pylist()
+        assert column[4999] == "N/A"
+        assert column[6998] == "6999"
+        await assert_nothing_left(client, store, settings, datasets=1)
+
+
+async def test_header_only_gives_an_empty_dataset(client: Client, store: ObjectStore) -> None:
+    response = await ingest(client, "empty_ds", b"a,b,c\r\n")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["row_count"] == 0
+    table = await read_dataset(store, body)
+    assert table.num_rows == 0
+    assert table.column_names == ["a", "b", "c"]
+
+
+async def test_type_override(client: Client, store: ObjectStore) -> None:
+    response = await ingest(
+        client, "over", b"zip,n\n01234,1\n60601,2\n", query="&types=zip:int,n:string"
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["schema"] == [{"name": "zip", "type": "BIGINT"}, {"name": "n", "type": "VARCHAR"}]
+    assert (await read_dataset(store, body)).to_pylist() == [
+        {"zip": 1234, "n": "1"}, {"zip": 60601, "n": "2"},
+    ]  # fmt: skip
+    bad = await ingest(client, "over2", b"zip\nabc\n", query="&types=zip:int")
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_type_override"
+
+
+async def test_reingest_replaces_data_and_conflict_leaves_no_orphan(
+    client: Client, store: ObjectStore, settings: Settings
+) -> None:
+    first = (await ingest(client, "people", b"id,name\n1,a\n")).json()
+    second_response = await client.post(
+        "/ingest?name=people", content=b"id,name\n2,b\n3,c\n", headers={"content-type": "text/csv"}
+    )
+    assert second_response.status_code == 200, second_response.text
+    second = second_response.json()
+    assert second["dataset_id"] == first["dataset_id"]
+    assert second["ingest"]["replaced_objects"] == first["objects"]
+    keys = [info.key for info in await store.list("datasets/people/")]
+    assert keys == second["objects"]
+    assert (await read_dataset(store, second)).column("id").to_pylist() == [2, 3]
+
+    conflict = await ingest(client, "people", b"id,name,extra\n4,d,x\n")
+    assert conflict.status_code == 409, conflict.text
+    assert conflict.json()["error"]["code"] == "schema_conflict"
+    assert [info.key for info in await store.list("datasets/")] == second["objects"]
+    manifest = (await client.get("/catalog/manifest/people")).json()
+    assert manifest["objects"] == second["objects"]
+    assert manifest["row_count"] == 2
+    await assert_nothing_left(client, store, settings, datasets=1)
+
+
+BAD_INPUTS: dict[str, tuple[str, dict[str, Any], int, str]] = {
+    # case: (query, request kwargs, status, error code)
+    "empty_body": ("?name=x", {"content": b"", "headers": {"content-type": "text/csv"}}, 400,
+                   "empty_csv"),
+    "empty_file": ("?name=x", {"files": {"file": ("x.csv", b"")}}, 400, "empty_csv"),
+    "no_header": ("?name=x", {"files": {"file": ("x.csv", b"\n1,2\n")}}, 400, "empty_csv"),
+    "blank_header": ("?name=x", {"files": {"file": ("x.csv", b",,\n1,2,3\n")}}, 400,
+                     "empty_csv"),
+    "ragged": ("?name=x", {"files": {"file": ("x.csv", b"a,b\n1,2\n3,4,5\n")}}, 400,
+               "ragged_rows"),
+    "not_utf8": ("?name=x", {"files": {"file": ("x.csv", b"a,b\n1,caf\xe9\n")}}, 400,
+                 "not_utf8"),
+    "missing_name": ("", {"files": {"file": ("x.csv", b"a\n1\n")}}, 400, "missing_name"),
+    "invalid_name": ("?name=1-bad", {"files": {"file": ("x.csv", b"a\n1\n")}}, 400,
+                     "invalid_dataset_name"),
+    "no_file_field": ("?name=x", {"files": {"other": ("x.csv", b"a\n1\n")}}, 400,
+                      "missing_file"),
+    "no_body": ("?name=x", {}, 400, "missing_file"),
+    "json_body": ("?name=x", {"json": {"a": 1}}, 415, "unsupported_upload"),
+    "too_large": ("?name=x", {"content": b"a\n" + b"1\n" * 600,
+                              "headers": {"content-type": "text/csv"}}, 413, "upload_too_large"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+async def test_bad_input_is_a_4xx_and_leaves_nothing(
+    settings: Settings, store: ObjectStore, case: str
+) -> None:
+    from lakehouse.app import create_app
+
+    settings.ingest.max_upload_bytes = 1000
+    query, kwargs, status, code = BAD_INPUTS[case]
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        response = await client.post(f"/v1/ingest{query}", **kwargs)
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code
+        if case == "ragged":
+            assert response.json()["error"]["details"]["line"] == 3
+        await assert_nothing_left(client, store, settings)
+
+
+async def test_ragged_row_past_the_sample_names_its_line(
+    local_settings: Settings,
+) -> None:
+    from lakehouse.app import create_app
+
+    local_settings.ingest.sample_rows = 10
+    rows = ['a,b\n'] + ['1,"x\ny"\n'] * 3000 + ["3,4,5\n"]
+    async with AsyncTestClient(app=create_app(local_settings)) as client:
+        response = await ingest(client, "late", "".join(rows).encode())
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "ragged_rows"
+        assert error["details"]["line"] == 6002
+        assert error["details"]["row"] == 3002
+        assert list(spool_dir(local_settings).iterdir()) == []
