@@ -63,8 +63,10 @@ class Catalog(Protocol):
     async def register(self, request: RegisterRequest) -> Registration:
         """Create or update a dataset, idempotent by name + schema fingerprint.
 
-        Raises ``InvalidDatasetName`` (400), ``SchemaConflict`` (409, details
-        hold both schemas) when the name exists with another fingerprint.
+        Raises ``InvalidDatasetName`` (400), ``InvalidRegistration`` (400, a
+        nonsensical request), ``MissingObjects`` (400, an object is not in
+        storage), ``SchemaConflict`` (409, details hold both schemas) when the
+        name exists with another fingerprint.
         On any failure the previous manifest stays intact.
         """
 

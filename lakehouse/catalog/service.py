@@ -40,6 +40,8 @@ _MANIFEST_SUFFIX = ".parquet"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # How many manifests load() fetches from storage at once.
 _LOAD_CONCURRENCY = 8
+# How many objects register() checks for existence at once.
+_HEAD_CONCURRENCY = 8
 _MAX_ROW_COUNT = 2**63 - 1  # stored as int64
 
 
@@ -233,9 +235,12 @@ class ManifestCatalog:
 
 
 async def _check_objects_exist(store: ObjectStore, keys: list[str]) -> None:
+    limit = asyncio.Semaphore(_HEAD_CONCURRENCY)
+
     async def missing(key: str) -> bool:
         try:
-            await store.head(key)
+            async with limit:
+                await store.head(key)
         except ObjectNotFound:
             return True
         return False
