@@ -1,0 +1,116 @@
+"""Ingest benchmark (not a test): HTTP ingest vs DuckDB's in-process COPY.
+
+    .venv/bin/python bench/ingest.py [--runs 5] [--compression zstd|snappy] [--skip-2m]
+
+Generates bench/out/workers_500k.csv (and workers_2m.csv) if missing, starts
+the real server (local backend, temp data dir), times `curl -F file=@...`
+(median of N) and, in the same run, DuckDB's
+`COPY (FROM read_csv(...)) TO ... (FORMAT parquet)` statement; prints both,
+the ratio, and the server's peak RSS growth (VmHWM - RSS at start) during
+ingest of the 500k and the 2M file (a fresh server for each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import duckdb  # noqa: E402  # after the path tweak so `lakehouse` imports from the repo
+
+from lakehouse.config import Settings  # noqa: E402
+from tests.support.servers import LakehouseServer  # noqa: E402
+
+OUT = REPO / "bench" / "out"
+MiB = 1024 * 1024
+
+
+def fixture(rows: int, name: str) -> Path:
+    path = OUT / name
+    if not path.exists():
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts/gen_workers.py"), "--rows", str(rows),
+             "--out", str(path), "--seed", "42"],
+            check=True,
+        )  # fmt: skip
+    return path
+
+
+def duckdb_copy(csv: Path, runs: int, workdir: Path) -> float:
+    con = duckdb.connect()
+    times = []
+    for i in range(runs):
+        target = workdir / f"duck_{i}.parquet"
+        started = time.perf_counter()
+        con.execute(f"COPY (FROM read_csv('{csv}')) TO '{target}' (FORMAT parquet)")
+        times.append(time.perf_counter() - started)
+        target.unlink()
+    return statistics.median(times)
+
+
+def curl_ingest(url: str, csv: Path, name: str) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-F", f"file=@{csv}",
+         f"{url}/v1/ingest?name={name}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    took = time.perf_counter() - started
+    if result.stdout.strip() != "200":
+        raise RuntimeError(f"ingest answered {result.stdout}: {result.stderr}")
+    return took
+
+
+def server_run(csv: Path, runs: int, compression: str | None) -> tuple[float, int]:
+    """(median seconds, peak RSS growth in bytes) on a fresh server."""
+    with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as tmp:
+        settings = Settings()
+        settings.storage.data_dir = str(Path(tmp) / "data")
+        settings.logging.level = "warning"
+        if compression:
+            settings.ingest.compression = compression  # type: ignore[assignment]
+        server = LakehouseServer(settings, Path(tmp)).start()
+        try:
+            baseline = server.peak_rss_bytes()
+            times = [curl_ingest(server.url, csv, "workers") for _ in range(runs)]
+            growth = server.peak_rss_bytes() - baseline
+        finally:
+            server.stop()
+    return statistics.median(times), growth
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compression", choices=["zstd", "snappy", "gzip", "none"])
+    parser.add_argument("--skip-2m", action="store_true")
+    args = parser.parse_args()
+
+    small = fixture(500_000, "workers_500k.csv")
+    with tempfile.TemporaryDirectory(prefix="duck-bench-") as tmp:
+        duck = duckdb_copy(small, args.runs, Path(tmp))
+    http, growth_500k = server_run(small, args.runs, args.compression)
+    size = small.stat().st_size / MiB
+    print(f"workers_500k.csv: {size:.1f} MiB, median of {args.runs}")
+    print(f"  DuckDB COPY (in-process, statement): {duck:.3f} s")
+    print(f"  HTTP ingest (curl -F):               {http:.3f} s")
+    print(f"  ratio HTTP / DuckDB:                 {http / duck:.2f}x  (target <= 1.3x)")
+    print(f"  server peak RSS growth, 500k:        {growth_500k / MiB:.0f} MiB  (target <= 300)")
+    if not args.skip_2m:
+        big = fixture(2_000_000, "workers_2m.csv")
+        http_2m, growth_2m = server_run(big, 1, args.compression)
+        print(f"  HTTP ingest 2M rows ({big.stat().st_size / MiB:.0f} MiB): {http_2m:.3f} s")
+        print(f"  server peak RSS growth, 2M:          {growth_2m / MiB:.0f} MiB  "
+              f"({growth_2m / max(growth_500k, 1):.2f}x the 500k peak; target within 10%)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
