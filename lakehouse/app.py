@@ -26,6 +26,7 @@ from lakehouse.config import Settings
 from lakehouse.http_errors import EXCEPTION_HANDLERS
 from lakehouse.ingest import IngestService
 from lakehouse.ingest import routes as ingest_routes
+from lakehouse.query import QueryService
 from lakehouse.query import routes as query_routes
 from lakehouse.request_id import request_id_middleware
 from lakehouse.storage import BucketRegistry, ObjectStore, open_registry
@@ -44,6 +45,7 @@ class Services:
     store: ObjectStore
     catalog: Catalog
     ingest: IngestService
+    query: QueryService
     buckets: BucketRegistry = field(default_factory=BucketRegistry)
     """Every named store; ``store`` is its ``primary``."""
 
@@ -51,9 +53,11 @@ class Services:
         """Start order: storage, then catalog (reads storage), then query (reads catalog)."""
         await self.store.start()
         await self.catalog.load()
+        await self.query.start()
 
     async def close(self) -> None:
         """Close in the reverse order of start."""
+        await self.query.close()
         await self.store.close()
 
 
@@ -72,6 +76,7 @@ def build_services(settings: Settings) -> Services:
         store=store,
         catalog=catalog,
         ingest=ingest,
+        query=QueryService(settings.query, settings.storage, secrets, store, catalog),
         buckets=buckets,
     )
 
@@ -128,6 +133,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "store": provide(services.store),
             "catalog": provide(services.catalog),
             "ingest_service": provide(services.ingest),
+            "query_service": provide(services.query),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

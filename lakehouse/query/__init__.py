@@ -1,1 +1,28 @@
 """Query: a DuckDB pool behind a sandboxed, read-only SQL API."""
+
+from lakehouse.query.encoders import ResultFormat
+from lakehouse.query.errors import (
+    ForbiddenStatement,
+    InvalidQuery,
+    QueryCancelled,
+    QueryFailed,
+    QueryTimeout,
+    SandboxViolation,
+    TableNotFound,
+    UnsupportedFormat,
+)
+from lakehouse.query.service import QueryResult, QueryService
+
+__all__ = [
+    "ForbiddenStatement",
+    "InvalidQuery",
+    "QueryCancelled",
+    "QueryFailed",
+    "QueryResult",
+    "QueryService",
+    "QueryTimeout",
+    "ResultFormat",
+    "SandboxViolation",
+    "TableNotFound",
+    "UnsupportedFormat",
+]

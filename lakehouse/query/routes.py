@@ -1,15 +1,118 @@
-"""HTTP routes of the query module (placeholder until its issue lands)."""
+"""HTTP routes of the query module: ``POST /sql`` and ``POST /v1/sql`` (one handler).
+
+Body ``{"sql": "...", "params": [...]}``. The format comes from ``?format=``
+or, failing that, the first ``Accept`` type we produce; JSON by default.
+``?timeout=`` (seconds) may lower the configured time limit. A client that
+disconnects while its query runs cancels it.
+"""
 
 from __future__ import annotations
 
-from litestar import Router, route
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-from lakehouse.errors import NotImplementedYet
+import msgspec
+from litestar import Request, Response, Router, post
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from litestar.response import Stream
+
+from lakehouse.errors import BadRequest
+from lakehouse.query.encoders import ACCEPT_TYPES, ResultFormat
+from lakehouse.query.errors import UnsupportedFormat
+from lakehouse.query.service import QueryResult, QueryService
 
 
-@route("/{path:path}", http_method=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
-async def not_yet(path: str) -> None:
-    raise NotImplementedYet("the query module is not implemented yet")
+class SqlRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of POST /sql."""
+
+    sql: str
+    """One read-only statement."""
+    params: list[Any] | dict[str, Any] | None = None
+    """Values bound to ``?`` / ``$1`` (a list) or ``$name`` (an object) parameters."""
 
 
-router = Router(path="/query", route_handlers=[not_yet])
+def choose_format(format_param: str | None, accept: str | None) -> ResultFormat:
+    """``?format=`` wins; else the first Accept type we produce; else JSON."""
+    if format_param:
+        try:
+            return ResultFormat(format_param.lower())
+        except ValueError:
+            known = ", ".join(f.value for f in ResultFormat)
+            raise UnsupportedFormat(
+                f"unknown format {format_param!r}; use one of {known}"
+            ) from None
+    if accept:
+        for item in accept.split(","):
+            media_type = item.split(";", 1)[0].strip().lower()
+            if media_type in ACCEPT_TYPES:
+                return ACCEPT_TYPES[media_type]
+    return ResultFormat.JSON
+
+
+async def _cancel_on_disconnect(request: Request[Any, Any, Any], task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` (the handler) when the client goes away before the answer."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            task.cancel()
+            return
+
+
+async def _chunks(result: QueryResult) -> AsyncIterator[bytes]:
+    assert result.rest is not None
+    try:
+        yield result.head
+        async for chunk in result.rest:
+            yield chunk
+    finally:
+        await result.rest.aclose()  # type: ignore[attr-defined]
+
+
+@post(
+    ["/sql", "/v1/sql"],
+    summary="Run one read-only SQL statement",
+    description=(
+        'Body: {"sql": "...", "params": [...]}. Every dataset is a view named after it. '
+        "Returns a JSON array of objects by default; ?format=ndjson|csv|arrow|parquet (or the "
+        "matching Accept type) for other encodings. Only SELECT/WITH/VALUES/DESCRIBE/SHOW/"
+        "EXPLAIN/SUMMARIZE run (403 otherwise); a query past its time limit answers 408."
+    ),
+    status_code=200,
+    tags=["query"],
+)
+async def run_sql(
+    request: Request[Any, Any, Any],
+    query_service: NamedDependency[QueryService],
+    format: Annotated[
+        str | None, QueryParameter(description="json, ndjson, csv, arrow or parquet")
+    ] = None,
+    timeout: Annotated[  # noqa: ASYNC109 - a query parameter, enforced by the service
+        float | None, QueryParameter(description="Seconds; may only lower the configured limit")
+    ] = None,
+) -> Response[bytes] | Stream:
+    body = await request.body()
+    try:
+        data = msgspec.json.decode(body, type=SqlRequest)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f'invalid request body: {exc}; expected {{"sql": "..."}}') from None
+    fmt = choose_format(format, request.headers.get("accept"))
+    if timeout is not None and timeout <= 0:
+        raise BadRequest("timeout must be a positive number of seconds")
+    handler_task = asyncio.current_task()
+    assert handler_task is not None
+    watcher = asyncio.create_task(_cancel_on_disconnect(request, handler_task))
+    try:
+        result = await query_service.execute(data.sql, data.params, fmt=fmt, timeout=timeout)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    if result.rest is None:
+        return Response(content=result.head, media_type=result.media_type)
+    return Stream(_chunks(result), media_type=result.media_type)
+
+
+router = Router(path="/", route_handlers=[run_sql])

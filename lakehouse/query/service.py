@@ -1,0 +1,327 @@
+"""QueryService: sandbox, fresh views, a pooled cursor, a time limit, streamed results.
+
+A query's life: ``ensure_fresh`` (one string comparison when nothing
+changed) -> borrow a cursor -> in a worker thread: parse and check the
+statement, execute, read Arrow batches and encode them -> hand back the
+first chunk, and an async iterator for the rest when the result is large.
+
+The time limit covers the whole run (execution and streaming): a timer on
+the event loop calls ``cursor.interrupt()``. Cancellation of the awaiting
+task (the client went away) interrupts too. Either way the cursor goes back
+to the pool only once the worker thread has let go of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import duckdb
+import pyarrow as pa
+
+from lakehouse.catalog import Catalog
+from lakehouse.config import QuerySettings, StorageSettings
+from lakehouse.errors import LakehouseError
+from lakehouse.query.encoders import MEDIA_TYPES, Encoder, ResultFormat, make_encoder
+from lakehouse.query.engine import CursorPool, Database
+from lakehouse.query.errors import QueryCancelled, QueryFailed, QueryTimeout, translate
+from lakehouse.query.sandbox import check_statement
+from lakehouse.query.views import ViewRegistrar
+from lakehouse.storage import ObjectStore
+from lakehouse.storage.secrets import SecretsProvider
+
+log = logging.getLogger("lakehouse.query")
+
+T = TypeVar("T")
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+BATCH_ROWS = 10_000
+"""Rows per Arrow batch read from DuckDB (and per Parquet row group of a result)."""
+CHUNK_BYTES = 1024 * 1024
+"""A worker step encodes batches until it has about this much to send."""
+
+
+class QueryResult:
+    """An answer being produced: ``head`` is ready; ``rest`` yields the remaining
+    chunks (None when ``head`` is the whole body)."""
+
+    def __init__(self, media_type: str, head: bytes, rest: AsyncIterator[bytes] | None) -> None:
+        self.media_type = media_type
+        self.head = head
+        self.rest = rest
+
+
+class _Run:
+    """One query on one borrowed cursor: its worker steps, its timer, its release."""
+
+    def __init__(
+        self,
+        service: QueryService,
+        cursor: duckdb.DuckDBPyConnection,
+        timeout: float,
+    ) -> None:
+        self._service = service
+        self._cursor = cursor
+        self._timeout = timeout
+        self._reason: str | None = None  # "timeout" once the timer fired
+        self._in_flight: asyncio.Future[Any] | None = None
+        self._released = False
+        self._reader: pa.RecordBatchReader | None = None
+        self._encoder: Encoder | None = None
+        self.done = False
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._timer = loop.call_later(timeout, self._on_timeout)
+
+    def _on_timeout(self) -> None:
+        self._reason = "timeout"
+        self._cursor.interrupt()
+
+    async def step(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in the query executor; translate what DuckDB raises."""
+        if self._reason == "timeout":
+            raise self._timeout_error()
+        future = self._loop.run_in_executor(self._service.executor, work)
+        self._in_flight = future
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The client went away: stop DuckDB; release once the thread lets go.
+            self._cursor.interrupt()
+            raise
+        except duckdb.InterruptException as exc:
+            raise self._interrupted() from exc
+        except duckdb.Error as exc:
+            if self._reason == "timeout":
+                raise self._timeout_error() from exc
+            raise translate(exc) from exc
+        except OSError as exc:  # an interrupted Arrow stream surfaces as OSError
+            if self._reason == "timeout":
+                raise self._timeout_error() from exc
+            raise QueryFailed(f"query failed: {exc}") from exc
+        finally:
+            if future.done():
+                self._in_flight = None
+
+    def _interrupted(self) -> LakehouseError:
+        if self._reason == "timeout":
+            return self._timeout_error()
+        return QueryCancelled("the query was cancelled")
+
+    def _timeout_error(self) -> QueryTimeout:
+        return QueryTimeout(
+            f"the query ran longer than its time limit of {self._timeout:g} s and was stopped",
+            details={"timeout_seconds": self._timeout},
+        )
+
+    # -- worker-thread side ------------------------------------------------------
+
+    def start(self, sql: str, params: Params, fmt: ResultFormat) -> bytes:
+        cursor = self._cursor
+        check_statement(cursor, sql)
+        cursor.execute(sql, params if params else None)
+        self._reader = cursor.to_arrow_reader(BATCH_ROWS)
+        self._encoder = make_encoder(fmt, self._reader.schema)
+        return self.produce()
+
+    def produce(self) -> bytes:
+        assert self._reader is not None
+        assert self._encoder is not None
+        out: list[bytes] = []
+        size = 0
+        while size < CHUNK_BYTES:
+            try:
+                batch = self._reader.read_next_batch()
+            except StopIteration:
+                out.append(self._encoder.finish())
+                self.done = True
+                break
+            chunk = self._encoder.encode(batch)
+            out.append(chunk)
+            size += len(chunk)
+        return b"".join(out)
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # -- event-loop side -----------------------------------------------------------
+
+    def stream(self) -> _RunStream:
+        """The remaining chunks; the cursor is released however the iteration ends."""
+        return _RunStream(self)
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def release(self) -> None:
+        """Give the cursor back, now or when the in-flight worker step finishes."""
+        if self._released:
+            return
+        self._released = True
+        self._timer.cancel()
+        future = self._in_flight
+        if future is not None and not future.done():
+            self._cursor.interrupt()
+            future.add_done_callback(lambda _: self._give_back())
+        else:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        try:
+            self._close_reader()
+        except Exception:  # closing a dead reader must not lose the cursor
+            log.debug("closing a result reader failed", exc_info=True)
+        self._service.pool.release(self._cursor)
+
+
+class _RunStream:
+    """Async iterator over a run's remaining chunks. Ending, failing, ``aclose()``
+    or being garbage-collected unstarted all release the cursor."""
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+
+    def __aiter__(self) -> _RunStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        run = self._run
+        if run.done:
+            run.release()
+            raise StopAsyncIteration
+        try:
+            return await run.step(run.produce)
+        except BaseException:
+            run.release()
+            raise
+
+    async def aclose(self) -> None:
+        self._run.release()
+
+    def __del__(self) -> None:
+        # A response that never started streaming (the client left first).
+        if not self._run.released:
+            self._run.release()
+
+
+class QueryService:
+    """Runs read-only SQL over the catalog's datasets (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: QuerySettings,
+        storage: StorageSettings,
+        secrets: SecretsProvider,
+        store: ObjectStore,
+        catalog: Catalog,
+    ) -> None:
+        self.settings = settings
+        self._storage = storage
+        self._secrets = secrets
+        self._store = store
+        self._catalog = catalog
+        # One thread per cursor, plus one for view refreshes: a query never waits for a thread.
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.pool_size + 1, thread_name_prefix="duckdb"
+        )
+        self._database: Database | None = None
+        self._pool: CursorPool | None = None
+        self._views: ViewRegistrar | None = None
+
+    def __repr__(self) -> str:
+        return f"QueryService(pool_size={self.settings.pool_size})"
+
+    @property
+    def pool(self) -> CursorPool:
+        if self._pool is None:
+            raise QueryFailed("the query service is not started")
+        return self._pool
+
+    @property
+    def views(self) -> ViewRegistrar:
+        if self._views is None:
+            raise QueryFailed("the query service is not started")
+        return self._views
+
+    async def start(self) -> None:
+        """Open and lock the database, fill the pool, create the views."""
+        loop = asyncio.get_running_loop()
+        root = self._store.duckdb_root
+        database = await loop.run_in_executor(
+            self.executor, Database, self.settings, self._storage, self._secrets, root
+        )
+        self._database = database
+        self._pool = CursorPool(database, self.settings.pool_size)
+        self._views = ViewRegistrar(
+            self._catalog, database.cursor(), self._store.duckdb_path, self.executor
+        )
+        await self._views.ensure_fresh()
+        log.info(
+            "query engine ready",
+            extra={"pool_size": self.settings.pool_size, "data_root": root},
+        )
+
+    async def close(self) -> None:
+        """Close the database; queries still running are interrupted."""
+        if self._database is not None:
+            self._database.connection.interrupt()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.close()
+        if self._database is not None:
+            self._database.close()
+        self._database = None
+
+    def timeout_for(self, requested: float | None) -> float:
+        """The time limit of a query: the configured one, or lower on request."""
+        limit = self.settings.timeout_seconds
+        if requested is not None and 0 < requested < limit:
+            return requested
+        return limit
+
+    async def execute(
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        fmt: ResultFormat = ResultFormat.JSON,
+        timeout: float | None = None,  # noqa: ASYNC109 - DuckDB's interrupt enforces it
+    ) -> QueryResult:
+        """Run one read-only statement and start encoding its result.
+
+        Raises ``InvalidQuery`` (400), ``ForbiddenStatement`` /
+        ``SandboxViolation`` (403), ``TableNotFound`` (404),
+        ``QueryTimeout`` (408), ``QueryFailed`` (500). Cancelling the caller
+        interrupts the query. When ``rest`` is not None the cursor stays
+        borrowed until it has been iterated to the end or closed.
+        """
+        started = time.perf_counter()
+        await self.views.ensure_fresh()
+        pool = self.pool
+        cursor = await pool.acquire()
+        try:
+            run = _Run(self, cursor, self.timeout_for(timeout))
+        except BaseException:
+            pool.release(cursor)
+            raise
+        try:
+            head = await run.step(lambda: run.start(sql, params, fmt))
+        except BaseException:
+            run.release()
+            raise
+        media_type = MEDIA_TYPES[fmt]
+        if run.done:
+            run.release()
+            log.debug(
+                "query answered",
+                extra={"ms": round((time.perf_counter() - started) * 1000, 2), "format": fmt},
+            )
+            return QueryResult(media_type, head, None)
+        return QueryResult(media_type, head, run.stream())
