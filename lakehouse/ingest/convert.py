@@ -46,7 +46,9 @@ class ConvertResult(msgspec.Struct):
 class ConvertOptions(msgspec.Struct):
     row_group_rows: int = 122_880
     compression: str = "zstd"
-    block_size: int = 4 * 1024 * 1024
+    # 1 MiB blocks: measured flatter peak RSS than 4 MiB (143 vs 178 MiB at 500k rows)
+    # and no slower on 2 cores (ADR 0009).
+    block_size: int = 1024 * 1024
     use_threads: bool = True
 
 
