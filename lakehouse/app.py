@@ -88,6 +88,7 @@ async def health(services: NamedDependency[Services]) -> dict[str, Any]:
         "service": "lakehouse",
         "version": __version__,
         "storage": _storage_health(services.settings),
+        "query": services.query.health(),
     }
 
 

@@ -279,6 +279,17 @@ class QueryService:
             self._database.close()
         self._database = None
 
+    def health(self) -> dict[str, Any]:
+        """Pool and view state for /health (no secrets, no SQL)."""
+        if self._pool is None or self._views is None:
+            return {"status": "stopped"}
+        return {
+            "status": "ok",
+            "pool_size": self._pool.size,
+            "idle_connections": self._pool.idle,
+            "views_version": self._views.version,
+        }
+
     def timeout_for(self, requested: float | None) -> float:
         """The time limit of a query: the configured one, or lower on request."""
         limit = self.settings.timeout_seconds
