@@ -53,7 +53,8 @@ def people(n: int, offset: int = 0) -> pa.Table:
             "score": pa.array([i / 4 for i in ids], pa.float64()),
             "born": pa.array([dt.date(2000, 1, 1) + dt.timedelta(days=i) for i in ids]),
             "seen": pa.array(
-                [dt.datetime(2024, 1, 1, 12, 0, i % 60, 500 * (i % 3)) for i in ids], pa.timestamp("us")
+                [dt.datetime(2024, 1, 1, 12, 0, i % 60, 500 * (i % 3)) for i in ids],
+                pa.timestamp("us"),
             ),
             "active": pa.array([i % 2 == 0 for i in ids]),
             "amount": pa.array([decimal.Decimal(i) / 100 for i in ids], pa.decimal128(10, 2)),
@@ -71,15 +72,21 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 # -- G0 ------------------------------------------------------------------------
 
 
-async def test_g0_count_and_il_group_by_match_duckdb_on_the_csv(
-    app: App, tmp_path: Path
-) -> None:
+@pytest.fixture
+def workers_csv(tmp_path: Path) -> Path:
     csv_path = tmp_path / "workers.csv"
     subprocess.run(
         [sys.executable, str(REPO / "scripts/gen_workers.py"), "--rows", "3000",
          "--out", str(csv_path), "--seed", "7"],
         check=True, capture_output=True,
     )  # fmt: skip
+    return csv_path
+
+
+async def test_g0_count_and_il_group_by_match_duckdb_on_the_csv(
+    app: App, workers_csv: Path
+) -> None:
+    csv_path = workers_csv
     ingested = await app.http.post(
         "/v1/ingest?name=workers",
         content=csv_path.read_bytes(),
@@ -291,8 +298,9 @@ async def test_the_sandbox_refuses_and_touches_nothing(
     assert TEST_SECRET_KEY not in health.text
 
     # Read statements other than SELECT do run.
-    for query in ("DESCRIBE people", "SHOW TABLES", "SUMMARIZE people", "EXPLAIN SELECT 1",
-                  "VALUES (1)", "WITH a AS (SELECT 1 AS x) SELECT * FROM a", "FROM people"):  # fmt: skip
+    reads = ["DESCRIBE people", "SHOW TABLES", "SUMMARIZE people", "EXPLAIN SELECT 1",
+             "VALUES (1)", "WITH a AS (SELECT 1 AS x) SELECT * FROM a", "FROM people"]  # fmt: skip
+    for query in reads:
         assert (await sql(app.http, query)).status_code == 200, query
 
 
@@ -315,4 +323,5 @@ async def test_a_slow_query_stops_at_the_time_limit_and_the_pool_recovers(
     assert pool.idle == pool.size
     # ?timeout= can only lower the configured limit.
     assert app.services.query.timeout_for(10_000) == app.services.query.settings.timeout_seconds
-    assert_error(await app.http.post("/sql?timeout=0", json={"sql": "SELECT 1"}), 400, "bad_request")
+    zero = await app.http.post("/sql?timeout=0", json={"sql": "SELECT 1"})
+    assert_error(zero, 400, "bad_request")
