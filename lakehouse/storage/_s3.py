@@ -112,9 +112,7 @@ class S3ObjectStore:
             )
         except BotoCoreError as exc:
             await stack.aclose()
-            raise StorageUnavailable(
-                f"cannot create the S3 client: {type(exc).__name__}"
-            ) from exc
+            raise StorageUnavailable(f"cannot create the S3 client: {type(exc).__name__}") from exc
         self._exit_stack = stack
         del credentials, client_args  # nothing keeps the secret but the client
         if self.create_bucket:
@@ -221,9 +219,7 @@ class S3ObjectStore:
         return await self.head(key)
 
     async def _start_multipart(self, key: str) -> _MultipartUpload:
-        created = await self._call(
-            "CreateMultipartUpload", key, Bucket=self.bucket, Key=key
-        )
+        created = await self._call("CreateMultipartUpload", key, Bucket=self.bucket, Key=key)
         return _MultipartUpload(self, key, created["UploadId"])
 
     async def put_file(self, key: str, path: Path) -> ObjectInfo:

@@ -1,11 +1,11 @@
 """Storage errors: both backends raise these, never OSError or botocore's.
 
-    InvalidKey (400)          the key is unsafe or malformed
-    ObjectNotFound (404)      no object under the key
-    KeyConflict (409)         local backend: the key's path collides with another object's
-    ObjectTooLarge (413)      more than the allowed bytes arrived
-    StorageBusy (503)         too many PUTs in flight (Retry-After)
-    StorageUnavailable (502)  the backend itself failed (disk, S3)
+InvalidKey (400)          the key is unsafe or malformed
+ObjectNotFound (404)      no object under the key
+KeyConflict (409)         local backend: the key's path collides with another object's
+ObjectTooLarge (413)      more than the allowed bytes arrived
+StorageBusy (503)         too many PUTs in flight (Retry-After)
+StorageUnavailable (502)  the backend itself failed (disk, S3)
 """
 
 from __future__ import annotations

@@ -26,9 +26,7 @@ def validate_key(key: str) -> str:
         raise InvalidKey("object key must be relative, not an absolute path")
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
-            raise InvalidKey(
-                f"object key {key!r} has an empty, '.' or '..' segment"
-            )
+            raise InvalidKey(f"object key {key!r} has an empty, '.' or '..' segment")
     return key
 
 

@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 from litestar import Request, Router, delete, get, put
 from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from lakehouse.config import Settings
@@ -33,7 +34,9 @@ _MOUNT = "/storage"
 _PUT_LIMIT_STATE = "lakehouse_storage_put_limit"
 
 
-def provide_put_limit(request: Request[Any, Any, Any], settings: Settings) -> ConcurrencyLimit:
+def provide_put_limit(
+    request: Request[Any, Any, Any], settings: NamedDependency[Settings]
+) -> ConcurrencyLimit:
     """The app's one PUT concurrency limit, created on first use."""
     state = request.app.state
     limit = state.get(_PUT_LIMIT_STATE)
@@ -88,7 +91,7 @@ def _too_large(max_bytes: int) -> ObjectTooLarge:
     status_code=200,
 )
 async def put_object(
-    key: str,
+    key: FromPath[str],
     request: Request[Any, Any, Any],
     store: NamedDependency[ObjectStore],
     settings: NamedDependency[Settings],
@@ -105,7 +108,7 @@ async def put_object(
 
 @get("/get/{key:path}", summary="Read an object (streamed)")
 async def get_object(
-    key: str, request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
+    key: FromPath[str], request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
 ) -> Stream:
     chunks = store.open_read(_object_key(request, "/get", key))
     # Read the first chunk before answering, so a missing key is a 404, not
@@ -118,13 +121,15 @@ async def get_object(
 
 
 @get("/list", summary="List objects by key prefix")
-async def list_objects(store: NamedDependency[ObjectStore], prefix: str = "") -> list[ObjectInfo]:
+async def list_objects(
+    store: NamedDependency[ObjectStore], prefix: FromQuery[str] = ""
+) -> list[ObjectInfo]:
     return await store.list(prefix)
 
 
 @delete("/delete/{key:path}", summary="Delete an object", status_code=204)
 async def delete_object(
-    key: str, request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
+    key: FromPath[str], request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
 ) -> None:
     await store.delete(_object_key(request, "/delete", key))
 

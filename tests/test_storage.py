@@ -1,0 +1,555 @@
+"""Storage behaviour suite: every test runs on both backends (local, S3 on moto).
+
+Three tiers: the ObjectStore itself (``store``), the app in-process
+(``client``), and the real ``lakehouse serve`` (``server``) where streaming,
+memory, concurrency and logs can only be observed on the real thing.
+"""
+
+# Tests inspect their own temp directories with plain pathlib calls; blocking
+# the test's event loop for that is harmless.
+# ruff: noqa: ASYNC240
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from aiobotocore.session import get_session
+from litestar.testing import AsyncTestClient
+
+from lakehouse.app import create_app
+from lakehouse.config import MiB, Settings
+from lakehouse.storage import (
+    KeyConflict,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectTooLarge,
+    StorageUnavailable,
+    UnknownBucket,
+    open_registry,
+    open_store,
+)
+from lakehouse.storage.secrets import default_secrets_provider
+from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
+from tests.support.servers import LakehouseServer
+from tests.support.storage_http import RawRequest, raw_request
+
+ENV_SECRET = "lakehouse-env-secret-value-never-shown-0002"
+ENV_ACCESS_KEY = "AKIAENVLAKEHOUSE0002"
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def new_store(settings: Settings) -> ObjectStore:
+    return open_store(settings.storage, default_secrets_provider(settings.secrets.file))
+
+
+async def leftovers(settings: Settings, prefix: str = "") -> list[str]:
+    """Everything a failed write could have left: files (temp files too) under
+    the local root, or objects and unfinished multipart uploads in the bucket."""
+    if settings.storage.backend == "local":
+        root = Path(settings.storage.data_dir)
+        return sorted(
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and p.relative_to(root).as_posix().startswith(prefix)
+        )
+    s3 = settings.storage.s3
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        region_name=s3.region,
+        aws_access_key_id=TEST_ACCESS_KEY,
+        aws_secret_access_key=TEST_SECRET_KEY,
+    ) as client:
+        objects = await client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+        uploads = await client.list_multipart_uploads(Bucket=s3.bucket, Prefix=prefix)
+    return sorted(
+        [item["Key"] for item in objects.get("Contents", [])]
+        + [f"upload:{item['Key']}" for item in uploads.get("Uploads", [])]
+    )
+
+
+def pattern(size: int, seed: int = 0, chunk: int = MiB) -> Iterator[bytes]:
+    """``size`` deterministic, non-repeating-per-chunk bytes, generated lazily."""
+    sent = 0
+    index = 0
+    while sent < size:
+        block = hashlib.sha256(f"{seed}:{index}".encode()).digest() * (chunk // 32 + 1)
+        piece = block[: min(chunk, size - sent)]
+        sent += len(piece)
+        index += 1
+        yield piece
+
+
+def digest(chunks: Iterator[bytes]) -> str:
+    sha = hashlib.sha256()
+    for chunk in chunks:
+        sha.update(chunk)
+    return sha.hexdigest()
+
+
+async def astream(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+def assert_error(response: Any, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+
+
+# -- the ObjectStore protocol ---------------------------------------------------
+
+
+async def test_store_round_trip_and_listing(store: ObjectStore) -> None:
+    info = await store.put("datasets/a/1.parquet", b"hello")
+    assert (info.key, info.size) == ("datasets/a/1.parquet", 5)
+    await store.put("datasets/a/2.parquet", astream(iter([b"wor", b"", b"ld!"])))
+    await store.put("datasets/b/1.parquet", b"x")
+    await store.put("_catalog/manifests/a.parquet", b"m")
+
+    assert await store.get("datasets/a/1.parquet") == b"hello"
+    assert b"".join([c async for c in store.open_read("datasets/a/2.parquet", 2)]) == b"world!"
+    head = await store.head("datasets/a/2.parquet")
+    assert head.size == 6
+    assert head.etag
+
+    listed = await store.list("datasets/a/")
+    assert [(i.key, i.size) for i in listed] == [
+        ("datasets/a/1.parquet", 5),
+        ("datasets/a/2.parquet", 6),
+    ]
+    assert [i.key for i in await store.list("datasets/")] == [
+        "datasets/a/1.parquet",
+        "datasets/a/2.parquet",
+        "datasets/b/1.parquet",
+    ]
+    assert len(await store.list()) == 4
+    assert await store.list("nothing/") == []
+
+    # Overwrite replaces the object and changes its etag.
+    replaced = await store.put("datasets/a/1.parquet", b"hello again")
+    assert replaced.size == 11
+    assert replaced.etag != info.etag
+    assert await store.get("datasets/a/1.parquet") == b"hello again"
+
+    await store.delete("datasets/a/1.parquet")
+    with pytest.raises(ObjectNotFound):
+        await store.get("datasets/a/1.parquet")
+    with pytest.raises(ObjectNotFound):
+        await store.head("datasets/a/1.parquet")
+    with pytest.raises(ObjectNotFound):
+        await store.delete("datasets/a/1.parquet")
+    await store.delete("datasets/a/1.parquet", missing_ok=True)
+    with pytest.raises(ObjectNotFound):
+        await anext(store.open_read("datasets/a/1.parquet"))
+    # A prefix is not an object.
+    with pytest.raises(ObjectNotFound):
+        await store.get("datasets/a")
+
+
+async def test_store_addresses_objects_for_duckdb(store: ObjectStore, settings: Settings) -> None:
+    path = store.duckdb_path("datasets/w/x.parquet")
+    assert path.startswith(store.duckdb_root)
+    if settings.storage.backend == "s3":
+        assert path == f"s3://{settings.storage.s3.bucket}/datasets/w/x.parquet"
+    else:
+        assert path == str(Path(settings.storage.data_dir).resolve() / "datasets/w/x.parquet")
+
+
+async def test_multipart_put_file_and_aborted_oversized_stream(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Objects larger than one part stream as several parts (S3) and come back
+    whole; a stream cut by the size cap leaves no object and no upload."""
+    settings.storage.s3.multipart_chunk_bytes = 5 * MiB
+    store = new_store(settings)
+    await store.start()
+    try:
+        source = tmp_path / "big.bin"
+        with source.open("wb") as out:
+            for chunk in pattern(11 * MiB + 123):
+                out.write(chunk)
+        info = await store.put_file("big/file.bin", source)
+        assert info.size == 11 * MiB + 123
+        got = hashlib.sha256()
+        async for chunk in store.open_read("big/file.bin"):
+            got.update(chunk)
+        assert got.hexdigest() == digest(pattern(11 * MiB + 123))
+
+        with pytest.raises(ObjectTooLarge):
+            await store.put("big/too.bin", astream(pattern(16 * MiB)), max_bytes=12 * MiB)
+        assert await leftovers(settings, "big/too") == []
+        # Exactly at the cap is fine.
+        at_cap = await store.put("big/cap.bin", astream(pattern(6 * MiB)), max_bytes=6 * MiB)
+        assert at_cap.size == 6 * MiB
+    finally:
+        await store.close()
+
+
+async def test_local_key_that_is_also_a_prefix_is_a_conflict(local_settings: Settings) -> None:
+    store = new_store(local_settings)
+    await store.start()
+    await store.put("a/b", b"1")
+    with pytest.raises(KeyConflict):
+        await store.put("a/b/c", b"2")
+    with pytest.raises(KeyConflict):
+        await store.put("a", b"3")
+    with pytest.raises(ObjectNotFound):
+        await store.delete("a")  # a directory, not an object
+    assert await leftovers(local_settings) == ["a/b"]
+
+
+async def test_s3_failures_become_storage_unavailable_without_secrets(
+    settings: Settings,
+) -> None:
+    if settings.storage.backend != "s3":
+        pytest.skip("S3 error translation")
+    settings.storage.s3.create_bucket = False
+    settings.storage.s3.bucket = "no-such-bucket-here"
+    store = new_store(settings)
+    await store.start()
+    try:
+        with pytest.raises(StorageUnavailable) as caught:
+            await store.put("x", b"1")
+        assert caught.value.status_code == 502
+        assert "NoSuchBucket" in caught.value.message
+        assert TEST_SECRET_KEY not in str(caught.value.details) + caught.value.message
+        assert caught.value.__cause__ is not None  # raised "from" the botocore error
+        with pytest.raises(StorageUnavailable):
+            await store.list()
+    finally:
+        await store.close()
+
+
+# -- HTTP, in process ---------------------------------------------------------------
+
+
+async def test_put_get_list_delete_over_http(client: AsyncTestClient[Any]) -> None:
+    body = bytes(range(256)) * 1000
+    put = await client.put("/storage/put/datasets/w/1.parquet", content=body)
+    assert put.status_code == 200, put.text
+    assert put.json()["key"] == "datasets/w/1.parquet"
+    assert put.json()["size"] == len(body)
+
+    got = await client.get("/storage/get/datasets/w/1.parquet")
+    assert got.status_code == 200
+    assert got.content == body
+
+    listed = await client.get("/storage/list", params={"prefix": "datasets/"})
+    assert listed.status_code == 200
+    [entry] = listed.json()
+    assert set(entry) == {"key", "size", "etag", "last_modified"}
+    assert (entry["key"], entry["size"]) == ("datasets/w/1.parquet", len(body))
+
+    empty = await client.put("/storage/put/empty", content=b"")
+    assert empty.status_code == 200
+    assert empty.json()["size"] == 0
+    assert (await client.get("/storage/get/empty")).content == b""
+
+    deleted = await client.delete("/storage/delete/datasets/w/1.parquet")
+    assert deleted.status_code == 204
+    assert_error(await client.get("/storage/get/datasets/w/1.parquet"), 404, "object_not_found")
+    missing = await client.delete("/storage/delete/datasets/w/1.parquet")
+    assert_error(missing, 404, "object_not_found")
+    assert (await client.get("/storage/list", params={"prefix": "datasets/"})).json() == []
+
+
+async def test_get_missing_is_404(client: AsyncTestClient[Any]) -> None:
+    assert_error(await client.get("/storage/get/no/such/key"), 404, "object_not_found")
+
+
+BAD_KEYS = [
+    "%2e%2e/x",
+    "%2E%2E%2Fx",
+    "a/%2e%2e/%2e%2e/x",
+    "%2Fetc%2Fpasswd",
+    "/etc/passwd",
+    "a//b",
+    "a%00b",
+    "a%5Cb",
+    "..%5Cx",
+    "a%0Ab",
+    "k" * 1025,
+    "%ff",
+]
+
+
+@pytest.mark.parametrize("raw_key", BAD_KEYS)
+async def test_invalid_keys_are_400_and_write_nothing(
+    settings: Settings, client: AsyncTestClient[Any], raw_key: str
+) -> None:
+    before = await leftovers(settings)
+    response = await client.put(f"/storage/put/{raw_key}", content=b"payload")
+    assert_error(response, 400, "invalid_key")
+    assert_error(await client.get(f"/storage/get/{raw_key}"), 400, "invalid_key")
+    assert_error(await client.delete(f"/storage/delete/{raw_key}"), 400, "invalid_key")
+    assert await leftovers(settings) == before
+    outside = Path(settings.storage.data_dir).parent
+    assert not (outside / "x").exists()
+    assert not (outside / "passwd").exists()
+
+
+async def test_invalid_list_prefix_is_400(client: AsyncTestClient[Any]) -> None:
+    response = await client.get("/storage/list", params={"prefix": "../"})
+    assert_error(response, 400, "invalid_key")
+
+
+async def test_symlink_out_of_the_root_is_refused(local_settings: Settings, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not yours")
+    root = Path(local_settings.storage.data_dir)
+    root.mkdir(parents=True)
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    async with AsyncTestClient(app=create_app(local_settings)) as client:
+        assert_error(await client.put("/storage/put/escape/x", content=b"1"), 400, "invalid_key")
+        assert_error(await client.get("/storage/get/escape/secret.txt"), 400, "invalid_key")
+        assert_error(await client.delete("/storage/delete/escape/secret.txt"), 400, "invalid_key")
+        listed = (await client.get("/storage/list")).json()
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert (outside / "secret.txt").read_text() == "not yours"
+    assert listed == []
+
+
+async def test_oversized_put_is_413_and_leaves_nothing(settings: Settings) -> None:
+    # (A body without Content-Length, cut off while streaming: see
+    # test_oversized_stream_is_cut_off_early on the real server.)
+    settings.storage.max_put_bytes = 1000
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        announced = await client.put("/storage/put/big/a", content=b"x" * 1001)
+        assert_error(announced, 413, "object_too_large")
+        ok = await client.put("/storage/put/big/c", content=b"x" * 1000)
+        assert ok.status_code == 200
+    assert await leftovers(settings, "big/") == ["big/c"]
+
+
+async def test_health_names_the_bucket_but_no_credentials(
+    client: AsyncTestClient[Any], settings: Settings
+) -> None:
+    body = (await client.get("/health")).json()
+    assert body["storage"]["backend"] == settings.storage.backend
+    if settings.storage.backend == "s3":
+        assert body["storage"]["bucket"] == settings.storage.s3.bucket
+    text = msgspec.json.encode(body).decode()
+    assert TEST_SECRET_KEY not in text
+    assert TEST_ACCESS_KEY not in text
+
+
+def test_registry_has_one_primary_store(settings: Settings) -> None:
+    secrets = default_secrets_provider(settings.secrets.file)
+    registry = open_registry(settings.storage, secrets)
+    assert registry.names() == ["primary"]
+    [info] = list(registry)
+    assert info.backend == settings.storage.backend
+    assert registry.get("primary") is registry.primary
+    with pytest.raises(UnknownBucket) as caught:
+        registry.get("other")
+    assert caught.value.status_code == 404
+    for shown in (repr(registry), repr(registry.primary), repr(secrets), repr(info)):
+        assert TEST_SECRET_KEY not in shown
+    credentials = secrets.s3_credentials()
+    if credentials is not None:
+        assert TEST_SECRET_KEY not in repr(credentials) + str(credentials)
+
+
+# -- the real server ------------------------------------------------------------------
+
+
+def vm_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
+def test_50_mib_put_streams_with_bounded_memory(server: LakehouseServer) -> None:
+    assert server.proc is not None
+    pid = server.proc.pid
+    size = 50 * MiB
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        # Warm up the code paths (imports, connection pool, one part buffer).
+        warm = http.put("/storage/put/warm/up", content=pattern(9 * MiB, seed=9))
+        assert warm.status_code == 200, warm.text
+        # Reset the peak-RSS counter so VmHWM measures this PUT alone.
+        # If that is not allowed, VmHWM includes start-up: the bound only gets stricter.
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        rss_before = vm_kib(pid, "VmRSS")
+        put = http.put("/storage/put/big/50mib.bin", content=pattern(size, seed=1))
+        assert put.status_code == 200, put.text
+        growth = (vm_kib(pid, "VmHWM") - rss_before) * 1024
+        assert put.json()["size"] == size
+
+        got = hashlib.sha256()
+        with http.stream("GET", "/storage/get/big/50mib.bin") as response:
+            assert response.status_code == 200
+            for chunk in response.iter_bytes():
+                got.update(chunk)
+        assert got.hexdigest() == digest(pattern(size, seed=1))
+        listed = http.get("/storage/list", params={"prefix": "big/"}).json()
+        assert [(e["key"], e["size"]) for e in listed] == [("big/50mib.bin", size)]
+    print(f"server RSS growth during a 50 MiB PUT: {growth / MiB:.1f} MiB")
+    assert growth < 25 * MiB, f"RSS grew {growth / MiB:.1f} MiB during a 50 MiB PUT"
+
+
+async def test_fifth_concurrent_put_is_503_with_retry_after(server: LakehouseServer) -> None:
+    """Five PUTs whose bodies stay open: four hold the slots, the fifth is
+    refused at once, before its body is complete; the four then finish."""
+    headers = {"Transfer-Encoding": "chunked", "Content-Type": "application/octet-stream"}
+    requests = [
+        await RawRequest.open(server.url, "PUT", f"/storage/put/slow/{i}".encode(), headers)
+        for i in range(5)
+    ]
+    try:
+        for request in requests:
+            await request.send_chunk(b"0123456789")
+        answers = {asyncio.ensure_future(r.response()): r for r in requests}
+        # The refused one answers without waiting for its body; the others cannot
+        # answer before we finish their bodies. (The timeout only guards a hang.)
+        done, pending = await asyncio.wait(answers, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1, "no PUT was refused while five were in flight"
+        [refused] = [task.result() for task in done]
+        assert refused.status == 503, refused
+        assert refused.headers["retry-after"] == "5"
+        assert msgspec.json.decode(refused.body)["error"]["code"] == "storage_busy"
+        assert len(pending) == 4
+        for task in pending:
+            await answers[task].send_chunk(b"")
+        finished = await asyncio.wait_for(asyncio.gather(*pending), timeout=60)
+        assert [answer.status for answer in finished] == [200] * 4
+    finally:
+        for request in requests:
+            await request.close()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        listed = (await http.get("/storage/list", params={"prefix": "slow/"})).json()
+        assert len(listed) == 4
+        assert all(entry["size"] == 10 for entry in listed)
+        # The slots were released: the next PUT goes through.
+        assert (await http.put("/storage/put/slow/after", content=b"1")).status_code == 200
+
+
+async def test_oversized_stream_is_cut_off_early(settings: Settings, tmp_path: Path) -> None:
+    """The 413 arrives while the client is still sending: the server does not
+    read the whole body to find out it is too large."""
+    settings.storage.max_put_bytes = 1 * MiB
+    server = LakehouseServer(settings, tmp_path).start()
+    try:
+        request = await RawRequest.open(
+            server.url, "PUT", b"/storage/put/cut/off", {"Transfer-Encoding": "chunked"}
+        )
+        try:
+            for _ in range(17):  # 1 MiB + 64 KiB, and no final chunk
+                await request.send_chunk(b"z" * (64 * 1024))
+            answer = await asyncio.wait_for(request.response(), timeout=60)
+        finally:
+            await request.close()
+        assert answer.status == 413
+        assert msgspec.json.decode(answer.body)["error"]["code"] == "object_too_large"
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/storage/list", params={"prefix": "cut/"})).json() == []
+        assert await leftovers(settings, "cut/") == []
+    finally:
+        server.stop()
+
+
+TRAVERSALS = [
+    b"/storage/put/../x",
+    b"/storage/put/a/../../x",
+    b"/storage/put/../../../../tmp/x",
+    b"/storage/put/%2e%2e/x",
+    b"/storage/put/.%2e/%2e./x",
+    b"/storage/put//etc/x",
+    b"/storage/put/a/./x",
+    b"/storage/put/a%00x",
+    b"/storage/put/a%5C..%5Cx",
+]
+
+
+async def test_raw_traversal_requests_against_the_real_server(
+    server: LakehouseServer, settings: Settings, tmp_path: Path
+) -> None:
+    """Exact request lines (no client-side ``..`` normalisation) are refused
+    and nothing lands anywhere."""
+    before_outside = {p for p in tmp_path.rglob("*") if "data" not in p.parts}
+    for raw_path in TRAVERSALS:
+        answer = await raw_request(server.url, "PUT", raw_path, b"evil")
+        # Either our 400, or a 404 when the path no longer reaches the storage
+        # route at all; never a write.
+        assert answer.status in (400, 404), (raw_path, answer)
+        if answer.status == 400:
+            assert msgspec.json.decode(answer.body)["error"]["code"] == "invalid_key"
+    after_outside = {p for p in tmp_path.rglob("*") if "data" not in p.parts}
+    assert after_outside - before_outside <= {tmp_path / "server.log"}
+    assert await leftovers(settings) == []
+
+
+async def test_secrets_never_reach_logs_or_responses(settings: Settings, tmp_path: Path) -> None:
+    """The file secret (S3 backend) and an environment secret are in use or in
+    reach of the process, yet appear in no response, no log line."""
+    server = LakehouseServer(
+        settings,
+        tmp_path,
+        env={"AWS_ACCESS_KEY_ID": ENV_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ENV_SECRET},
+    )
+    settings.storage.max_put_bytes = 64
+    server.start()
+    bodies: list[bytes] = []
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            for method, url, content in [
+                ("GET", "/health", None),
+                ("PUT", "/storage/put/s/a", b"hello"),
+                ("GET", "/storage/get/s/a", None),
+                ("GET", "/storage/list", None),
+                ("GET", "/storage/get/s/missing", None),
+                ("PUT", "/storage/put/%2e%2e/x", b"x"),
+                ("PUT", "/storage/put/s/big", b"y" * 65),
+                ("DELETE", "/storage/delete/s/a", None),
+                ("GET", "/docs/openapi.json", None),
+            ]:
+                response = await http.request(method, url, content=content)
+                assert response.status_code < 500, (url, response.text)
+                bodies.append(response.content + str(response.headers).encode())
+    finally:
+        server.stop()
+    logs = server.logs()
+    assert "storage_backend" in logs  # the log was captured at all
+    for secret in (TEST_SECRET_KEY, ENV_SECRET):
+        assert secret not in logs
+        assert all(secret.encode() not in body for body in bodies)
+
+
+async def test_s3_credentials_from_the_environment(settings: Settings, tmp_path: Path) -> None:
+    """No secrets file: the standard AWS variables are used, and never shown."""
+    if settings.storage.backend != "s3":
+        pytest.skip("credentials are only used by the S3 backend")
+    os.remove(settings.secrets.file)
+    server = LakehouseServer(
+        settings,
+        tmp_path,
+        env={"AWS_ACCESS_KEY_ID": ENV_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": ENV_SECRET},
+    ).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            put = await http.put("/storage/put/env/a", content=b"via env")
+            assert put.status_code == 200, put.text
+            got = await http.get("/storage/get/env/a")
+            assert got.content == b"via env"
+            health = await http.get("/health")
+            assert ENV_SECRET not in health.text + put.text
+    finally:
+        server.stop()
+    assert ENV_SECRET not in server.logs()
