@@ -19,6 +19,8 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 
 from lakehouse import __version__
+from lakehouse.admin import routes as admin_routes
+from lakehouse.admin import sweep_orphans
 from lakehouse.auth import bearer_auth
 from lakehouse.catalog import Catalog, ManifestCatalog
 from lakehouse.catalog import routes as catalog_routes
@@ -53,6 +55,10 @@ class Services:
         """Start order: storage, then catalog (reads storage), then query (reads catalog)."""
         await self.store.start()
         await self.catalog.load()
+        # Leftovers of a crash (an object written but never registered) go at start-up.
+        await sweep_orphans(
+            self.store, self.catalog, self.settings.catalog.orphan_grace_seconds
+        )
         await self.query.start()
 
     async def close(self) -> None:
@@ -127,6 +133,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             catalog_routes.router,
             ingest_routes.router,
             query_routes.router,
+            admin_routes.router,
         ],
         dependencies={
             "services": provide(services),

@@ -112,7 +112,7 @@ async def _serve(settings: Settings) -> int:
         log_level=LogLevels.warning,
         backlog=1024,
     )
-    server.workers_kill_timeout = settings.server.shutdown_timeout_seconds
+    server.workers_kill_timeout = int(settings.server.shutdown_timeout_seconds)
 
     loop = asyncio.get_running_loop()
     stopping = False
@@ -122,7 +122,7 @@ async def _serve(settings: Settings) -> int:
         if not stopping:
             stopping = True
             log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-            server.stop()
+            server.stop()  # type: ignore[no-untyped-call]  # granian's embed API is untyped
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop, signum)

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp
 
 from lakehouse.logs import request_id_var
 
@@ -26,19 +26,17 @@ class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         supplied = dict(scope["headers"]).get(HEADER, b"")
-        request_id = (
-            supplied.decode() if _VALID_ID.match(supplied) else uuid.uuid4().hex
-        )
+        request_id = supplied.decode() if _VALID_ID.match(supplied) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 0
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_id(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -70,4 +68,4 @@ class RequestIdMiddleware:
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
     middleware: Any = RequestIdMiddleware(app)
-    return middleware  # type: ignore[no-any-return]
+    return middleware  # type: ignore[no-any-return]  # an ASGI callable, typed loosely

@@ -34,7 +34,8 @@ async def test_health_needs_no_token(auth_client: AsyncTestClient) -> None:  # t
     [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": "Basic x"}],
 )
 async def test_other_routes_need_the_token(
-    auth_client: AsyncTestClient, headers: dict[str, str]  # type: ignore[type-arg]
+    auth_client: AsyncTestClient,
+    headers: dict[str, str],  # type: ignore[type-arg]
 ) -> None:
     for method, path in [("GET", "/storage/list"), ("POST", "/sql"), ("GET", "/docs/openapi.json")]:
         response = await auth_client.request(method, path, headers=headers)
@@ -74,13 +75,22 @@ def test_refuses_non_loopback_without_token(tmp_path: Path) -> None:
         timeout=20,
     )
     assert result.returncode != 0
-    assert "auth token" in result.stderr and "--insecure" in result.stderr
+    assert "auth token" in result.stderr
+    assert "--insecure" in result.stderr
 
 
 def test_insecure_flag_allows_non_loopback(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [str(VENV_BIN / "lakehouse"), "serve", "--host", "0.0.0.0", "--port", str(port), "--insecure"],
+        [
+            str(VENV_BIN / "lakehouse"),
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--insecure",
+        ],
         cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin"},
         stdout=subprocess.DEVNULL,

@@ -84,8 +84,8 @@ def test_env_config_path_and_overrides(tmp_path: Path) -> None:
     ("toml", "named"),
     [
         ("[server]\nprot = 1\n", "prot"),
-        ("[server]\nport = \"abc\"\n", "$.server.port"),
-        ("[storage]\nbackend = \"ftp\"\n", "$.storage.backend"),
+        ('[server]\nport = "abc"\n', "$.server.port"),
+        ('[storage]\nbackend = "ftp"\n', "$.storage.backend"),
         ("[nonsense]\nx = 1\n", "nonsense"),
     ],
 )
@@ -120,9 +120,7 @@ def test_every_setting_is_documented_in_sample_config() -> None:
 # -- the real server ---------------------------------------------------------
 
 
-def test_real_server_health_and_graceful_sigterm(
-    local_settings: Settings, tmp_path: Path
-) -> None:
+def test_real_server_health_and_graceful_sigterm(local_settings: Settings, tmp_path: Path) -> None:
     server = LakehouseServer(local_settings, tmp_path).start()
     try:
         response = httpx.get(f"{server.url}/health", headers={"X-Request-ID": "probe-1"})
@@ -136,7 +134,8 @@ def test_real_server_health_and_graceful_sigterm(
     logs = [msgspec.json.decode(line) for line in server.logs().splitlines() if line]
     assert any(entry["msg"] == "shutting down" for entry in logs)
     health_lines = [e for e in logs if e.get("path") == "/health"]
-    assert health_lines and all(e["level"] == "debug" for e in health_lines)
+    assert health_lines
+    assert all(e["level"] == "debug" for e in health_lines)
     assert any(e.get("request_id") == "probe-1" for e in health_lines)
 
 
@@ -164,9 +163,7 @@ def test_port_in_use_exits_fast_naming_the_port(tmp_path: Path) -> None:
         holder.bind(("127.0.0.1", port))
         holder.listen()
         started = time.monotonic()
-        result = run_cli(
-            "serve", "--port", str(port), cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}
-        )
+        result = run_cli("serve", "--port", str(port), cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
         elapsed = time.monotonic() - started
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in result.stderr
@@ -180,7 +177,8 @@ def test_port_in_use_exits_fast_naming_the_port(tmp_path: Path) -> None:
 def assert_error_shape(body: Any, code: str) -> None:
     assert set(body) == {"error"}
     assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
 
 
 async def test_unknown_route_is_json_404(local_settings: Settings) -> None:

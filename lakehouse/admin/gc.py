@@ -1,0 +1,77 @@
+"""The orphan sweep: delete dataset objects that no manifest references.
+
+Orphans are left by a crash between writing an object and registering it,
+or between a re-ingest's register and its delete of the replaced object
+(the two-phase write of ADR 0010). Only objects older than the grace period
+are removed, so an ingest whose object is written but not yet registered is
+never touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import msgspec
+
+from lakehouse.catalog import Catalog
+from lakehouse.storage import ObjectStore
+
+log = logging.getLogger("lakehouse.admin.gc")
+
+DATASETS_PREFIX = "datasets/"
+
+
+class SweepReport(msgspec.Struct, frozen=True):
+    """What one sweep saw and did."""
+
+    scanned: int
+    """Objects under datasets/."""
+    referenced: int
+    """Of those, objects some manifest references."""
+    removed: list[str]
+    """Orphans deleted (older than the grace period)."""
+    kept_young: list[str]
+    """Orphans kept because they are younger than the grace period."""
+    grace_seconds: int
+
+
+async def sweep_orphans(
+    store: ObjectStore, catalog: Catalog, grace_seconds: int, now: dt.datetime | None = None
+) -> SweepReport:
+    now = now or dt.datetime.now(dt.UTC)
+    grace = dt.timedelta(seconds=grace_seconds)
+    objects = await store.list(DATASETS_PREFIX)
+    referenced = await _referenced_keys(catalog)
+    candidates = [
+        info for info in objects if info.key not in referenced and now - info.last_modified >= grace
+    ]
+    kept_young = [
+        info.key
+        for info in objects
+        if info.key not in referenced and now - info.last_modified < grace
+    ]
+    # Read the catalog once more just before deleting: a register that landed
+    # meanwhile (of an object older than the grace period) keeps its object.
+    if candidates:
+        referenced = await _referenced_keys(catalog)
+    removed = []
+    for info in candidates:
+        if info.key in referenced:
+            continue
+        await store.delete(info.key, missing_ok=True)
+        removed.append(info.key)
+    report = SweepReport(
+        scanned=len(objects),
+        referenced=sum(1 for info in objects if info.key in referenced),
+        removed=removed,
+        kept_young=kept_young,
+        grace_seconds=grace_seconds,
+    )
+    if removed:
+        log.info("orphan sweep removed %d object(s)", len(removed), extra={"removed": removed})
+    return report
+
+
+async def _referenced_keys(catalog: Catalog) -> set[str]:
+    return {key for manifest in await catalog.list() for key in manifest.objects}
