@@ -45,17 +45,19 @@ async def test_200k_rows_match_duckdb_on_the_csv(
     server: LakehouseServer, store: ObjectStore, workers_200k: Path, tmp_path: Path
 ) -> None:
     with workers_200k.open("rb") as handle:
-        response = httpx.post(
-            f"{server.url}/v1/ingest?name=workers_200k",
-            files={"file": ("workers_200k.csv", handle, "text/csv")},
-            timeout=120,
-        )
+        async with httpx.AsyncClient(timeout=120) as http:
+            response = await http.post(
+                f"{server.url}/v1/ingest?name=workers_200k",
+                files={"file": ("workers_200k.csv", handle, "text/csv")},
+            )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["row_count"] == 200_000
     types = {c["name"]: c["type"] for c in body["schema"]}
-    assert types["zip"] == "VARCHAR" and types["hired_on"] == "DATE"
-    assert types["last_shift_at"] == "TIMESTAMP" and types["is_active"] == "BOOLEAN"
+    assert types["zip"] == "VARCHAR"
+    assert types["hired_on"] == "DATE"
+    assert types["last_shift_at"] == "TIMESTAMP"
+    assert types["is_active"] == "BOOLEAN"
     [key] = body["objects"]
     assert key.startswith("datasets/workers_200k/")
 
@@ -71,7 +73,8 @@ async def test_200k_rows_match_duckdb_on_the_csv(
     # Quoted notes with embedded newlines survived byte for byte.
     notes = "SELECT count(*) FROM {source} WHERE notes LIKE '%\n%'"
     newline_notes = con.execute(notes.format(source=pq_source)).fetchone()
-    assert newline_notes is not None and newline_notes[0] > 0
+    assert newline_notes is not None
+    assert newline_notes[0] > 0
     assert newline_notes == con.execute(notes.format(source=csv_source)).fetchone()
 
 
