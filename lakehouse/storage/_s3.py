@@ -51,6 +51,7 @@ class S3ObjectStore:
         path_style: ``http://host/bucket/key`` addressing, which MinIO expects.
         create_bucket: create the bucket in ``start()`` when it is missing.
         part_bytes: size of multipart upload parts (at least 5 MiB).
+        list_page_size: keys per ListObjectsV2 page (S3's maximum is 1000).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class S3ObjectStore:
         path_style: bool = True,
         create_bucket: bool = False,
         part_bytes: int = 8 * 1024 * 1024,
+        list_page_size: int = 1000,
     ) -> None:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
@@ -70,6 +72,7 @@ class S3ObjectStore:
         self.path_style = path_style
         self.create_bucket = create_bucket
         self.part_bytes = max(part_bytes, MIN_PART_BYTES)
+        self.list_page_size = list_page_size
         self._secrets = secrets
         self._client: Any = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
@@ -273,7 +276,11 @@ class S3ObjectStore:
         found: list[ObjectInfo] = []
         paginator = self._s3.get_paginator("list_objects_v2")
         try:
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            async for page in paginator.paginate(
+                Bucket=self.bucket,
+                Prefix=prefix,
+                PaginationConfig={"PageSize": self.list_page_size},
+            ):
                 for item in page.get("Contents", []):
                     found.append(
                         ObjectInfo(
