@@ -59,6 +59,7 @@ class Services:
         await sweep_orphans(
             self.store, self.catalog, self.settings.catalog.orphan_grace_seconds
         )
+        await self.ingest.start()
         await self.query.start()
 
     async def close(self) -> None:

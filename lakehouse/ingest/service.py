@@ -100,6 +100,25 @@ class IngestService:
             ),
         )
 
+    async def start(self) -> None:
+        """Remove spool files a crashed run left behind.
+
+        Called once at start-up, before any request is served, so no ingest
+        of this process can own them.
+        """
+
+        def clean() -> int:
+            if not self.spool_dir.is_dir():
+                return 0
+            stale = [p for p in self.spool_dir.iterdir() if p.name.startswith(TMP_PREFIX)]
+            for path in stale:
+                path.unlink(missing_ok=True)
+            return len(stale)
+
+        removed = await asyncio.to_thread(clean)
+        if removed:
+            log.info("removed %d stale spool file(s)", removed, extra={"dir": str(self.spool_dir)})
+
     async def ingest(
         self, name: str | None, upload: Upload, types: str | None = None
     ) -> IngestResult:
