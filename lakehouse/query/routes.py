@@ -24,6 +24,9 @@ from lakehouse.query.encoders import ACCEPT_TYPES, ResultFormat
 from lakehouse.query.errors import UnsupportedFormat
 from lakehouse.query.service import QueryResult, QueryService
 
+WATCH_AFTER_SECONDS = 0.05
+"""A query still running after this long gets a task that cancels it if the client leaves."""
+
 
 class SqlRequest(msgspec.Struct, forbid_unknown_fields=True):
     """The body of POST /sql."""
@@ -103,13 +106,22 @@ async def run_sql(
         raise BadRequest("timeout must be a positive number of seconds")
     handler_task = asyncio.current_task()
     assert handler_task is not None
-    watcher = asyncio.create_task(_cancel_on_disconnect(request, handler_task))
+    # Most queries answer in a few ms: watch for a disconnect only once one is slow
+    # (a task per request costs more than the query itself for count(*)).
+    watchers: list[asyncio.Task[None]] = []
+
+    def watch() -> None:
+        watchers.append(asyncio.create_task(_cancel_on_disconnect(request, handler_task)))
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, watch)
     try:
         result = await query_service.execute(data.sql, data.params, fmt=fmt, timeout=timeout)
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        timer.cancel()
+        for watcher in watchers:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     if result.rest is None:
         return Response(content=result.head, media_type=result.media_type)
     return Stream(_chunks(result), media_type=result.media_type)

@@ -1,0 +1,194 @@
+"""Query benchmark (not a test): SQL over HTTP vs the same query in-process in DuckDB.
+
+    .venv/bin/python bench/query.py [--requests 100] [--seconds 3]
+
+Generates bench/out/workers_500k.csv if missing, starts the real server
+(local backend, temp data dir), ingests it over HTTP as ``workers_500k``,
+then for each query prints:
+
+- HTTP: median and p99 of N sequential requests on one keep-alive connection
+  (``http.client``, JSON response read in full);
+- in-process: the same query in DuckDB on the same Parquet objects, fetched
+  to Python and JSON-encoded the plain way (list of dicts through msgspec);
+- their ratio and the absolute overhead (HTTP median - in-process median);
+
+and requests/s for ``count(*)`` at 8 concurrent clients (8 processes, one
+keep-alive connection each). Client and server share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import duckdb  # noqa: E402  # after the path tweak so `lakehouse` imports from the repo
+import msgspec  # noqa: E402
+
+from lakehouse.config import Settings  # noqa: E402
+from tests.support.servers import LakehouseServer  # noqa: E402
+
+OUT = REPO / "bench" / "out"
+NAME = "workers_500k"
+QUERIES = {
+    "SELECT 1": "SELECT 1",
+    "count(*)": f"SELECT count(*) FROM {NAME}",
+    "IL group-by": f"SELECT role, count(*) FROM {NAME} WHERE state='IL' GROUP BY role",
+    "1,000 rows": f"SELECT * FROM {NAME} LIMIT 1000",
+    "10,000 rows": f"SELECT * FROM {NAME} LIMIT 10000",
+}
+
+
+def fixture() -> Path:
+    path = OUT / f"{NAME}.csv"
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts/gen_workers.py"), "--rows", "500000",
+             "--out", str(path), "--seed", "42"],
+            check=True,
+        )  # fmt: skip
+    return path
+
+
+def stats(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p99
+
+
+class Http:
+    """One keep-alive connection."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port)
+
+    def post_sql(self, sql: str) -> bytes:
+        body = json.dumps({"sql": sql}).encode()
+        self.conn.request("POST", "/v1/sql", body, {"Content-Type": "application/json"})
+        response = self.conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {data[:300]!r}")
+        return data
+
+
+def timed(fn: Callable[[], object], n: int) -> list[float]:
+    for _ in range(5):  # warm-up
+        fn()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def in_process(con: duckdb.DuckDBPyConnection, sql: str) -> bytes:
+    """The plain way: fetch to Python, build a list of dicts, msgspec-encode."""
+    cursor = con.cursor()
+    cursor.execute(sql)
+    names = [d[0] for d in cursor.description or []]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return msgspec.json.encode(rows)
+
+
+def _client(url: str, sql: str, seconds: float, start_at: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    client = Http(url)
+    client.post_sql(sql)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    done = 0
+    deadline = start_at + seconds
+    while time.time() < deadline:
+        client.post_sql(sql)
+        done += 1
+    out.put(done)
+
+
+def throughput(url: str, sql: str, clients: int, seconds: float) -> float:
+    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    start_at = time.time() + 1.0
+    procs = [
+        multiprocessing.Process(target=_client, args=(url, sql, seconds, start_at, queue))
+        for _ in range(clients)
+    ]
+    for proc in procs:
+        proc.start()
+    total = sum(queue.get() for _ in procs)
+    for proc in procs:
+        proc.join()
+    return total / seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+
+    csv_path = fixture()
+    with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as tmp:
+        settings = Settings()
+        settings.storage.data_dir = str(Path(tmp) / "data")
+        settings.secrets.file = str(Path(tmp) / "none.toml")
+        settings.logging.level = "warning"
+        server = LakehouseServer(settings, Path(tmp)).start()
+        try:
+            result = subprocess.run(
+                ["curl", "-sS", "-f", "-H", "Content-Type: text/csv", "--data-binary",
+                 f"@{csv_path}", f"{server.url}/v1/ingest?name={NAME}"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            manifest = json.loads(result.stdout)
+            manifest = manifest.get("manifest", manifest)
+            paths = [str(Path(settings.storage.data_dir) / key) for key in manifest["objects"]]
+            con = duckdb.connect()
+            con.execute(f"CREATE VIEW {NAME} AS SELECT * FROM read_parquet({paths!r})")
+            client = Http(server.url)
+
+            print(f"query benchmark: {NAME} ({manifest['row_count']} rows), "
+                  f"{args.requests} sequential requests on one keep-alive connection")  # fmt: skip
+            header = (f"{'query':<13} {'HTTP med':>9} {'HTTP p99':>9} {'in-proc med':>12} "
+                      f"{'in-proc p99':>12} {'ratio':>6} {'overhead':>9}")  # fmt: skip
+            print(header)
+            print("-" * len(header))
+            for label, sql in QUERIES.items():
+                over_http = json.loads(client.post_sql(sql))
+                here = json.loads(in_process(con, sql))
+                # Same rows (LIMIT without ORDER BY may pick others: compare the count).
+                key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+                assert len(over_http) == len(here)
+                if len(here) < 1000:
+                    assert sorted(map(key, over_http)) == sorted(map(key, here)), label
+                http_med, http_p99 = stats(timed(lambda s=sql: client.post_sql(s), args.requests))
+                local_med, local_p99 = stats(timed(lambda s=sql: in_process(con, s), args.requests))
+                print(
+                    f"{label:<13} {http_med * 1e3:>7.2f}ms {http_p99 * 1e3:>7.2f}ms "
+                    f"{local_med * 1e3:>10.2f}ms {local_p99 * 1e3:>10.2f}ms "
+                    f"{http_med / local_med:>6.2f} {(http_med - local_med) * 1e3:>+7.2f}ms"
+                )
+            rps = throughput(server.url, QUERIES["count(*)"], args.clients, args.seconds)
+            print(f"count(*) at {args.clients} concurrent clients: {rps:,.0f} requests/s "
+                  f"({args.seconds:g} s)")  # fmt: skip
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
