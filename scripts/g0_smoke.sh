@@ -151,7 +151,7 @@ GROUP_SQL="SELECT role, count(*) FROM $NAME WHERE state='IL' GROUP BY role"
 
 sql() {  # sql "<query>" <outfile> -> prints seconds
   local body; body=$("$PY" -c 'import json,sys; print(json.dumps({"sql": sys.argv[1]}))' "$1")
-  curl -sS -o "$2" -w '%{http_code} %{time_total}' -H 'Content-Type: application/json' -d "$body" "$URL/v1/sql"
+  curl -sS -o "$2" -w '%{http_code} %{time_total}\n' -H 'Content-Type: application/json' -d "$body" "$URL/v1/sql"
 }
 
 check_queries() {  # $1: label
