@@ -139,6 +139,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--duckdb-threads", type=int, default=0, help="[query] threads")
+    parser.add_argument("--pool-size", type=int, default=4, help="[query] pool_size")
     args = parser.parse_args()
 
     csv_path = fixture()
@@ -147,6 +149,8 @@ def main() -> int:
         settings.storage.data_dir = str(Path(tmp) / "data")
         settings.secrets.file = str(Path(tmp) / "none.toml")
         settings.logging.level = "warning"
+        settings.query.threads = args.duckdb_threads
+        settings.query.pool_size = args.pool_size
         server = LakehouseServer(settings, Path(tmp)).start()
         try:
             result = subprocess.run(
