@@ -106,7 +106,9 @@ def in_process(con: duckdb.DuckDBPyConnection, sql: str) -> bytes:
     return msgspec.json.encode(rows)
 
 
-def _client(url: str, sql: str, seconds: float, start_at: float, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _client(
+    url: str, sql: str, seconds: float, start_at: float, out: multiprocessing.Queue  # type: ignore[type-arg]
+) -> None:
     client = Http(url)
     client.post_sql(sql)
     while time.time() < start_at:
