@@ -272,7 +272,8 @@ class QueryService:
         """Close the database; queries still running are interrupted."""
         if self._database is not None:
             self._database.connection.interrupt()
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        # Waiting for interrupted workers is blocking: not on the event loop.
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
         if self._pool is not None:
             self._pool.close()
         if self._database is not None:
