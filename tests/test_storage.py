@@ -39,8 +39,8 @@ from lakehouse.storage import (
     open_store,
 )
 from lakehouse.storage.secrets import default_secrets_provider
-from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
-from tests.support.servers import LakehouseServer
+from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, make_settings
+from tests.support.servers import LakehouseServer, MotoServer
 from tests.support.storage_http import RawRequest, raw_request
 
 ENV_SECRET = "lakehouse-env-secret-value-never-shown-0002"
@@ -48,6 +48,12 @@ ENV_ACCESS_KEY = "AKIAENVLAKEHOUSE0002"
 
 
 # -- helpers ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_settings(moto: MotoServer, tmp_path: Path) -> Settings:
+    """For the few tests about S3 itself (errors, credentials)."""
+    return make_settings("s3", tmp_path, moto)
 
 
 def new_store(settings: Settings) -> ObjectStore:
@@ -228,10 +234,9 @@ async def test_local_key_that_is_also_a_prefix_is_a_conflict(local_settings: Set
 
 
 async def test_s3_failures_become_storage_unavailable_without_secrets(
-    settings: Settings,
+    s3_settings: Settings,
 ) -> None:
-    if settings.storage.backend != "s3":
-        pytest.skip("S3 error translation")
+    settings = s3_settings
     settings.storage.s3.create_bucket = False
     settings.storage.s3.bucket = "no-such-bucket-here"
     store = new_store(settings)
@@ -480,6 +485,47 @@ async def test_oversized_stream_is_cut_off_early(settings: Settings, tmp_path: P
         server.stop()
 
 
+async def eventually(check: Any, what: str) -> None:
+    """Poll ``check()`` until it is true; the deadline only guards a hang."""
+    for _ in range(600):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_client_disconnect_mid_put_leaves_nothing(
+    server: LakehouseServer, settings: Settings
+) -> None:
+    """A client that goes away mid-upload leaves no object, no temp file and no
+    unfinished multipart upload (9 MiB: more than one S3 part was started)."""
+    request = await RawRequest.open(
+        server.url, "PUT", b"/storage/put/gone/x", {"Transfer-Encoding": "chunked"}
+    )
+    try:
+        for chunk in pattern(9 * MiB, chunk=256 * 1024):
+            await request.send_chunk(chunk)
+
+        async def in_progress() -> bool:
+            return bool(await leftovers(settings, "gone/"))
+
+        # The upload has visibly started: a temp file, or a multipart upload.
+        await eventually(in_progress, "the upload started")
+    finally:
+        await request.close()
+
+    async def cleaned_up() -> bool:
+        return await leftovers(settings, "gone/") == []
+
+    await eventually(cleaned_up, "the abandoned upload was removed")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/storage/get/gone/x")).status_code == 404
+        # The slot was given back: four PUTs can still be in flight, so one more works.
+        assert (await http.put("/storage/put/gone/y", content=b"1")).status_code == 200
+    # A client going away is not a server error.
+    assert '"level":"error"' not in server.logs()
+
+
 TRAVERSALS = [
     b"/storage/put/../x",
     b"/storage/put/a/../../x",
@@ -551,10 +597,9 @@ async def test_secrets_never_reach_logs_or_responses(settings: Settings, tmp_pat
         assert all(secret.encode() not in body for body in bodies)
 
 
-async def test_s3_credentials_from_the_environment(settings: Settings, tmp_path: Path) -> None:
+async def test_s3_credentials_from_the_environment(s3_settings: Settings, tmp_path: Path) -> None:
     """No secrets file: the standard AWS variables are used, and never shown."""
-    if settings.storage.backend != "s3":
-        pytest.skip("credentials are only used by the S3 backend")
+    settings = s3_settings
     os.remove(settings.secrets.file)
     server = LakehouseServer(
         settings,

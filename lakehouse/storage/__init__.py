@@ -15,6 +15,7 @@ from lakehouse.storage.errors import (
     ObjectTooLarge,
     StorageBusy,
     StorageUnavailable,
+    UploadIncomplete,
 )
 from lakehouse.storage.interface import ObjectInfo, ObjectStore
 from lakehouse.storage.keys import validate_key, validate_prefix
@@ -63,6 +64,7 @@ __all__ = [
     "StorageBusy",
     "StorageUnavailable",
     "UnknownBucket",
+    "UploadIncomplete",
     "open_registry",
     "open_store",
     "validate_key",
