@@ -13,7 +13,9 @@ from lakehouse.storage import InvalidKey, LocalObjectStore, validate_key
 
 # Pieces that path tricks are made of, plus arbitrary text.
 _SEGMENTS = st.one_of(
-    st.sampled_from(["..", ".", "", "a", "%2e%2e", "..\\x", "/", "~", "\x00", "C:", "\\", "é", " "]),
+    st.sampled_from(
+        ["..", ".", "", "a", "%2e%2e", "..\\x", "/", "~", "\x00", "C:", "\\", "é", " "]
+    ),
     st.text(min_size=0, max_size=12),
 )
 KEYS = st.lists(_SEGMENTS, min_size=1, max_size=8).map("/".join) | st.text(max_size=40)
@@ -23,7 +25,9 @@ def _files_under(directory: Path) -> set[Path]:
     return {Path(dirpath) / name for dirpath, _, names in os.walk(directory) for name in names}
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(key=KEYS)
 def test_no_key_escapes_the_root(tmp_path: Path, key: str) -> None:
     root = tmp_path / "root"
