@@ -7,6 +7,7 @@ imports Litestar, so domain code stays framework-free.
 
     LakehouseError (500 internal_error)
     ├── BadRequest (400 bad_request)
+    │   └── UploadIncomplete (400 upload_incomplete)
     ├── Unauthorized (401 unauthorized)
     ├── Forbidden (403 forbidden)
     ├── NotFound (404 not_found)
@@ -49,6 +50,12 @@ class LakehouseError(Exception):
 class BadRequest(LakehouseError):
     status_code = 400
     code = "bad_request"
+
+
+class UploadIncomplete(BadRequest):
+    """The client closed the connection mid-body; nothing was stored."""
+
+    code = "upload_incomplete"
 
 
 class Unauthorized(LakehouseError):

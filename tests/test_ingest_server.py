@@ -119,3 +119,37 @@ async def test_one_ingest_too_many_is_503_with_retry_after(
         assert done.status_code == 200, done.text
         assert done.json()["row_count"] == 2
     assert list(spool.iterdir()) == []
+
+
+async def test_client_disconnect_mid_ingest_is_not_a_server_error(
+    server: LakehouseServer, settings: Settings
+) -> None:
+    """A client that leaves mid-upload: no 500 logged, no dataset, no spool file."""
+    from tests.support.storage_http import RawRequest
+
+    request = await RawRequest.open(
+        server.url,
+        "POST",
+        b"/v1/ingest?name=gone",
+        {"Transfer-Encoding": "chunked", "Content-Type": "text/csv"},
+    )
+    spool = Path(settings.storage.data_dir) / "_tmp" / "ingest"
+    try:
+        await request.send_chunk(b"id,city\n" + b"1,Chicago\n" * 50_000)
+        for _ in range(200):  # until the server is visibly spooling the upload
+            if spool.is_dir() and any(spool.iterdir()):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await request.close()
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for _ in range(200):
+            if not (spool.is_dir() and any(spool.iterdir())):
+                break
+            await asyncio.sleep(0.01)
+        assert not spool.is_dir() or list(spool.iterdir()) == []
+        listing = (await http.get("/catalog/list")).json()
+        assert listing["datasets"] == []
+        ok = await http.post("/v1/ingest?name=after", content=b"a\n1\n")
+        assert ok.status_code == 200  # the ingest slot was given back
+    assert '"level":"error"' not in server.logs()

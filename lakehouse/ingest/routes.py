@@ -1,6 +1,6 @@
 """HTTP routes of the ingest module: ``POST /ingest`` and ``POST /v1/ingest``.
 
-The handler reads the body itself (``request.stream()``), so nothing is
+The handler reads the body itself (``request_body``, a stream), so nothing is
 buffered and Litestar's 10 MB ``request_max_body_size`` does not apply; the
 ingest service enforces ``ingest.max_upload_bytes`` while streaming.
 """
@@ -13,6 +13,7 @@ from litestar import Request, Router, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
 
+from lakehouse.http_body import request_body
 from lakehouse.ingest.errors import MissingFile, UnsupportedUpload
 from lakehouse.ingest.service import IngestService, Upload, result_body, validate_name
 
@@ -46,12 +47,12 @@ async def ingest(
     media_type, options = request.content_type
     if media_type == "multipart/form-data":
         upload = Upload(
-            kind="multipart", chunks=request.stream(), boundary=options.get("boundary", "")
+            kind="multipart", chunks=request_body(request), boundary=options.get("boundary", "")
         )
     elif media_type in RAW_TYPES:
         if not media_type and request.headers.get("content-length", "0") == "0":
             raise MissingFile("no CSV: send a multipart field 'file' or a text/csv body")
-        upload = Upload(kind="raw", chunks=request.stream())
+        upload = Upload(kind="raw", chunks=request_body(request))
     else:
         raise UnsupportedUpload(
             f"unsupported Content-Type {media_type!r}: use multipart/form-data "

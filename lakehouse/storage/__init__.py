@@ -6,6 +6,7 @@ concrete classes are exported for the composition root and tests.
 """
 
 from lakehouse.config import StorageSettings
+from lakehouse.errors import UploadIncomplete
 from lakehouse.storage._local import LocalObjectStore
 from lakehouse.storage._s3 import S3ObjectStore
 from lakehouse.storage.errors import (
@@ -15,7 +16,6 @@ from lakehouse.storage.errors import (
     ObjectTooLarge,
     StorageBusy,
     StorageUnavailable,
-    UploadIncomplete,
 )
 from lakehouse.storage.interface import ObjectInfo, ObjectStore
 from lakehouse.storage.keys import validate_key, validate_prefix

@@ -3,7 +3,6 @@
 InvalidKey (400)          the key is unsafe or malformed
 ObjectNotFound (404)      no object under the key
 KeyConflict (409)         local backend: the key's path collides with another object's
-UploadIncomplete (400)    the client went away before its body was complete
 ObjectTooLarge (413)      more than the allowed bytes arrived
 StorageBusy (503)         too many PUTs in flight (Retry-After)
 StorageUnavailable (502)  the backend itself failed (disk, S3)
@@ -37,12 +36,6 @@ class KeyConflict(Conflict):
 
 class ObjectTooLarge(PayloadTooLarge):
     code = "object_too_large"
-
-
-class UploadIncomplete(BadRequest):
-    """The client closed the connection mid-body; nothing was stored."""
-
-    code = "upload_incomplete"
 
 
 class StorageBusy(ServiceBusy):

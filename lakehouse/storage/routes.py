@@ -19,13 +19,13 @@ from urllib.parse import unquote_to_bytes
 
 from litestar import Request, Router, delete, get, put
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import InternalServerException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from lakehouse.config import Settings
+from lakehouse.http_body import request_body
 from lakehouse.limits import ConcurrencyLimit
-from lakehouse.storage.errors import InvalidKey, ObjectTooLarge, StorageBusy, UploadIncomplete
+from lakehouse.storage.errors import InvalidKey, ObjectTooLarge, StorageBusy
 from lakehouse.storage.interface import ObjectInfo, ObjectStore
 from lakehouse.storage.keys import validate_key
 
@@ -104,7 +104,7 @@ async def put_object(
     if declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     async with put_limit.slot():
-        return await store.put(object_key, _request_body(request), max_bytes=max_bytes)
+        return await store.put(object_key, request_body(request), max_bytes=max_bytes)
 
 
 @get("/get/{key:path}", summary="Read an object (streamed)")
@@ -133,18 +133,6 @@ async def delete_object(
     key: FromPath[str], request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
 ) -> None:
     await store.delete(_object_key(request, "/delete", key))
-
-
-async def _request_body(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
-    """The raw body, streamed; a client that leaves mid-body is its fault, not a 500."""
-    try:
-        async for chunk in request.stream():
-            yield chunk
-    except InternalServerException as exc:
-        # Litestar's stream() raises this (only) when the client disconnected.
-        raise UploadIncomplete(
-            "the client closed the connection before the body was complete"
-        ) from exc
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
