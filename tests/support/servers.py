@@ -126,15 +126,15 @@ class LakehouseServer:
 
     def peak_rss_bytes(self) -> int:
         """VmHWM of the server process (peak resident set size)."""
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("VmHWM not found")
+        return self._status_bytes("VmHWM")
 
     def rss_bytes(self) -> int:
+        """VmRSS of the server process (resident set size now)."""
+        return self._status_bytes("VmRSS")
+
+    def _status_bytes(self, field: str) -> int:
         assert self.proc is not None
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-        raise RuntimeError("VmRSS not found")
+        raise RuntimeError(f"{field} not found")
