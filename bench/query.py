@@ -12,8 +12,16 @@ then for each query prints:
   to Python and JSON-encoded the plain way (list of dicts through msgspec);
 - their ratio and the absolute overhead (HTTP median - in-process median);
 
-and requests/s for ``count(*)`` at 8 concurrent clients (8 processes, one
-keep-alive connection each). Client and server share this machine's cores.
+and requests/s for ``count(*)`` at 8 concurrent clients (8 keep-alive
+connections). The load is driven by ``wrk`` (one C thread, ``--load wrk``,
+the default when ``wrk`` is on PATH: ``apt-get install wrk``) or by 8 Python
+client processes (``--load procs``), which compete harder with the server
+for this machine's cores. Client and server share the cores either way.
+
+The floor: the same measurements against bench/bare_granian.py (a bare
+ASGI app under embedded Granian answering with DuckDB, no Litestar), run in
+the same process of this script, so "ours / bare" ratios compare like with
+like (``--no-bare`` skips it).
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ import argparse
 import http.client
 import json
 import multiprocessing
+import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +49,7 @@ import duckdb  # noqa: E402  # after the path tweak so `lakehouse` imports from 
 import msgspec  # noqa: E402
 
 from lakehouse.config import Settings  # noqa: E402
-from tests.support.servers import LakehouseServer  # noqa: E402
+from tests.support.servers import LakehouseServer, free_port, wait_until_ready  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 NAME = "workers_500k"
@@ -107,7 +118,11 @@ def in_process(con: duckdb.DuckDBPyConnection, sql: str) -> bytes:
 
 
 def _client(
-    url: str, sql: str, seconds: float, start_at: float, out: multiprocessing.Queue  # type: ignore[type-arg]
+    url: str,
+    sql: str,
+    seconds: float,
+    start_at: float,
+    out: multiprocessing.Queue,  # type: ignore[type-arg]
 ) -> None:
     client = Http(url)
     client.post_sql(sql)
@@ -121,7 +136,9 @@ def _client(
     out.put(done)
 
 
-def throughput(url: str, sql: str, clients: int, seconds: float) -> float:
+def throughput(url: str, sql: str, clients: int, seconds: float, load: str) -> float:
+    if load == "wrk":
+        return wrk_throughput(url, sql, clients, seconds)
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     start_at = time.time() + 1.0
     procs = [
@@ -136,6 +153,54 @@ def throughput(url: str, sql: str, clients: int, seconds: float) -> float:
     return total / seconds
 
 
+def wrk_throughput(url: str, sql: str, clients: int, seconds: float) -> float:
+    """requests/s from ``wrk`` (one thread, ``clients`` keep-alive connections)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        body = json.dumps({"sql": sql})
+        script.write(
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "-s", script.name, f"{url}/v1/sql"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    match = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+class BareServer:
+    """bench/bare_granian.py in a subprocess."""
+
+    def __init__(self, threads: int, paths: list[str]) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "bench" / "bare_granian.py"),
+                str(port),
+                str(threads),
+                *paths,
+            ]
+        )
+        wait_until_ready(self.url, self.proc)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100)
@@ -143,6 +208,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duckdb-threads", type=int, default=0, help="[query] threads")
     parser.add_argument("--pool-size", type=int, default=4, help="[query] pool_size")
+    parser.add_argument(
+        "--load", choices=["wrk", "procs"], default="wrk" if shutil.which("wrk") else "procs"
+    )
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare-Granian floor")
     args = parser.parse_args()
 
     csv_path = fixture()
@@ -166,11 +235,15 @@ def main() -> int:
             con = duckdb.connect()
             con.execute(f"CREATE VIEW {NAME} AS SELECT * FROM read_parquet({paths!r})")
             client = Http(server.url)
+            bare = None if args.no_bare else BareServer(args.duckdb_threads, paths)
+            bare_client = Http(bare.url) if bare else None
 
             print(f"query benchmark: {NAME} ({manifest['row_count']} rows), "
                   f"{args.requests} sequential requests on one keep-alive connection")  # fmt: skip
             header = (f"{'query':<13} {'HTTP med':>9} {'HTTP p99':>9} {'in-proc med':>12} "
                       f"{'in-proc p99':>12} {'ratio':>6} {'overhead':>9}")  # fmt: skip
+            if bare_client:
+                header += f" {'bare med':>9} {'vs bare':>8}"
             print(header)
             print("-" * len(header))
             for label, sql in QUERIES.items():
@@ -183,14 +256,28 @@ def main() -> int:
                     assert sorted(map(key, over_http)) == sorted(map(key, here)), label
                 http_med, http_p99 = stats(timed(lambda s=sql: client.post_sql(s), args.requests))
                 local_med, local_p99 = stats(timed(lambda s=sql: in_process(con, s), args.requests))
-                print(
+                line = (
                     f"{label:<13} {http_med * 1e3:>7.2f}ms {http_p99 * 1e3:>7.2f}ms "
                     f"{local_med * 1e3:>10.2f}ms {local_p99 * 1e3:>10.2f}ms "
                     f"{http_med / local_med:>6.2f} {(http_med - local_med) * 1e3:>+7.2f}ms"
                 )
-            rps = throughput(server.url, QUERIES["count(*)"], args.clients, args.seconds)
-            print(f"count(*) at {args.clients} concurrent clients: {rps:,.0f} requests/s "
-                  f"({args.seconds:g} s)")  # fmt: skip
+                if bare_client:
+                    bare_med, _ = stats(
+                        timed(lambda s=sql, c=bare_client: c.post_sql(s), args.requests)
+                    )
+                    line += f" {bare_med * 1e3:>7.2f}ms {http_med / bare_med:>8.2f}"
+                print(line)
+            count_sql = QUERIES["count(*)"]
+            rps = throughput(server.url, count_sql, args.clients, args.seconds, args.load)
+            line = (f"count(*) at {args.clients} concurrent clients ({args.load}, "
+                    f"{args.seconds:g} s): {rps:,.0f} requests/s")  # fmt: skip
+            if bare:
+                bare_rps = throughput(bare.url, count_sql, args.clients, args.seconds, args.load)
+                line += (
+                    f"; bare Granian {bare_rps:,.0f} requests/s (ours/bare {rps / bare_rps:.2f})"
+                )
+                bare.stop()
+            print(line)
         finally:
             server.stop()
     return 0
