@@ -17,6 +17,7 @@ from typing import Any
 from litestar import Litestar, get
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 
 from lakehouse import __version__
 from lakehouse.admin import routes as admin_routes
@@ -28,6 +29,7 @@ from lakehouse.config import Settings
 from lakehouse.http_errors import EXCEPTION_HANDLERS
 from lakehouse.ingest import IngestService
 from lakehouse.ingest import routes as ingest_routes
+from lakehouse.openapi_docs import documented
 from lakehouse.query import QueryService
 from lakehouse.query import routes as query_routes
 from lakehouse.request_id import request_id_middleware
@@ -88,7 +90,12 @@ def build_services(settings: Settings) -> Services:
     )
 
 
-@get("/health", tags=["health"], summary="Liveness and module status")
+@get(
+    "/health",
+    tags=["health"],
+    summary="Liveness and module status (never needs a token)",
+    operation_class=documented(public=True),
+)
 async def health(services: NamedDependency[Services]) -> dict[str, Any]:
     return {
         "status": "ok",
@@ -105,6 +112,21 @@ def _storage_health(settings: Settings) -> dict[str, str]:
     if storage.backend == "s3":
         return {"backend": "s3", "bucket": storage.s3.bucket}
     return {"backend": storage.backend}
+
+
+def _openapi_config(settings: Settings) -> OpenAPIConfig:
+    """The schema at /docs/openapi.json; it declares bearer auth only when a token is set."""
+    if not settings.server.auth_token:
+        return OpenAPIConfig(title="Lakehouse", version=__version__, path="/docs")
+    return OpenAPIConfig(
+        title="Lakehouse",
+        version=__version__,
+        path="/docs",
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+        ),
+        security=[{"bearer": []}],
+    )
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
@@ -146,7 +168,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        openapi_config=OpenAPIConfig(title="Lakehouse", version=__version__, path="/docs"),
+        openapi_config=_openapi_config(settings),
         logging_config=None,
         debug=False,
     )

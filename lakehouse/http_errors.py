@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from lakehouse.errors import LakehouseError
@@ -31,6 +33,54 @@ _HTTP_CODES = {
     429: "too_many_requests",
     503: "busy",
 }
+
+
+class ErrorDetail(msgspec.Struct, frozen=True):
+    """What went wrong, for programs (``code``) and for people (``message``)."""
+
+    code: str
+    """Stable and machine-readable: ``invalid_key``, ``not_found``, ``busy`` ..."""
+    message: str
+    """One sentence for a person, saying what to change where that is possible."""
+    details: Any = None
+    """Optional structured context (a limit, the offending column ...); absent if none."""
+
+
+class ErrorResponse(msgspec.Struct, frozen=True):
+    """The body of every error response, whatever the route or the status."""
+
+    error: ErrorDetail
+
+
+# What each error status means on this API, for the OpenAPI schema.
+_STATUS_DESCRIPTIONS = {
+    400: "Bad request: an invalid parameter, name, key or body",
+    401: "Missing or wrong bearer token (only when [server] auth_token is set)",
+    403: "Forbidden: the statement is not allowed",
+    404: "Not found",
+    408: "The query ran past its time limit",
+    409: "Conflict with the current state (e.g. another schema for the dataset)",
+    413: "The body is larger than the configured limit",
+    415: "Unsupported Content-Type",
+    502: "The object store did not answer or failed",
+    503: "Busy: too many requests of this kind in flight; retry after Retry-After seconds",
+}
+
+
+def error_responses(*statuses: int, auth: bool = True) -> dict[int, ResponseSpec]:
+    """The ``responses=`` of a route handler: each status documented with the one error body.
+
+    ``auth`` adds the 401 every route but /health answers when a token is configured.
+    """
+    wanted = sorted({*statuses, 401} if auth else set(statuses))
+    return {
+        status: ResponseSpec(
+            data_container=ErrorResponse,
+            description=_STATUS_DESCRIPTIONS[status],
+            generate_examples=False,
+        )
+        for status in wanted
+    }
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -8,10 +8,16 @@ from litestar.di import NamedDependency
 from lakehouse.admin.gc import SweepReport, sweep_orphans
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
+from lakehouse.http_errors import error_responses
 from lakehouse.storage import ObjectStore
 
 
-@post("/gc", status_code=200, summary="Delete dataset objects no manifest references")
+@post(
+    "/gc",
+    status_code=200,
+    summary="Delete dataset objects no manifest references",
+    responses=error_responses(502),
+)
 async def run_gc(
     store: NamedDependency[ObjectStore],
     catalog: NamedDependency[Catalog],

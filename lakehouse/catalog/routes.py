@@ -7,11 +7,13 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 
 from lakehouse.catalog.interface import Catalog, Manifest, RegisterRequest
 from lakehouse.catalog.service import manifest_etag
+from lakehouse.http_errors import error_responses
 
 
 class RegisterResponse(Manifest, frozen=True):
@@ -28,6 +30,11 @@ class CatalogListing(msgspec.Struct, frozen=True):
 
     version: str
     datasets: list[Manifest]
+
+
+_NOT_MODIFIED = {
+    304: ResponseSpec(None, description="Not modified: If-None-Match has the current ETag")
+}
 
 
 def _quoted(tag: str) -> str:
@@ -49,6 +56,12 @@ def _not_modified(request: Request[Any, Any, Any], etag: str) -> bool:
         "is invalid or an object does not exist in storage."
     ),
     status_code=HTTP_200_OK,
+    responses={
+        201: ResponseSpec(
+            RegisterResponse, description="Created: the dataset is new", generate_examples=False
+        ),
+        **error_responses(400, 409, 502),
+    },
 )
 async def register(
     data: JSONBody[RegisterRequest], catalog: NamedDependency[Catalog]
@@ -70,7 +83,11 @@ async def register(
     )
 
 
-@get("/manifest/{name:str}", summary="The manifest of one dataset (case-insensitive name)")
+@get(
+    "/manifest/{name:str}",
+    summary="The manifest of one dataset (case-insensitive name)",
+    responses={**_NOT_MODIFIED, **error_responses(400, 404)},
+)
 async def read_manifest(
     name: FromPath[str], request: Request[Any, Any, Any], catalog: NamedDependency[Catalog]
 ) -> Response[Manifest | None]:
@@ -81,7 +98,11 @@ async def read_manifest(
     return Response(manifest, headers={"ETag": etag})
 
 
-@get("/list", summary="Every manifest, sorted by name, with the catalog version")
+@get(
+    "/list",
+    summary="Every manifest, sorted by name, with the catalog version",
+    responses={**_NOT_MODIFIED, **error_responses()},
+)
 async def list_manifests(
     request: Request[Any, Any, Any], catalog: NamedDependency[Catalog]
 ) -> Response[CatalogListing | None]:
@@ -98,6 +119,7 @@ async def list_manifests(
     "/manifest/{name:str}",
     summary="Remove a dataset's manifest (its data objects are left in storage)",
     status_code=HTTP_200_OK,
+    responses=error_responses(400, 404, 502),
 )
 async def delete_manifest(name: FromPath[str], catalog: NamedDependency[Catalog]) -> Manifest:
     return await catalog.delete(name)

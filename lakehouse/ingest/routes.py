@@ -9,19 +9,96 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, Router, post
 from litestar.di import NamedDependency
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    RequestBody,
+    Schema,
+)
 from litestar.params import FromQuery, QueryParameter
 
+from lakehouse.catalog import Manifest
 from lakehouse.http_body import request_body
+from lakehouse.http_errors import error_responses
 from lakehouse.ingest.errors import MissingFile, UnsupportedUpload
-from lakehouse.ingest.service import IngestService, Upload, result_body, validate_name
+from lakehouse.ingest.service import IngestService, IngestStats, Upload, validate_name
+from lakehouse.openapi_docs import documented, examples
 
 # Bodies taken as raw CSV; anything else but multipart/form-data is a 415.
 RAW_TYPES = frozenset(
     {"", "text/csv", "text/plain", "application/csv", "application/octet-stream",
      "text/tab-separated-values"}
 )  # fmt: skip
+
+
+class IngestResponse(Manifest, frozen=True):
+    """The 200 body: the dataset's manifest at the top level, plus what this ingest did."""
+
+    ingest: IngestStats
+
+
+_CSV_EXAMPLE = "worker_id,name,state,hourly_rate\n1,Ada,IL,31.5\n2,Grace,CA,28.0\n"
+
+INGEST_REQUEST = RequestBody(
+    required=True,
+    description=(
+        "The CSV, streamed: a multipart/form-data field `file` (curl -F file=@workers.csv), "
+        "or the raw CSV as the body (curl --data-binary @workers.csv -H 'Content-Type: text/csv')."
+    ),
+    content={
+        "multipart/form-data": OpenAPIMediaType(
+            schema=Schema(
+                type=OpenAPIType.OBJECT,
+                properties={"file": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)},
+                required=["file"],
+            ),
+            examples=examples(workers_csv={"file": _CSV_EXAMPLE}),
+        ),
+        "text/csv": OpenAPIMediaType(
+            schema=Schema(type=OpenAPIType.STRING),
+            examples=examples(workers_csv=_CSV_EXAMPLE),
+        ),
+    },
+)
+
+INGEST_RESPONSE_EXAMPLES = examples(
+    workers_500k={
+        "dataset_id": "3b3bbb3d-5ef8-42f7-9d21-5bd048319bc4",
+        "name": "workers_500k",
+        "schema_fingerprint": "3d48397238b4ae66ef0cf607f371f7dfed62b81a688d170d1d89d8c2976b0817",
+        "schema": [
+            {"name": "worker_id", "type": "BIGINT"},
+            {"name": "name", "type": "VARCHAR"},
+            {"name": "state", "type": "VARCHAR"},
+            {"name": "hourly_rate", "type": "DOUBLE"},
+        ],
+        "objects": ["datasets/workers_500k/79656437b0934c82b0e7c51ee2d90e59.parquet"],
+        "row_count": 500000,
+        "created_at": "2025-01-01T12:00:00.276509Z",
+        "updated_at": "2025-01-01T12:00:00.276509Z",
+        "ingest": {
+            "bytes_read": 31457280,
+            "rows": 500000,
+            "seconds": 2.4,
+            "delimiter": ",",
+            "schema": [
+                {"name": "worker_id", "type": "BIGINT"},
+                {"name": "name", "type": "VARCHAR"},
+                {"name": "state", "type": "VARCHAR"},
+                {"name": "hourly_rate", "type": "DOUBLE"},
+            ],
+            "defaulted": [],
+            "widened": [],
+            "overridden": [],
+            "created": True,
+            "replaced_objects": [],
+        },
+    }
+)
 
 
 @post(
@@ -34,6 +111,10 @@ RAW_TYPES = frozenset(
     request_max_body_size=None,  # capped while streaming by the service
     status_code=200,
     tags=["ingest"],
+    responses=error_responses(400, 409, 413, 415, 502, 503),
+    operation_class=documented(
+        request_body=INGEST_REQUEST, success_examples=INGEST_RESPONSE_EXAMPLES
+    ),
 )
 async def ingest(
     request: Request[Any, Any, Any],
@@ -42,7 +123,7 @@ async def ingest(
     types: Annotated[
         str | None, QueryParameter(description="Type overrides, e.g. zip:string,amount:double")
     ] = None,
-) -> dict[str, Any]:
+) -> IngestResponse:
     validate_name(name)  # before a byte of the body is read
     media_type, options = request.content_type
     if media_type == "multipart/form-data":
@@ -60,7 +141,7 @@ async def ingest(
         )
     upload.content_length = request.content_length
     result = await ingest_service.ingest(name, upload, types)
-    return result_body(result)
+    return IngestResponse(**msgspec.structs.asdict(result.manifest), ingest=result.stats)
 
 
 router = Router(path="/", route_handlers=[ingest])

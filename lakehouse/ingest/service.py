@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -221,13 +221,6 @@ class IngestService:
             f"the upload is larger than the limit of {limit} bytes",
             details={"max_upload_bytes": limit},
         )
-
-
-def result_body(result: IngestResult) -> dict[str, Any]:
-    """The 200 body: the manifest's fields at the top level, plus ``ingest`` stats."""
-    body: dict[str, Any] = msgspec.to_builtins(result.manifest)
-    body["ingest"] = msgspec.to_builtins(result.stats)
-    return body
 
 
 def _defaulted(columns: list[InferredColumn]) -> list[DefaultedColumn]:

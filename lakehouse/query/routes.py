@@ -20,6 +20,9 @@ from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from lakehouse.errors import BadRequest
+from lakehouse.http_errors import error_responses
+from lakehouse.openapi_docs import documented
+from lakehouse.query._docs import SQL_REQUEST, SQL_RESULTS
 from lakehouse.query.encoders import ACCEPT_TYPES, ResultFormat
 from lakehouse.query.errors import UnsupportedFormat
 from lakehouse.query.service import QueryResult, QueryService
@@ -85,6 +88,8 @@ async def _chunks(result: QueryResult) -> AsyncIterator[bytes]:
     ),
     status_code=200,
     tags=["query"],
+    responses=error_responses(400, 403, 404, 408, 413, 503),
+    operation_class=documented(request_body=SQL_REQUEST, success_content=SQL_RESULTS),
 )
 async def run_sql(
     request: Request[Any, Any, Any],

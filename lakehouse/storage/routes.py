@@ -19,12 +19,21 @@ from urllib.parse import unquote_to_bytes
 
 from litestar import Request, Router, delete, get, put
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    RequestBody,
+    Schema,
+)
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from lakehouse.config import Settings
 from lakehouse.http_body import request_body
+from lakehouse.http_errors import error_responses
 from lakehouse.limits import ConcurrencyLimit
+from lakehouse.openapi_docs import documented
 from lakehouse.storage.errors import InvalidKey, ObjectTooLarge, StorageBusy
 from lakehouse.storage.interface import ObjectInfo, ObjectStore
 from lakehouse.storage.keys import validate_key
@@ -75,6 +84,17 @@ def _object_key(request: Request[Any, Any, Any], route: str, param: str) -> str:
     return validate_key(key)
 
 
+_RAW_BODY = RequestBody(
+    content={
+        "application/octet-stream": OpenAPIMediaType(
+            schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+        )
+    },
+    description="The object's bytes, streamed; any Content-Type is stored as is.",
+    required=False,
+)
+
+
 def _too_large(max_bytes: int) -> ObjectTooLarge:
     return ObjectTooLarge(
         f"object is larger than the limit of {max_bytes} bytes",
@@ -90,6 +110,8 @@ def _too_large(max_bytes: int) -> ObjectTooLarge:
     # of 10 MB would cut every larger object.
     request_max_body_size=None,
     status_code=200,
+    responses=error_responses(400, 409, 413, 502, 503),
+    operation_class=documented(request_body=_RAW_BODY),
 )
 async def put_object(
     key: FromPath[str],
@@ -107,7 +129,12 @@ async def put_object(
         return await store.put(object_key, request_body(request), max_bytes=max_bytes)
 
 
-@get("/get/{key:path}", summary="Read an object (streamed)")
+@get(
+    "/get/{key:path}",
+    summary="Read an object (streamed)",
+    media_type="application/octet-stream",
+    responses=error_responses(400, 404, 502),
+)
 async def get_object(
     key: FromPath[str], request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
 ) -> Stream:
@@ -121,14 +148,19 @@ async def get_object(
     return Stream(_prepend(first, chunks), media_type="application/octet-stream")
 
 
-@get("/list", summary="List objects by key prefix")
+@get("/list", summary="List objects by key prefix", responses=error_responses(400, 502))
 async def list_objects(
     store: NamedDependency[ObjectStore], prefix: FromQuery[str] = ""
 ) -> list[ObjectInfo]:
     return await store.list(prefix)
 
 
-@delete("/delete/{key:path}", summary="Delete an object", status_code=204)
+@delete(
+    "/delete/{key:path}",
+    summary="Delete an object",
+    status_code=204,
+    responses=error_responses(400, 404, 502),
+)
 async def delete_object(
     key: FromPath[str], request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
 ) -> None:
