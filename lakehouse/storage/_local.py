@@ -225,8 +225,14 @@ def _translate_os_errors(key: str) -> Iterator[None]:
         raise _os_error(key, exc) from exc
 
 
-def _os_error(key: str, exc: OSError) -> KeyConflict | StorageUnavailable:
+def _os_error(key: str, exc: OSError) -> InvalidKey | KeyConflict | StorageUnavailable:
     """An OSError as one of ours; the message names the key, not the disk path."""
+    if exc.errno == errno.ENAMETOOLONG:
+        # The client's key, not the disk, is at fault: a 400 like any other bad key.
+        return InvalidKey(
+            f"object key {key!r} has a segment longer than the local filesystem allows "
+            "(255 bytes per segment on the local backend)"
+        )
     if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
         return KeyConflict(
             f"object key {key!r} collides with another object: on the local backend "
