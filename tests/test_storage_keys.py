@@ -49,6 +49,11 @@ def test_safe_keys_are_accepted_unchanged(key: str) -> None:
         ("a\x7fb", "control"),
         ("k" * (MAX_KEY_BYTES + 1), "longer"),
         ("é" * (MAX_KEY_BYTES // 2 + 1), "longer"),  # the bound is in UTF-8 bytes
+        # Temp files of writes in progress are invisible to LIST and the sweep:
+        # no key may name one.
+        (".tmp-x", "reserved"),
+        ("x/.tmp-hidden", "reserved"),
+        ("_tmp/ingest/.tmp-ingest-abc.csv", "reserved"),
     ],
 )
 def test_unsafe_keys_are_invalid(key: str, reason: str) -> None:

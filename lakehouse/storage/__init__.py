@@ -18,7 +18,7 @@ from lakehouse.storage.errors import (
     StorageUnavailable,
 )
 from lakehouse.storage.interface import ObjectInfo, ObjectStore
-from lakehouse.storage.keys import validate_key, validate_prefix
+from lakehouse.storage.keys import TMP_PREFIX, validate_key, validate_prefix
 from lakehouse.storage.registry import PRIMARY, BucketInfo, BucketRegistry, UnknownBucket
 from lakehouse.storage.secrets import SecretsProvider
 
@@ -50,6 +50,7 @@ def open_registry(settings: StorageSettings, secrets: SecretsProvider) -> Bucket
 
 __all__ = [
     "PRIMARY",
+    "TMP_PREFIX",
     "BucketInfo",
     "BucketRegistry",
     "InvalidKey",

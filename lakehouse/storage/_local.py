@@ -23,10 +23,7 @@ from lakehouse.storage.errors import (
     StorageUnavailable,
 )
 from lakehouse.storage.interface import ObjectInfo
-from lakehouse.storage.keys import validate_key, validate_prefix
-
-# Temp files of in-progress writes start with this and are never listed.
-_TMP_PREFIX = ".tmp-"
+from lakehouse.storage.keys import TMP_PREFIX, validate_key, validate_prefix
 
 
 class LocalObjectStore:
@@ -195,7 +192,7 @@ class LocalObjectStore:
                 full = Path(dirpath) / name
                 # Objects are only ever regular files we wrote; a symlink (which
                 # reads would refuse if it leads outside the root) is not one.
-                if name.startswith(_TMP_PREFIX) or full.is_symlink():
+                if name.startswith(TMP_PREFIX) or full.is_symlink():
                     continue
                 key = full.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
@@ -210,7 +207,7 @@ class LocalObjectStore:
 def _make_temp(path: Path) -> tuple[int, str]:
     """A temp file beside ``path`` (same filesystem, so the rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+    return tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
 
 
 def _is_regular_file(info: os.stat_result) -> bool:
