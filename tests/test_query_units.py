@@ -78,6 +78,17 @@ def test_one_statement_per_request(con: duckdb.DuckDBPyConnection) -> None:
         check_statement(con, "SELEC 1")
 
 
+def test_verdicts_are_stable_when_remembered(con: duckdb.DuckDBPyConnection) -> None:
+    # Allowed texts are remembered (no re-parse); a refusal is never remembered as allowed,
+    # nor does an allowed prefix make a longer text pass.
+    for _ in range(3):
+        assert check_statement(con, "SELECT 42") == "SELECT 42"
+        with pytest.raises(ForbiddenStatement):
+            check_statement(con, "SELECT 42; DROP VIEW x")
+        with pytest.raises(ForbiddenStatement):
+            check_statement(con, "CREATE TABLE t AS SELECT 42")
+
+
 TYPES_SQL = r"""
 SELECT i AS id, 'name ' || i || CASE WHEN i % 5 = 0 THEN ' "q" \ ' || chr(10) || chr(1) ELSE '' END AS s,
        i / 3 AS f, CASE WHEN i % 7 = 0 THEN 'nan'::DOUBLE WHEN i % 11 = 0 THEN 'inf'::DOUBLE END AS odd,

@@ -15,6 +15,9 @@ Two independent layers (ADR 0008):
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import duckdb
 
 from lakehouse.query.errors import ForbiddenStatement, InvalidQuery
@@ -24,6 +27,16 @@ READ_KEYWORDS = frozenset(
     {"SELECT", "WITH", "VALUES", "FROM", "TABLE", "DESCRIBE", "DESC", "SHOW", "SUMMARIZE",
      "UNPIVOT", "EXPLAIN"}
 )  # fmt: skip
+
+ALLOWED_CACHE_SIZE = 256
+"""SQL texts already found to be one read statement (LRU). The check is purely
+syntactic, so the same text always gets the same verdict: a dashboard sending
+the same queries skips the parse and the tokenizer. Refusals are not cached."""
+ALLOWED_CACHE_MAX_CHARS = 4096
+"""Longer texts are checked every time (bounds the cache's memory)."""
+
+_allowed: OrderedDict[str, None] = OrderedDict()
+_allowed_lock = threading.Lock()  # check_statement runs in several worker threads
 
 _KEYWORD = duckdb.token_type.keyword
 _COMMENT = duckdb.token_type.comment
@@ -37,6 +50,10 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     ``ForbiddenStatement`` (403, naming the statement type) when it is not a
     read or holds more than one statement.
     """
+    with _allowed_lock:
+        if sql in _allowed:
+            _allowed.move_to_end(sql)
+            return sql
     statements = _parse(con, sql)
     if not statements:
         raise InvalidQuery("the request holds no SQL statement")
@@ -48,6 +65,11 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> str:
         )
     [statement] = statements
     _check_read(con, sql, statement, depth=0)
+    if len(sql) <= ALLOWED_CACHE_MAX_CHARS:
+        with _allowed_lock:
+            _allowed[sql] = None
+            if len(_allowed) > ALLOWED_CACHE_SIZE:
+                _allowed.popitem(last=False)
     return sql
 
 

@@ -14,6 +14,8 @@ to the pool only once the worker thread has let go of it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -68,7 +70,7 @@ class _Run:
         self._cursor = cursor
         self._timeout = timeout
         self._reason: str | None = None  # "timeout" once the timer fired
-        self._in_flight: asyncio.Future[Any] | None = None
+        self._in_flight: concurrent.futures.Future[Any] | None = None
         self._released = False
         self._reader: pa.RecordBatchReader | None = None
         self._encoder: Encoder | None = None
@@ -85,10 +87,13 @@ class _Run:
         """Run ``work`` in the query executor; translate what DuckDB raises."""
         if self._reason == "timeout":
             raise self._timeout_error()
-        future = self._loop.run_in_executor(self._service.executor, work)
+        # The thread's own future is what ``release`` watches: cancelling the awaiting
+        # task cancels only the asyncio wrapper (the thread runs on until interrupted).
+        # Cheaper than run_in_executor + shield, which built two more futures per step.
+        future = self._service.executor.submit(work)
         self._in_flight = future
         try:
-            return await asyncio.shield(future)
+            return await asyncio.wrap_future(future, loop=self._loop)
         except asyncio.CancelledError:
             # The client went away: stop DuckDB; release once the thread lets go.
             self._cursor.interrupt()
@@ -169,9 +174,16 @@ class _Run:
         future = self._in_flight
         if future is not None and not future.done():
             self._cursor.interrupt()
-            future.add_done_callback(lambda _: self._give_back())
+            # The callback runs in the worker thread: hop back to the loop (the pool
+            # is an asyncio.Queue).
+            future.add_done_callback(lambda _: self._give_back_threadsafe())
         else:
             self._give_back()
+
+    def _give_back_threadsafe(self) -> None:
+        # RuntimeError: the loop is closed, and the pool with it.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._give_back)
 
     def _give_back(self) -> None:
         try:
