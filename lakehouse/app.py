@@ -58,9 +58,7 @@ class Services:
         await self.store.start()
         await self.catalog.load()
         # Leftovers of a crash (an object written but never registered) go at start-up.
-        await sweep_orphans(
-            self.store, self.catalog, self.settings.catalog.orphan_grace_seconds
-        )
+        await sweep_orphans(self.store, self.catalog, self.settings.catalog.orphan_grace_seconds)
         await self.ingest.start()
         await self.query.start()
 
@@ -136,10 +134,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        await services.start()
+        try:
+            await services.start()
+        except Exception:
+            # Granian reports only "lifespan startup failed"; say what failed here.
+            log.exception("start-up failed")
+            raise
         log.info(
-            "lakehouse started",
-            extra={"storage_backend": settings.storage.backend},
+            "lakehouse started, listening",
+            extra={
+                "url": f"http://{settings.server.host}:{settings.server.port}",
+                "storage_backend": settings.storage.backend,
+            },
         )
         try:
             yield

@@ -127,10 +127,6 @@ async def _serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop, signum)
 
-    log.info(
-        "listening",
-        extra={"url": f"http://{settings.server.host}:{settings.server.port}"},
-    )
     try:
         await server.serve()
     except Exception:

@@ -124,6 +124,44 @@ async def test_load_skips_unreadable_and_misplaced_manifests(
     } <= logged_keys
 
 
+async def test_manifest_pointing_outside_datasets_is_skipped_and_its_name_remembered(
+    store: ObjectStore,
+) -> None:
+    """A manifest whose objects are not under datasets/ (the only place queries may
+    read) is unreadable: skipped at load, and reported so the sweep spares its data."""
+    import msgspec
+
+    from lakehouse.catalog._codec import encode_manifest
+
+    catalog = ManifestCatalog(store)
+    await catalog.load()
+    registration = await catalog.register(
+        request("evil", await put_objects(store, "datasets/evil/1.parquet"))
+    )
+    tampered = msgspec.structs.replace(
+        registration.manifest, objects=["a/../../etc/passwd", "_catalog/x.parquet"]
+    )
+    await store.put(manifest_key("evil"), encode_manifest(tampered))
+    reloaded = ManifestCatalog(store)
+    await reloaded.load()
+    assert await reloaded.list() == []
+    assert reloaded.unreadable() == ["evil"]
+    # Registering the name again replaces the bad file: no longer unreadable.
+    await reloaded.register(request("evil", ["datasets/evil/1.parquet"]))
+    assert reloaded.unreadable() == []
+
+
+@pytest.mark.parametrize("key", ["elsewhere/1.parquet", "_catalog/manifests/x.parquet"])
+async def test_register_refuses_objects_outside_datasets(store: ObjectStore, key: str) -> None:
+    from lakehouse.catalog import InvalidRegistration
+
+    catalog = ManifestCatalog(store)
+    await catalog.load()
+    await store.put(key, b"PAR1")
+    with pytest.raises(InvalidRegistration, match="not under 'datasets/'"):
+        await catalog.register(request("x", [key]))
+
+
 # -- failed writes (local only: a real store whose writes we can make fail) --------
 
 

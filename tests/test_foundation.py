@@ -225,3 +225,19 @@ def test_openapi_schema_served(local_settings: Settings) -> None:
         response = client.get("/docs/openapi.json")
     assert response.status_code == 200
     assert "/health" in response.json()["paths"]
+
+
+def test_failed_startup_exits_nonzero_and_logs_why(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file where the data directory should be")
+    result = run_cli(
+        "serve", "--port", str(free_port()), cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}
+    )
+    assert result.returncode != 0
+    failures = [
+        msgspec.json.decode(line)
+        for line in result.stderr.splitlines()
+        if line.startswith("{") and '"start-up failed"' in line
+    ]
+    assert failures, result.stderr
+    assert "Traceback" in failures[0]["exc"]
+    assert "listening" not in result.stderr

@@ -59,3 +59,42 @@ async def test_startup_sweeps_leftovers(settings: Settings, store: ObjectStore) 
     async with AsyncTestClient(app=create_app(settings)):
         pass
     assert await store.list("datasets/") == []
+
+
+async def test_data_of_an_unreadable_manifest_is_not_swept(
+    settings: Settings, store: ObjectStore
+) -> None:
+    """A manifest that cannot be read hides its dataset, but its data must survive
+    the sweep: repairing the manifest brings the dataset back."""
+    settings.catalog.orphan_grace_seconds = 0
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        manifest = await ingest(client, "People")
+    manifest_key = "_catalog/manifests/people.parquet"
+    good_manifest = await store.get(manifest_key)
+    await store.put(manifest_key, b"this is not parquet")
+
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        listing = (await client.get("/catalog/list")).json()
+        assert listing["datasets"] == []
+        report = (await client.post("/admin/gc")).json()
+        assert report["removed"] == []
+    assert [info.key for info in await store.list("datasets/")] == manifest["objects"]
+
+    await store.put(manifest_key, good_manifest)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        count = await client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM People"})
+        assert count.json() == [{"n": 2}]
+
+
+async def test_storage_api_cannot_write_catalog_or_spool(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    await ingest(client, "kept")
+    for key in ("_catalog/manifests/kept.parquet", "_tmp/ingest/x.csv"):
+        put = await client.put(f"/storage/put/{key}", content=b"garbage")
+        assert put.status_code == 403
+        assert put.json()["error"]["code"] == "reserved_key"
+        deleted = await client.delete(f"/storage/delete/{key}")
+        assert deleted.status_code == 403
+    # Reading the catalog's files stays allowed, and the dataset is intact.
+    assert (await client.get("/storage/get/_catalog/manifests/kept.parquet")).status_code == 200
+    count = await client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM kept"})
+    assert count.json() == [{"n": 2}]

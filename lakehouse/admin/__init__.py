@@ -1,5 +1,5 @@
 """Admin: maintenance that spans modules (the orphan sweep)."""
 
-from lakehouse.admin.gc import DATASETS_PREFIX, SweepReport, sweep_orphans
+from lakehouse.admin.gc import SweepReport, sweep_orphans
 
-__all__ = ["DATASETS_PREFIX", "SweepReport", "sweep_orphans"]
+__all__ = ["SweepReport", "sweep_orphans"]

@@ -14,19 +14,17 @@ import logging
 
 import msgspec
 
-from lakehouse.catalog import Catalog
+from lakehouse.catalog import DATASETS_PREFIX, Catalog
 from lakehouse.storage import ObjectStore
 
 log = logging.getLogger("lakehouse.admin.gc")
-
-DATASETS_PREFIX = "datasets/"
 
 
 class SweepReport(msgspec.Struct, frozen=True):
     """What one sweep saw and did."""
 
     scanned: int
-    """Objects under datasets/."""
+    """Objects under datasets/ (but those of datasets with an unreadable manifest)."""
     referenced: int
     """Of those, objects some manifest references."""
     removed: list[str]
@@ -41,7 +39,14 @@ async def sweep_orphans(
 ) -> SweepReport:
     now = now or dt.datetime.now(dt.UTC)
     grace = dt.timedelta(seconds=grace_seconds)
-    objects = await store.list(DATASETS_PREFIX)
+    # The data of a dataset whose manifest could not be read is not orphaned:
+    # it is one repaired manifest away from being served again.
+    protected = {f"{DATASETS_PREFIX}{name}/" for name in catalog.unreadable()}
+    objects = [
+        info
+        for info in await store.list(DATASETS_PREFIX)
+        if not any(info.key.lower().startswith(prefix) for prefix in protected)
+    ]
     referenced = await _referenced_keys(catalog)
     candidates = [
         info for info in objects if info.key not in referenced and now - info.last_modified >= grace

@@ -7,7 +7,14 @@ from lakehouse.catalog.errors import (
     MissingObjects,
     SchemaConflict,
 )
-from lakehouse.catalog.interface import Catalog, Column, Manifest, RegisterRequest, Registration
+from lakehouse.catalog.interface import (
+    DATASETS_PREFIX,
+    Catalog,
+    Column,
+    Manifest,
+    RegisterRequest,
+    Registration,
+)
 from lakehouse.catalog.service import (
     MANIFEST_PREFIX,
     ManifestCatalog,
@@ -17,6 +24,7 @@ from lakehouse.catalog.service import (
 )
 
 __all__ = [
+    "DATASETS_PREFIX",
     "MANIFEST_PREFIX",
     "Catalog",
     "Column",

@@ -7,6 +7,10 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
+DATASETS_PREFIX = "datasets/"
+"""Every data object a manifest references lives under this prefix
+(``datasets/<name>/<uuid>.parquet``); the query sandbox reads nothing else."""
+
 
 class Column(msgspec.Struct, frozen=True):
     """One column: its name as the header had it, and its DuckDB type name
@@ -59,6 +63,10 @@ class Catalog(Protocol):
 
     async def load(self) -> None:
         """Rehydrate the in-memory index from storage (skipping unreadable manifests)."""
+
+    def unreadable(self) -> list[str]:
+        """Names (lower-case) of datasets whose manifest file exists but could not
+        be read at load; their data must not be mistaken for orphans."""
 
     async def register(self, request: RegisterRequest) -> Registration:
         """Create or update a dataset, idempotent by name + schema fingerprint.

@@ -28,14 +28,18 @@ from lakehouse.catalog.errors import (
     MissingObjects,
     SchemaConflict,
 )
-from lakehouse.catalog.interface import Column, Manifest, RegisterRequest, Registration
+from lakehouse.catalog.interface import (
+    DATASETS_PREFIX,
+    Column,
+    Manifest,
+    RegisterRequest,
+    Registration,
+)
 from lakehouse.storage import InvalidKey, ObjectNotFound, ObjectStore, validate_key
 
 log = logging.getLogger("lakehouse.catalog")
 
 MANIFEST_PREFIX = "_catalog/manifests/"
-# Everything under here belongs to the catalog; a dataset may not claim it as data.
-_CATALOG_ROOT = "_catalog/"
 _MANIFEST_SUFFIX = ".parquet"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # How many manifests load() fetches from storage at once.
@@ -89,6 +93,7 @@ class ManifestCatalog:
         self._index: dict[str, Manifest] = {}
         self._lock = asyncio.Lock()
         self._version = _content_version(self._index)
+        self._unreadable: list[str] = []
 
     def __repr__(self) -> str:
         return f"ManifestCatalog(store={self._store!r}, datasets={len(self._index)})"
@@ -112,10 +117,19 @@ class ManifestCatalog:
 
         loaded = await asyncio.gather(*(read(key) for key in keys))
         index = {m.name.lower(): m for m in loaded if m is not None}
+        unreadable = [
+            key[len(MANIFEST_PREFIX) : -len(_MANIFEST_SUFFIX)].lower()
+            for key, manifest in zip(keys, loaded, strict=True)
+            if manifest is None and key.endswith(_MANIFEST_SUFFIX)
+        ]
         async with self._lock:
             self._index = index
             self._version = _content_version(index)
+            self._unreadable = [name for name in unreadable if name not in index]
         log.info("catalog loaded", extra={"datasets": len(index), "manifest_files": len(keys)})
+
+    def unreadable(self) -> list[str]:
+        return list(self._unreadable)
 
     async def _read_manifest(self, key: str) -> Manifest | None:
         relative = key[len(MANIFEST_PREFIX) :]
@@ -133,6 +147,8 @@ class ManifestCatalog:
                 raise ManifestDecodeError(
                     f"manifest of {manifest.name!r} is stored under the wrong key"
                 )
+            if problems := _object_key_problems(manifest.objects):
+                raise ManifestDecodeError("; ".join(problems))
         except (ManifestDecodeError, InvalidDatasetName) as exc:
             log.error(
                 "skipping unreadable catalog manifest %s: %s",
@@ -232,6 +248,8 @@ class ManifestCatalog:
             index[lower_name] = manifest
         self._index = index
         self._version = _content_version(index)
+        # A register or delete replaced whatever unreadable file stood under that name.
+        self._unreadable = [name for name in self._unreadable if name != lower_name]
 
 
 async def _check_objects_exist(store: ObjectStore, keys: list[str]) -> None:
@@ -264,16 +282,23 @@ def _validate_request(request: RegisterRequest) -> None:
         problems.append("every column needs a non-empty name and type")
     if len(set(request.objects)) != len(request.objects):
         problems.append("objects lists a key twice")
-    for key in request.objects:
+    problems.extend(_object_key_problems(request.objects))
+    if problems:
+        raise InvalidRegistration("; ".join(problems), details={"problems": problems})
+
+
+def _object_key_problems(keys: list[str]) -> list[str]:
+    """Data objects must be valid keys under ``datasets/`` (all the sandbox lets queries read)."""
+    problems = []
+    for key in keys:
         try:
             validate_key(key)
         except InvalidKey as exc:
             problems.append(exc.message)
             continue
-        if key.startswith(_CATALOG_ROOT):
-            problems.append(f"object {key!r} is inside the catalog's own area {_CATALOG_ROOT!r}")
-    if problems:
-        raise InvalidRegistration("; ".join(problems), details={"problems": problems})
+        if not key.startswith(DATASETS_PREFIX):
+            problems.append(f"object {key!r} is not under {DATASETS_PREFIX!r}")
+    return problems
 
 
 def _conflict(existing: Manifest, request: RegisterRequest, fingerprint: str) -> SchemaConflict:

@@ -1,6 +1,7 @@
 """Storage errors: both backends raise these, never OSError or botocore's.
 
 InvalidKey (400)          the key is unsafe or malformed
+ReservedKey (403)         PUT or DELETE under _catalog/ or _tmp/ through the storage API
 ObjectNotFound (404)      no object under the key
 KeyConflict (409)         local backend: the key's path collides with another object's
 ObjectTooLarge (413)      more than the allowed bytes arrived
@@ -13,11 +14,18 @@ from __future__ import annotations
 from lakehouse.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     LakehouseError,
     NotFound,
     PayloadTooLarge,
     ServiceBusy,
 )
+
+
+class ReservedKey(Forbidden):
+    """A write or delete under a prefix only the lakehouse itself may touch."""
+
+    code = "reserved_key"
 
 
 class InvalidKey(BadRequest):

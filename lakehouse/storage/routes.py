@@ -34,7 +34,7 @@ from lakehouse.http_body import request_body
 from lakehouse.http_errors import error_responses
 from lakehouse.limits import ConcurrencyLimit
 from lakehouse.openapi_docs import documented
-from lakehouse.storage.errors import InvalidKey, ObjectTooLarge, StorageBusy
+from lakehouse.storage.errors import InvalidKey, ObjectTooLarge, ReservedKey, StorageBusy
 from lakehouse.storage.interface import ObjectInfo, ObjectStore
 from lakehouse.storage.keys import validate_key
 
@@ -61,6 +61,22 @@ def provide_put_limit(
         )
         state[_PUT_LIMIT_STATE] = limit
     return limit
+
+
+# The catalog's manifests and the ingest spool: written only by their modules,
+# never through the raw storage API (a bad manifest there would hide a dataset).
+RESERVED_PREFIXES = ("_catalog/", "_tmp/")
+
+
+def _writable_key(request: Request[Any, Any, Any], route: str, param: str) -> str:
+    """Like ``_object_key``, and not under one of the ``RESERVED_PREFIXES``."""
+    key = _object_key(request, route, param)
+    if key.startswith(RESERVED_PREFIXES):
+        raise ReservedKey(
+            f"keys under {key.split('/', 1)[0]}/ are written only by the lakehouse itself",
+            details={"reserved_prefixes": list(RESERVED_PREFIXES)},
+        )
+    return key
 
 
 def _object_key(request: Request[Any, Any, Any], route: str, param: str) -> str:
@@ -110,7 +126,7 @@ def _too_large(max_bytes: int) -> ObjectTooLarge:
     # of 10 MB would cut every larger object.
     request_max_body_size=None,
     status_code=200,
-    responses=error_responses(400, 409, 413, 502, 503),
+    responses=error_responses(400, 403, 409, 413, 502, 503),
     operation_class=documented(request_body=_RAW_BODY),
 )
 async def put_object(
@@ -120,7 +136,7 @@ async def put_object(
     settings: NamedDependency[Settings],
     put_limit: NamedDependency[ConcurrencyLimit],
 ) -> ObjectInfo:
-    object_key = _object_key(request, "/put", key)
+    object_key = _writable_key(request, "/put", key)
     max_bytes = settings.storage.max_put_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
@@ -159,12 +175,12 @@ async def list_objects(
     "/delete/{key:path}",
     summary="Delete an object",
     status_code=204,
-    responses=error_responses(400, 404, 502),
+    responses=error_responses(400, 403, 404, 502),
 )
 async def delete_object(
     key: FromPath[str], request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
 ) -> None:
-    await store.delete(_object_key(request, "/delete", key))
+    await store.delete(_writable_key(request, "/delete", key))
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
