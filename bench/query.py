@@ -136,6 +136,21 @@ def _client(
     out.put(done)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loaded(
+    url: str, pid: int, sql: str, clients: int, seconds: float, load: str
+) -> tuple[float, float]:
+    """(requests/s, server CPU microseconds per request) under concurrent load."""
+    before = cpu_seconds(pid)
+    rps = throughput(url, sql, clients, seconds, load)
+    return rps, (cpu_seconds(pid) - before) / (rps * seconds) * 1e6
+
+
 def throughput(url: str, sql: str, clients: int, seconds: float, load: str) -> float:
     if load == "wrk":
         return wrk_throughput(url, sql, clients, seconds)
@@ -211,6 +226,7 @@ def main() -> int:
     parser.add_argument(
         "--load", choices=["wrk", "procs"], default="wrk" if shutil.which("wrk") else "procs"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved load runs")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-Granian floor")
     args = parser.parse_args()
 
@@ -268,16 +284,29 @@ def main() -> int:
                     line += f" {bare_med * 1e3:>7.2f}ms {http_med / bare_med:>8.2f}"
                 print(line)
             count_sql = QUERIES["count(*)"]
-            rps = throughput(server.url, count_sql, args.clients, args.seconds, args.load)
-            line = (f"count(*) at {args.clients} concurrent clients ({args.load}, "
-                    f"{args.seconds:g} s): {rps:,.0f} requests/s")  # fmt: skip
+            targets = {"ours": (server.url, server.proc.pid)}  # type: ignore[union-attr]
             if bare:
-                bare_rps = throughput(bare.url, count_sql, args.clients, args.seconds, args.load)
-                line += (
-                    f"; bare Granian {bare_rps:,.0f} requests/s (ours/bare {rps / bare_rps:.2f})"
-                )
+                targets["bare Granian"] = (bare.url, bare.proc.pid)
+            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+            for _ in range(args.rounds):  # interleaved: both see the same neighbours' load
+                for name, (url, pid) in targets.items():
+                    runs[name].append(
+                        loaded(url, pid, count_sql, args.clients, args.seconds, args.load)
+                    )
+            print(f"count(*) at {args.clients} concurrent clients ({args.load}, "
+                  f"{args.rounds} x {args.seconds:g} s, median):")  # fmt: skip
+            medians = {
+                name: (statistics.median(r for r, _ in got), statistics.median(c for _, c in got))
+                for name, got in runs.items()
+            }
+            for name, (rps, cpu) in medians.items():
+                line = f"  {name:<13} {rps:>7,.0f} requests/s  {cpu:>6.0f} us server CPU/request"
+                if name != "ours":
+                    ours_rps, ours_cpu = medians["ours"]
+                    line += f"  (ours/bare: {ours_rps / rps:.2f}x req/s, {ours_cpu / cpu:.2f}x CPU)"
+                print(line)
+            if bare:
                 bare.stop()
-            print(line)
         finally:
             server.stop()
     return 0
