@@ -65,6 +65,7 @@ class Services:
     async def close(self) -> None:
         """Close in the reverse order of start."""
         await self.query.close()
+        await self.ingest.close()
         await self.store.close()
 
 
@@ -75,7 +76,13 @@ def build_services(settings: Settings) -> Services:
     catalog: Catalog = ManifestCatalog(store)
     # Spool files sit beside the local root (same filesystem), whatever the backend.
     ingest = IngestService(
-        store, catalog, settings.ingest, Path(settings.storage.data_dir) / "_tmp" / "ingest"
+        store,
+        catalog,
+        settings.ingest,
+        Path(settings.storage.data_dir) / "_tmp" / "ingest",
+        # A query that started on a replaced manifest cannot outlive its time
+        # limit; the margin covers its cancellation (ADR 0010).
+        retire_after_seconds=settings.query.timeout_seconds + 2.0,
     )
     return Services(
         settings=settings,

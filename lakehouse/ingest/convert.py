@@ -3,31 +3,51 @@
 Blocking (pyarrow): call ``convert_csv`` from a worker thread. Memory is
 bounded by one row group of Arrow data plus the reader's read-ahead blocks,
 whatever the file size (ADR 0009).
+
+Inferred typed columns are read as text and converted here (``_typed``), so
+a value that does not fit the inferred type, or a number with a leading
+zero (whose digits a cast would drop), is seen with the column it is in.
+On the first such value the pass stops writing but reads on, checking the
+columns not yet failed, so one pass finds every column to widen; a second
+pass writes the file with all of them as VARCHAR. Columns with a type
+override are converted by the reader: a value that does not fit is a 400.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from pathlib import Path
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from lakehouse.ingest.errors import InvalidCSV, InvalidTypeOverride, NotUTF8
 from lakehouse.ingest.schema import (
     ARROW_TYPES,
+    BIGINT,
+    BOOLEAN,
+    DECIMAL,
+    DOUBLE,
     FALSE_VALUES,
     TRUE_VALUES,
     VARCHAR,
     CsvLayout,
+    InferredColumn,
     ragged,
 )
 
 _CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error to [^:]+: (.*)", re.S)
 _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+)")
+_NUMERIC = frozenset({BIGINT, DOUBLE, DECIMAL})
+# A number with a leading zero (a zip code, an account number) is text: as a
+# number it would lose digits. Same rule as the inference sample's.
+_LEADING_ZERO = r"^[+-]?0[0-9]"
+_READ_BYTES = 1024 * 1024
 
 
 class WidenedColumn(msgspec.Struct):
@@ -52,37 +72,64 @@ class ConvertOptions(msgspec.Struct):
     use_threads: bool = True
 
 
+class _NotTyped(Exception):
+    """A value in an inferred typed column does not fit its type."""
+
+
 def convert_csv(
-    source: Path, layout: CsvLayout, target: Path, options: ConvertOptions
+    source: Path,
+    layout: CsvLayout,
+    target: Path,
+    options: ConvertOptions,
+    quotes: int | None = None,
 ) -> ConvertResult:
     """Write ``source`` as Parquet to ``target`` with the layout's column types.
 
-    A conversion error in a typed column widens that column to VARCHAR and
-    starts over (at most once per column); a ragged row raises RaggedRows with
-    its line; invalid UTF-8 raises NotUTF8. ``layout.columns`` is updated in
-    place with the final types.
+    Inferred typed columns holding a value that does not fit (or a number
+    with a leading zero) past the sample are widened to VARCHAR, all of them
+    found in one pass and written in a second; a ragged row raises
+    RaggedRows with its line, a quote never closed InvalidCSV with the line
+    of its record, invalid UTF-8 NotUTF8, a value not fitting a type
+    override InvalidTypeOverride. ``layout.columns`` is updated in place
+    with the final types. ``quotes``, the count of ``"`` bytes in the file
+    if the caller has it (the spool counts them), saves reading it once more.
     """
+    _check_quotes_closed(source, layout, quotes)
     widened: list[WidenedColumn] = []
     while True:
         try:
-            rows = _write(source, layout, target, options)
+            rows, failed = _write(source, layout, target, options)
         except pa.ArrowInvalid as exc:
             target.unlink(missing_ok=True)  # a failed write leaves a readable partial file
-            _widen_or_raise(exc, source, layout, widened)
-            continue
-        return ConvertResult(rows=rows, widened=widened)
+            raise _error(exc, source, layout) from exc
+        if not failed:
+            return ConvertResult(rows=rows, widened=widened)
+        target.unlink(missing_ok=True)
+        for index, reason in failed.items():
+            column = layout.columns[index]
+            widened.append(WidenedColumn(name=column.name, inferred=column.type, reason=reason))
+            column.type = VARCHAR
+            column.source = "widened"
+            column.reason = reason
 
 
-def _write(source: Path, layout: CsvLayout, target: Path, options: ConvertOptions) -> int:
+def _write(
+    source: Path, layout: CsvLayout, target: Path, options: ConvertOptions
+) -> tuple[int, dict[int, str]]:
+    """One pass: rows written, and {column index: reason} for the inferred
+    typed columns that failed (then the file written is incomplete)."""
     columns = layout.columns
     schema = pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in columns])
+    checked = {i for i, c in enumerate(columns) if _converted_here(c)}
     reader = pa_csv.open_csv(
         source,
         read_options=pa_csv.ReadOptions(
             use_threads=options.use_threads,
             block_size=options.block_size,
-            skip_rows=1,  # the header (and its BOM): names come from the layout
-            column_names=[c.name for c in columns],
+            # pyarrow parses the header row itself (a quoted name may span
+            # lines) and skips it; names come from the layout.
+            autogenerate_column_names=True,
+            skip_rows_after_names=1,
         ),
         parse_options=pa_csv.ParseOptions(
             delimiter=layout.delimiter,
@@ -91,7 +138,10 @@ def _write(source: Path, layout: CsvLayout, target: Path, options: ConvertOption
             newlines_in_values=True,  # quoted newlines; also avoids chunker desyncs
         ),
         convert_options=pa_csv.ConvertOptions(
-            column_types=schema,
+            column_types={
+                f"f{i}": pa.string() if i in checked else ARROW_TYPES[c.type]
+                for i, c in enumerate(columns)
+            },
             null_values=[""],  # "NA", "null"... are values, not nulls
             strings_can_be_null=False,
             true_values=TRUE_VALUES,
@@ -100,54 +150,126 @@ def _write(source: Path, layout: CsvLayout, target: Path, options: ConvertOption
         ),
     )
     rows = 0
+    failed: dict[int, str] = {}
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     compression = None if options.compression == "none" else options.compression
     with pq.ParquetWriter(target, schema, compression=compression) as writer:
-        # pyarrow emits one batch per block; buffer them so row groups get
-        # row_group_rows rows instead of one small group per block.
         for batch in reader:
-            pending.append(batch)
+            arrays = list(batch.columns)
+            for index in sorted(checked):
+                try:
+                    arrays[index] = _typed(arrays[index], columns[index].type)
+                except _NotTyped as exc:
+                    failed[index] = str(exc)
+                    checked.discard(index)  # widened next pass: no need to look further
+            if failed:
+                continue  # only checking from here on, nothing is written
+            # pyarrow emits one batch per block; buffer them so row groups get
+            # row_group_rows rows instead of one small group per block.
+            pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
             pending_rows += batch.num_rows
             if pending_rows >= options.row_group_rows:
                 table = pa.Table.from_batches(pending, schema=schema)
                 writer.write_table(table, row_group_size=options.row_group_rows)
                 rows += pending_rows
                 pending, pending_rows = [], 0
-        if pending_rows:
+        if pending_rows and not failed:
             writer.write_table(pa.Table.from_batches(pending, schema=schema))
             rows += pending_rows
-    return rows
+    return rows, failed
 
 
-def _widen_or_raise(
-    exc: pa.ArrowInvalid, source: Path, layout: CsvLayout, widened: list[WidenedColumn]
-) -> None:
+def _converted_here(column: InferredColumn) -> bool:
+    return column.source == "inferred" and column.type != VARCHAR
+
+
+def _typed(values: pa.Array, type_name: str) -> pa.Array:
+    """Text values of an inferred typed column as that type ("" is null), or
+    _NotTyped naming the first value that does not fit."""
+    if type_name in _NUMERIC:
+        zeros = pc.match_substring_regex(values, _LEADING_ZERO)
+        if pc.any(zeros).as_py():
+            first = values[pc.index(zeros, True).as_py()].as_py()
+            raise _NotTyped(
+                f"a value past the sample has a leading zero ({first!r}): "
+                "as a number it would lose digits"
+            )
+    if type_name == BOOLEAN:
+        values = _empty_as_null(values)
+        known = pc.is_in(values, value_set=pa.array(TRUE_VALUES + FALSE_VALUES))
+        bad = pc.and_(pc.invert(known), pc.is_valid(values))
+        if pc.any(bad).as_py():
+            first = values[pc.index(bad, True).as_py()].as_py()
+            raise _NotTyped(f"a value past the sample is not {type_name}: {first!r}")
+        return pc.if_else(
+            pc.is_valid(values), pc.is_in(values, value_set=pa.array(TRUE_VALUES)), None
+        )
+    try:
+        return pc.cast(values, ARROW_TYPES[type_name])
+    except pa.ArrowInvalid:
+        pass  # most often an empty field: make those null and cast again
+    try:
+        return pc.cast(_empty_as_null(values), ARROW_TYPES[type_name])
+    except pa.ArrowInvalid as exc:
+        raise _NotTyped(f"a value past the sample is not {type_name}: {exc}") from exc
+
+
+def _empty_as_null(values: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+
+
+def _error(exc: pa.ArrowInvalid, source: Path, layout: CsvLayout) -> Exception:
     message = str(exc)
     if "invalid UTF8" in message:
-        raise NotUTF8("the CSV is not valid UTF-8", details={"reason": message}) from exc
+        return NotUTF8("the CSV is not valid UTF-8", details={"reason": message})
     if _RAGGED.search(message):
-        raise _locate_ragged(source, layout) from exc
+        return _locate_ragged(source, layout)
     match = _CONVERSION_ERROR.search(message)
     if match is None:
-        raise InvalidCSV(f"the CSV cannot be parsed: {message}") from exc
+        return InvalidCSV(f"the CSV cannot be parsed: {message}")
     column = layout.columns[int(match.group(1))]
     if column.source == "override":
-        raise InvalidTypeOverride(
+        return InvalidTypeOverride(
             f"column {column.name!r} cannot be read as {column.type}: {match.group(2)}"
-        ) from exc
-    if column.type == VARCHAR:  # nothing to widen to
-        raise InvalidCSV(f"column {column.name!r}: {match.group(2)}") from exc
-    widened.append(
-        WidenedColumn(
-            name=column.name,
-            inferred=column.type,
-            reason=f"a value past the sample is not {column.type}: {match.group(2)}",
         )
-    )
-    column.type = VARCHAR
-    column.source = "widened"
-    column.reason = widened[-1].reason
+    return InvalidCSV(f"column {column.name!r}: {match.group(2)}")
+
+
+def _check_quotes_closed(source: Path, layout: CsvLayout, quotes: int | None) -> None:
+    """InvalidCSV when the last record ends inside a quoted field.
+
+    pyarrow takes everything up to the end of the file as that field's
+    value. Closed quotes come in pairs, so an even count of ``"`` bytes
+    (the common case) needs no parse; an odd count may still be fine (a
+    quote inside an unquoted field is literal), so the csv module finds the
+    last record and a strict parse of just that record tells.
+    """
+    if quotes is None:
+        quotes = 0
+        with source.open("rb") as handle:
+            while block := handle.read(_READ_BYTES):
+                quotes += block.count(b'"')
+    if quotes % 2 == 0:
+        return
+    with source.open(encoding="utf-8-sig", newline="", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=layout.delimiter, quotechar='"')
+        last_start, previous_line = 1, 0
+        for _row in reader:
+            last_start, previous_line = previous_line + 1, reader.line_num
+    with source.open(encoding="utf-8-sig", newline="", errors="replace") as handle:
+        tail = itertools.islice(handle, last_start - 1, None)
+        strict = csv.reader(tail, delimiter=layout.delimiter, quotechar='"', strict=True)
+        try:
+            for _row in strict:
+                pass
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise InvalidCSV(
+                    f"line {last_start}: a quoted field in the record starting on this line "
+                    "is never closed",
+                    details={"line": last_start},
+                ) from exc
 
 
 def _locate_ragged(source: Path, layout: CsvLayout) -> Exception:

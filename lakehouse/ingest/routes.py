@@ -128,18 +128,22 @@ async def ingest(
     media_type, options = request.content_type
     if media_type == "multipart/form-data":
         upload = Upload(
-            kind="multipart", chunks=request_body(request), boundary=options.get("boundary", "")
+            kind="multipart",
+            chunks=request_body(request),
+            boundary=options.get("boundary", ""),
+            content_length=request.content_length,
         )
     elif media_type in RAW_TYPES:
         if not media_type and request.headers.get("content-length", "0") == "0":
             raise MissingFile("no CSV: send a multipart field 'file' or a text/csv body")
-        upload = Upload(kind="raw", chunks=request_body(request))
+        upload = Upload(
+            kind="raw", chunks=request_body(request), content_length=request.content_length
+        )
     else:
         raise UnsupportedUpload(
             f"unsupported Content-Type {media_type!r}: use multipart/form-data "
             "(field 'file') or text/csv"
         )
-    upload.content_length = request.content_length
     result = await ingest_service.ingest(name, upload, types)
     return IngestResponse(**msgspec.structs.asdict(result.manifest), ingest=result.stats)
 

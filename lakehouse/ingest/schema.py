@@ -101,7 +101,8 @@ def parse_type_overrides(raw: str | None) -> dict[str, str]:
     if not raw:
         return {}
     result: dict[str, str] = {}
-    for item in raw.split(","):
+    seen: dict[str, str] = {}  # lower-cased name -> as given: columns match case-insensitively
+    for item in _split_overrides(raw):
         if not item.strip():
             continue
         column, sep, type_name = item.rpartition(":")
@@ -111,8 +112,29 @@ def parse_type_overrides(raw: str | None) -> dict[str, str]:
                 f"bad type override {item!r}: expected column:type with type one of "
                 + ", ".join(sorted(TYPE_ALIASES)),
             )
+        if column.lower() in seen:
+            raise InvalidTypeOverride(
+                f"column {column!r} has more than one type override",
+                details={"column": column},
+            )
+        seen[column.lower()] = column
         result[column] = canonical
     return result
+
+
+def _split_overrides(raw: str) -> list[str]:
+    """Split on the commas outside parentheses, so ``a:decimal(38,0)`` is one item."""
+    items, depth, start = [], 0, 0
+    for position, char in enumerate(raw):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(depth - 1, 0)
+        elif char == "," and depth == 0:
+            items.append(raw[start:position])
+            start = position + 1
+    items.append(raw[start:])
+    return items
 
 
 def normalise_header(names: Iterable[str]) -> list[str]:

@@ -4,7 +4,9 @@ Two-phase publish: the Parquet file is written locally, stored under a new
 key ``datasets/<name>/<uuid>.parquet``, then registered; a failed register
 deletes that object, so a failed ingest leaves nothing behind. A re-ingest
 with the same schema replaces the data: the objects the previous manifest
-referenced are deleted after the new one is registered.
+referenced are deleted ``retire_after_seconds`` after the new one is
+registered, so a query that started on the old manifest can still read them
+(ADR 0010).
 """
 
 from __future__ import annotations
@@ -19,19 +21,28 @@ from typing import Literal
 
 import msgspec
 
-from lakehouse.catalog import Catalog, Column, Manifest, RegisterRequest, validate_dataset_name
+from lakehouse.catalog import (
+    DATASETS_PREFIX,
+    Catalog,
+    Column,
+    Manifest,
+    RegisterRequest,
+    validate_dataset_name,
+)
 from lakehouse.config import IngestSettings
 from lakehouse.ingest.convert import ConvertOptions, WidenedColumn, convert_csv
 from lakehouse.ingest.errors import EmptyCSV, IngestBusy, MissingDatasetName, UploadTooLarge
 from lakehouse.ingest.schema import InferredColumn, infer_layout, parse_type_overrides
-from lakehouse.ingest.spool import spool_multipart, spool_raw
+from lakehouse.ingest.spool import Spooled, spool_multipart, spool_raw
 from lakehouse.limits import ConcurrencyLimit, capped
+from lakehouse.storage import TMP_PREFIX as STORAGE_TMP_PREFIX
 from lakehouse.storage import ObjectStore
 
 log = logging.getLogger("lakehouse.ingest")
 
-# Local temp files start like the storage backend's own, so listings skip them.
-TMP_PREFIX = ".tmp-ingest-"
+# Spool files are in the storage's reserved temp-name family: listings skip
+# them and no object key can name one.
+TMP_PREFIX = f"{STORAGE_TMP_PREFIX}ingest-"
 
 
 class DefaultedColumn(msgspec.Struct):
@@ -85,7 +96,12 @@ class IngestService:
         settings: IngestSettings,
         spool_dir: Path,
         convert_options: ConvertOptions | None = None,
+        retire_after_seconds: float = 0.0,
     ) -> None:
+        """``retire_after_seconds``: how long objects a re-ingest replaced are
+        kept before they are deleted; the query time limit plus a margin, so
+        no query that started on the old manifest is left without its files
+        (0 deletes them at once)."""
         self.store = store
         self.catalog = catalog
         self.settings = settings
@@ -99,6 +115,8 @@ class IngestService:
                 f"{settings.max_concurrent} ingests are already running; retry shortly"
             ),
         )
+        self.retire_after_seconds = retire_after_seconds
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Remove spool files a crashed run left behind.
@@ -118,6 +136,17 @@ class IngestService:
         removed = await asyncio.to_thread(clean)
         if removed:
             log.info("removed %d stale spool file(s)", removed, extra={"dir": str(self.spool_dir)})
+
+    async def close(self) -> None:
+        """Drop the pending deletes of replaced objects.
+
+        Those objects are no longer referenced; the orphan sweep at the next
+        start-up (or ``POST /admin/gc``) removes them once past its grace period.
+        """
+        tasks = list(self._retiring)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def ingest(
         self, name: str | None, upload: Upload, types: str | None = None
@@ -142,12 +171,14 @@ class IngestService:
             try:
                 body = capped(upload.chunks, max_bytes, self._too_large)
                 if upload.kind == "multipart":
-                    size = await spool_multipart(body, upload.boundary, csv_path)
+                    spooled = await spool_multipart(body, upload.boundary, csv_path)
                 else:
-                    size = await spool_raw(body, csv_path)
-                if size == 0:
+                    spooled = await spool_raw(body, csv_path)
+                if spooled.size == 0:
                     raise EmptyCSV("the upload is empty")
-                return await self._publish(name, csv_path, parquet_path, size, overrides, started)
+                return await self._publish(
+                    name, csv_path, parquet_path, spooled, overrides, started
+                )
             finally:
                 await asyncio.to_thread(_remove, csv_path, parquet_path)
 
@@ -156,7 +187,7 @@ class IngestService:
         name: str,
         csv_path: Path,
         parquet_path: Path,
-        size: int,
+        spooled: Spooled,
         overrides: dict[str, str],
         started: float,
     ) -> IngestResult:
@@ -164,10 +195,10 @@ class IngestService:
             infer_layout, csv_path, self.settings.sample_rows, overrides
         )
         converted = await asyncio.to_thread(
-            convert_csv, csv_path, layout, parquet_path, self.convert_options
+            convert_csv, csv_path, layout, parquet_path, self.convert_options, spooled.quotes
         )
         schema = [Column(name=c.name, type=c.type) for c in layout.columns]
-        key = f"datasets/{name}/{uuid.uuid4().hex}.parquet"
+        key = f"{DATASETS_PREFIX}{name}/{uuid.uuid4().hex}.parquet"
         await self.store.put_file(key, parquet_path)
         try:
             registration = await self.catalog.register(
@@ -176,14 +207,15 @@ class IngestService:
         except BaseException:
             await self.store.delete(key, missing_ok=True)
             raise
-        for old in registration.replaced_objects:
-            try:
-                await self.store.delete(old, missing_ok=True)
-            except Exception:
-                # The new data is published; a leftover old object is garbage, not an error.
-                log.warning("could not delete replaced object", extra={"key": old}, exc_info=True)
+        if registration.replaced_objects:
+            if self.retire_after_seconds > 0:
+                task = asyncio.create_task(self._retire(registration.replaced_objects))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+            else:
+                await self._delete_replaced(registration.replaced_objects)
         stats = IngestStats(
-            bytes_read=size,
+            bytes_read=spooled.size,
             rows=converted.rows,
             seconds=round(time.perf_counter() - started, 3),
             delimiter=layout.delimiter,
@@ -209,11 +241,23 @@ class IngestService:
             extra={
                 "dataset": name,
                 "rows": converted.rows,
-                "bytes": size,
+                "bytes": spooled.size,
                 "seconds": stats.seconds,
             },
         )
         return IngestResult(manifest=registration.manifest, stats=stats)
+
+    async def _retire(self, keys: list[str]) -> None:
+        await asyncio.sleep(self.retire_after_seconds)
+        await self._delete_replaced(keys)
+
+    async def _delete_replaced(self, keys: list[str]) -> None:
+        for old in keys:
+            try:
+                await self.store.delete(old, missing_ok=True)
+            except Exception:
+                # The new data is published; a leftover old object is garbage, not an error.
+                log.warning("could not delete replaced object", extra={"key": old}, exc_info=True)
 
     def _too_large(self) -> UploadTooLarge:
         limit = self.settings.max_upload_bytes
