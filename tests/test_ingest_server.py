@@ -153,3 +153,38 @@ async def test_client_disconnect_mid_ingest_is_not_a_server_error(
         ok = await http.post("/v1/ingest?name=after", content=b"a\n1\n")
         assert ok.status_code == 200  # the ingest slot was given back
     assert '"level":"error"' not in server.logs()
+
+
+async def test_queries_during_reingests_never_fail(server: LakehouseServer) -> None:
+    """Queries running while the dataset is re-ingested over and over all
+    answer 200 with one complete version: the replaced objects outlive the
+    queries that may still read them."""
+    versions = {k: ("v\n" + "".join(f"{i * k}\n" for i in range(50_000))).encode() for k in (1, 2)}
+    answers = [[{"n": 50_000, "s": sum(range(50_000)) * k}] for k in versions]
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        first = await http.post("/v1/ingest?name=hot", content=versions[1])
+        assert first.status_code == 200, first.text
+        done = asyncio.Event()
+        failures: list[str] = []
+        counts = [0]
+
+        async def query_loop() -> None:
+            while not done.is_set():
+                response = await http.post(
+                    "/v1/sql", json={"sql": "SELECT count(*) AS n, sum(v) AS s FROM hot"}
+                )
+                counts[0] += 1
+                if response.status_code != 200 or response.json() not in answers:
+                    failures.append(f"{response.status_code} {response.text[:300]}")
+
+        queries = [asyncio.create_task(query_loop()) for _ in range(4)]
+        try:
+            for round_ in range(8):
+                response = await http.post("/v1/ingest?name=hot", content=versions[2 - round_ % 2])
+                assert response.status_code == 200, response.text
+                assert response.json()["ingest"]["replaced_objects"]
+        finally:
+            done.set()
+            await asyncio.gather(*queries)
+    assert counts[0] > 8
+    assert failures == []
