@@ -1,19 +1,19 @@
 """Ingest errors, subclasses of the shared hierarchy in ``lakehouse.errors``.
 
-    BadRequest
-    ├── MissingDatasetName (400 missing_name)
-    ├── MissingFile (400 missing_file)
-    ├── EmptyCSV (400 empty_csv)            empty body/file, no header row
-    ├── InvalidCSV (400 invalid_csv)        unparseable input, bad multipart
-    ├── RaggedRows (400 ragged_rows)        details: line, row, expected, got
-    ├── NotUTF8 (400 not_utf8)
-    └── InvalidTypeOverride (400 invalid_type_override)
-    UnsupportedMediaType
-    └── UnsupportedUpload (415 unsupported_upload)
-    PayloadTooLarge
-    └── UploadTooLarge (413 upload_too_large)
-    ServiceBusy
-    └── IngestBusy (503 ingest_busy, Retry-After)
+BadRequest
+├── MissingDatasetName (400 missing_name)
+├── MissingFile (400 missing_file)
+├── EmptyCSV (400 empty_csv)            empty body/file, no header row
+├── InvalidCSV (400 invalid_csv)        unparseable input, bad multipart
+├── RaggedRows (400 ragged_rows)        details: line, row, expected, got
+├── NotUTF8 (400 not_utf8)
+└── InvalidTypeOverride (400 invalid_type_override)
+UnsupportedMediaType
+└── UnsupportedUpload (415 unsupported_upload)
+PayloadTooLarge
+└── UploadTooLarge (413 upload_too_large)
+ServiceBusy
+└── IngestBusy (503 ingest_busy, Retry-After)
 """
 
 from __future__ import annotations

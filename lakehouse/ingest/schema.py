@@ -190,9 +190,7 @@ def infer_layout(path: Path, sample_rows: int, overrides: dict[str, str]) -> Csv
                 if count >= sample_rows:
                     break
         except UnicodeDecodeError as exc:
-            raise NotUTF8(
-                "the CSV is not valid UTF-8", details={"reason": str(exc)}
-            ) from exc
+            raise NotUTF8("the CSV is not valid UTF-8", details={"reason": str(exc)}) from exc
         except csv.Error as exc:
             raise InvalidCSV(f"the CSV cannot be parsed: {exc}") from exc
     names = normalise_header(header)
@@ -306,8 +304,10 @@ def _column(name: str, header: str, values: list[str]) -> InferredColumn:
     if found == {"tstz"}:
         return typed(TIMESTAMPTZ)
     if "text" not in found:
-        return text(f"mixed value kinds {sorted(found)}: e.g. " + ", ".join(
-            repr(kinds[k]) for k in sorted(found)))
+        return text(
+            f"mixed value kinds {sorted(found)}: e.g. "
+            + ", ".join(repr(kinds[k]) for k in sorted(found))
+        )
     typed_kinds = sorted(found - {"text"})
     if not typed_kinds:
         return text(None)  # plain text, nothing ambiguous
