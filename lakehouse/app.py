@@ -102,12 +102,13 @@ def build_services(settings: Settings) -> Services:
     operation_class=documented(public=True),
 )
 async def health(services: NamedDependency[Services]) -> dict[str, Any]:
+    query = await services.query.health()
     return {
-        "status": "ok",
+        "status": "ok" if query["status"] == "ok" else "degraded",
         "service": "lakehouse",
         "version": __version__,
         "storage": _storage_health(services.settings),
-        "query": services.query.health(),
+        "query": query,
     }
 
 

@@ -96,7 +96,9 @@ class QuerySettings(_Section):
     threads: int = 0
     """DuckDB worker threads; 0 means one per core."""
     memory_limit: str = ""
-    """DuckDB memory limit such as ``4GB``; empty uses DuckDB's default."""
+    """DuckDB memory limit such as ``4GB``; empty means half of the machine's RAM."""
+    spill_limit: str = "10GB"
+    """Most disk DuckDB may spill to (under ``data_dir/_tmp/duckdb``) before a query fails."""
 
 
 class LoggingSettings(_Section):

@@ -2,7 +2,7 @@
 
 Set-up order matters (ADR 0005, 0006, 0008): load httpfs from the wheel's
 file, create the S3 secret, turn external access off with
-``allowed_directories`` = the data location, then lock the configuration.
+``allowed_directories`` = the datasets prefix, then lock the configuration.
 Nothing after that (neither our view DDL nor a user's query) can change a
 setting; view DDL is not a setting, so it keeps working.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from lakehouse.config import QuerySettings, StorageSettings
+from lakehouse.query.views import quote_literal as _literal
 from lakehouse.storage.secrets import SecretsProvider
 
 log = logging.getLogger("lakehouse.query")
@@ -44,9 +46,14 @@ def httpfs_extension_path() -> Path:
     return path
 
 
-def _literal(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
+def default_memory_limit() -> str:
+    """Half the machine's RAM (DuckDB's own default is 80%, too much next to the
+    server's other work); DuckDB's default when the size is unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return ""
+    return f"{max(total // 2 // (1024 * 1024), 256)}MB"
 
 
 def s3_secret_sql(storage: StorageSettings, secrets: SecretsProvider, bucket_root: str) -> str:
@@ -83,7 +90,12 @@ class Database:
         secrets: SecretsProvider,
         data_root: str,
     ) -> None:
-        self._temp_dir = Path(tempfile.mkdtemp(prefix="lakehouse-duckdb-"))
+        """``data_root``: the only location SQL may read (the datasets prefix, ADR 0008)."""
+        # Spill files live under the data directory's _tmp (same disk as the data, and
+        # not the system /tmp, often a small tmpfs), in a private directory per process.
+        spill_parent = Path(storage.data_dir) / "_tmp" / "duckdb"
+        spill_parent.mkdir(parents=True, exist_ok=True)
+        self._temp_dir = Path(tempfile.mkdtemp(prefix="spill-", dir=spill_parent)).resolve()
         config: dict[str, str | bool | int | float | list[str]] = {
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
@@ -92,8 +104,9 @@ class Database:
         }
         if query.threads:
             config["threads"] = query.threads
-        if query.memory_limit:
-            config["memory_limit"] = query.memory_limit
+        memory_limit = query.memory_limit or default_memory_limit()
+        if memory_limit:
+            config["memory_limit"] = memory_limit
         self.connection = duckdb.connect(":memory:", config=config)
         con = self.connection
         con.execute(f"LOAD {_literal(str(httpfs_extension_path()))}")
@@ -108,6 +121,7 @@ class Database:
         # Spill files go to a private directory; it is readable by queries
         # (DuckDB adds it to allowed_directories), so nothing else lives there.
         con.execute(f"SET temp_directory = {_literal(str(self._temp_dir))}")
+        con.execute(f"SET max_temp_directory_size = {_literal(query.spill_limit)}")
         # Objects are immutable once written (keys are unique), so caching
         # Parquet footers and HTTP metadata is safe and saves a round trip per query.
         con.execute("SET parquet_metadata_cache = true")
@@ -121,9 +135,22 @@ class Database:
         """A new connection (cursor) to the same database."""
         return self.connection.cursor()
 
+    def healthy(self) -> bool:
+        """Whether the database still answers (a FatalException invalidates it for good)."""
+        try:
+            cursor = self.connection.cursor()
+            try:
+                return cursor.execute("SELECT 1").fetchone() == (1,)
+            finally:
+                cursor.close()
+        except duckdb.Error:
+            return False
+
     def close(self) -> None:
-        self.connection.close()
-        shutil.rmtree(self._temp_dir, ignore_errors=True)
+        try:
+            self.connection.close()
+        finally:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
 
 
 class CursorPool:
@@ -152,6 +179,18 @@ class CursorPool:
     def release(self, cursor: duckdb.DuckDBPyConnection) -> None:
         self._free.put_nowait(cursor)
 
+    def interrupt_all(self) -> None:
+        """Interrupt whatever every cursor runs (``connection.interrupt()`` on the
+        parent does not reach its cursors)."""
+        for cursor in self._cursors:
+            try:
+                cursor.interrupt()
+            except duckdb.Error:  # a closed or invalidated connection has nothing to stop
+                log.debug("interrupting a cursor failed", exc_info=True)
+
     def close(self) -> None:
         for cursor in self._cursors:
-            cursor.close()
+            try:
+                cursor.close()
+            except duckdb.Error:
+                log.debug("closing a cursor failed", exc_info=True)

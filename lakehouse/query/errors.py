@@ -4,7 +4,10 @@
     ForbiddenStatement (403 forbidden_statement)  not a read statement, or more than one
     SandboxViolation (403 sandbox_violation)      a read that tried to reach outside the data
     TableNotFound (404 table_not_found)     an unknown table or dataset, named
+    FileNotFound (404 file_not_found)       a path the query reads does not exist
     QueryTimeout (408 query_timeout)        ran past the time limit and was interrupted
+    DatasetChanged (503 dataset_changed)    a dataset's object vanished mid-query; Retry-After
+    EngineRestarted (503 engine_restarted)  DuckDB hit an internal error; a fresh engine is ready
     QueryCancelled (499-ish, never sent)    the client went away; nothing is answered
     QueryFailed (500 query_failed)          anything else DuckDB raised (a bug or storage trouble)
 """
@@ -12,10 +15,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import duckdb
 
-from lakehouse.errors import BadRequest, Forbidden, LakehouseError, NotFound, RequestTimeout
+from lakehouse.errors import (
+    BadRequest,
+    Forbidden,
+    LakehouseError,
+    NotFound,
+    RequestTimeout,
+    ServiceBusy,
+)
 
 
 class InvalidQuery(BadRequest):
@@ -40,6 +51,32 @@ class TableNotFound(NotFound):
     """The query names a table (dataset) that does not exist."""
 
     code = "table_not_found"
+
+
+class FileNotFound(NotFound):
+    """A file or object the query names does not exist (DuckDB's message)."""
+
+    code = "file_not_found"
+
+
+class DatasetChanged(ServiceBusy):
+    """An object of a dataset was replaced (re-ingest) and deleted while the query
+    read it; running the query again reads the new version."""
+
+    code = "dataset_changed"
+
+    def __init__(self, message: str, *, details: object = None) -> None:
+        super().__init__(message, retry_after_seconds=1, details=details)
+
+
+class EngineRestarted(ServiceBusy):
+    """DuckDB raised an internal/fatal error, which invalidates its database; the
+    service opened a fresh one. Retrying is safe."""
+
+    code = "engine_restarted"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after_seconds=1)
 
 
 class QueryTimeout(RequestTimeout):
@@ -67,6 +104,9 @@ class UnsupportedFormat(BadRequest):
     code = "unsupported_format"
 
 
+_MISSING_FILE = re.compile(r'No files found that match the pattern "([^"]*)"')
+_HTTP_404 = re.compile(r"\b404\b")
+
 _MISSING_TABLE = re.compile(r'Table with name "?([^"\s!]+)"? does not exist')
 
 # Errors whose message is the user's business: the SQL is wrong, not the server.
@@ -84,13 +124,33 @@ _USER_ERRORS: tuple[type[duckdb.Error], ...] = (
 )
 
 
-def translate(exc: BaseException) -> LakehouseError:
+def is_fatal(exc: BaseException) -> bool:
+    """Whether DuckDB invalidated its database (every later query would fail)."""
+    return isinstance(exc, duckdb.FatalException | duckdb.InternalException)
+
+
+def translate(
+    exc: BaseException, dataset_path: Callable[[str], bool] | None = None
+) -> LakehouseError:
     """Map a DuckDB exception to the error a client sees (the caller raises it ``from exc``).
 
-    Interrupts are not translated here: only the caller knows whether its
-    timer or a disconnect caused them.
+    ``dataset_path(text)`` tells whether a message names an object of a dataset
+    view (now or before the last refresh): such an object missing means the dataset
+    changed during the query (503, retry), not a wrong path (404). Interrupts and
+    fatal errors are not translated here: only the caller knows their cause and
+    handles the engine.
     """
     message = str(exc)
+    if isinstance(exc, duckdb.IOException):
+        missing = _MISSING_FILE.search(message)
+        if missing or _HTTP_404.search(message):
+            if dataset_path is not None and dataset_path(message):
+                return DatasetChanged(
+                    "the dataset changed while the query ran; retry",
+                    details={"duckdb_message": message},
+                )
+            details = {"path": missing.group(1)} if missing else None
+            return FileNotFound(message, details=details)
     if isinstance(exc, duckdb.CatalogException):
         found = _MISSING_TABLE.search(message)
         if found:

@@ -8,6 +8,9 @@ Two independent layers (ADR 0008):
    DuckDB rewrites ``PRAGMA x`` into ``SELECT * FROM pragma_x()`` before we
    see the type, so the statement's first keyword (from DuckDB's tokenizer)
    must also be a read keyword. Anything else is refused before it runs.
+   Then ``check_functions`` walks DuckDB's parse tree (``json_serialize_sql``):
+   table functions come from an allow-list, a few scalar functions are
+   denied, file paths must be literals with no ``..`` segment.
 2. The database configuration (``engine.open_database``): external access
    off, ``allowed_directories`` = the data location only, configuration
    locked. That is what stops a SELECT such as ``read_csv('/etc/passwd')``.
@@ -15,18 +18,56 @@ Two independent layers (ADR 0008):
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote
 
 import duckdb
 
-from lakehouse.query.errors import ForbiddenStatement, InvalidQuery
+from lakehouse.query.errors import ForbiddenStatement, InvalidQuery, SandboxViolation
 
 # First keywords of the statements we run (upper case, as the tokenizer's text).
 READ_KEYWORDS = frozenset(
     {"SELECT", "WITH", "VALUES", "FROM", "TABLE", "DESCRIBE", "DESC", "SHOW", "SUMMARIZE",
-     "UNPIVOT", "EXPLAIN"}
+     "UNPIVOT", "PIVOT", "EXPLAIN"}
 )  # fmt: skip
+
+# Table functions a query may call (ADR 0008): an allow-list, because DuckDB's
+# table functions include ones that change the database's state or write files
+# (enable_logging, checkpoint, truncate_duckdb_logs ...), run SQL given as a string
+# (query, query_table, json_execute_serialized_sql) or show what other clients run
+# or where the server keeps things (duckdb_logs, duckdb_settings, duckdb_views,
+# duckdb_temporary_files, duckdb_secrets, which_secret ...). A new DuckDB version's
+# new functions are refused until someone looks at them.
+SAFE_TABLE_FUNCTIONS = frozenset(
+    {"range", "generate_series", "unnest", "repeat", "repeat_row", "json_each", "json_tree",
+     "summary", "histogram", "histogram_values", "icu_calendar_names", "pg_timezone_names",
+     "test_all_types", "duckdb_columns", "duckdb_constraints", "duckdb_databases",
+     "duckdb_dependencies", "duckdb_functions", "duckdb_indexes", "duckdb_keywords",
+     "duckdb_schemas", "duckdb_sequences", "duckdb_tables", "duckdb_types",
+     "duckdb_extensions", "pragma_version", "pragma_table_info", "pragma_show",
+     "pragma_collations", "pragma_platform", "pragma_database_size"}
+)  # fmt: skip
+# Table functions that read files: allowed, but their path argument must be a string
+# literal (or a list of them) that we can check; DuckDB's allowed_directories does the rest.
+PATH_TABLE_FUNCTIONS = frozenset(
+    {"read_parquet", "parquet_scan", "read_csv", "read_csv_auto", "read_json", "read_json_auto",
+     "read_json_objects", "read_json_objects_auto", "read_ndjson", "read_ndjson_auto",
+     "read_ndjson_objects", "read_text", "read_blob", "glob", "parquet_metadata",
+     "parquet_schema", "parquet_file_metadata", "parquet_kv_metadata", "parquet_full_metadata",
+     "parquet_bloom_probe", "sniff_csv"}
+)  # fmt: skip
+# Scalar functions that write (write_log), change a pooled cursor's state for the next
+# client (setseed) or show server paths (current_setting: temp_directory,
+# allowed_directories). Scalars are a deny-list: there are hundreds of harmless ones.
+DENIED_SCALAR_FUNCTIONS = frozenset(
+    {"write_log", "setseed", "current_setting", "json_execute_serialized_sql"}
+)
+_DOT_DOT = re.compile(r"(^|[/\\])\.\.($|[/\\])")
 
 ALLOWED_CACHE_SIZE = 256
 """SQL texts already found to be one read statement (LRU). The check is purely
@@ -58,6 +99,13 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     if not statements:
         raise InvalidQuery("the request holds no SQL statement")
     if len(statements) > 1:
+        if _first_keyword(sql)[0] == "PIVOT":
+            raise ForbiddenStatement(
+                "PIVOT without an IN list is not allowed: DuckDB first creates a type from "
+                "the pivoted values (a write). Name the values: PIVOT t ON col IN ('a', 'b') "
+                "USING sum(x)",
+                details={"statement_type": "PIVOT"},
+            )
         kinds = ", ".join(_type_name(s) for s in statements)
         raise ForbiddenStatement(
             f"one statement per request; got {len(statements)} ({kinds})",
@@ -65,6 +113,7 @@ def check_statement(con: duckdb.DuckDBPyConnection, sql: str) -> str:
         )
     [statement] = statements
     _check_read(con, sql, statement, depth=0)
+    check_functions(con, _inner_select(sql))
     if len(sql) <= ALLOWED_CACHE_MAX_CHARS:
         with _allowed_lock:
             _allowed[sql] = None
@@ -141,3 +190,99 @@ def _first_keyword(text: str) -> tuple[str, str]:
 def _strip_keyword(text: str, keyword: str) -> str:
     first, rest = _first_keyword(text)
     return rest if first == keyword else text
+
+
+def _inner_select(sql: str) -> str:
+    """The statement a (checked) ``EXPLAIN [ANALYZE]`` explains, else ``sql`` itself."""
+    first, rest = _first_keyword(sql)
+    if first == "EXPLAIN":
+        return _strip_keyword(rest, "ANALYZE")
+    return sql
+
+
+def check_functions(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse calls to table functions off the allow-list, denied scalar functions, and
+    file paths that are not literals or hold a ``..`` segment (ADR 0008).
+
+    ``sql`` is one statement already known to be a read; DuckDB's parser gives the tree.
+    """
+    try:
+        row = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    except duckdb.Error as exc:
+        raise InvalidQuery(str(exc)) from exc
+    tree = json.loads(row[0]) if row else {"error": True}
+    if tree.get("error"):
+        message = str(tree.get("error_message", "the statement could not be analysed"))
+        raise ForbiddenStatement(
+            f"the statement could not be checked: {message}", details={"statement_type": "SELECT"}
+        )
+    for node in _nodes(tree):
+        if node.get("type") == "TABLE_FUNCTION":
+            _check_table_function(node.get("function") or {})
+        elif node.get("type") == "BASE_TABLE":
+            _check_path(str(node.get("table_name", "")))  # FROM 'file.parquet'
+        elif node.get("class") in ("FUNCTION", "WINDOW", "AGGREGATE"):
+            name = str(node.get("function_name", "")).lower()
+            if name in DENIED_SCALAR_FUNCTIONS:
+                raise SandboxViolation(
+                    f"the function {name}() is not allowed in the SQL API",
+                    details={"function": name},
+                )
+        elif node.get("class") == "CONSTANT":
+            value = (node.get("value") or {}).get("value")
+            if isinstance(value, str):
+                _check_path(value)
+
+
+def _check_table_function(function: dict[str, Any]) -> None:
+    name = str(function.get("function_name", "")).lower()
+    if name in PATH_TABLE_FUNCTIONS:
+        children = function.get("children") or []
+        if children and not _named_parameter(children[0]) and not _literal(children[0]):
+            raise SandboxViolation(
+                f"the path argument of {name}() must be a string literal or a list of them",
+                details={"function": name},
+            )
+        return
+    if name not in SAFE_TABLE_FUNCTIONS:
+        raise SandboxViolation(
+            f"the table function {name}() is not allowed in the SQL API",
+            details={"function": name},
+        )
+
+
+def _named_parameter(node: dict[str, Any]) -> bool:
+    left = node.get("left") or {}
+    return node.get("class") == "COMPARISON" and left.get("class") == "COLUMN_REF"
+
+
+def _literal(node: dict[str, Any]) -> bool:
+    if node.get("class") == "CONSTANT":
+        return True
+    if node.get("class") == "FUNCTION" and node.get("function_name") == "list_value":
+        return all(_literal(child) for child in node.get("children") or [])
+    return False
+
+
+def _check_path(text: str) -> None:
+    """A ``..`` segment (also percent-encoded) could climb out of the allowed location:
+    DuckDB compares allowed_directories with the text, S3 URLs are collapsed later."""
+    decoded = text
+    for _ in range(3):  # %252e%252e -> %2e%2e -> ..
+        decoded = unquote(decoded)
+    if _DOT_DOT.search(text) or _DOT_DOT.search(decoded):
+        raise SandboxViolation(
+            "paths may not contain a '..' segment", details={"path_segment": ".."}
+        )
+
+
+def _nodes(value: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object in the tree, depth first (no recursion limit on deep SQL)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)

@@ -25,12 +25,19 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
-from lakehouse.catalog import Catalog
+from lakehouse.catalog import DATASETS_PREFIX, Catalog
 from lakehouse.config import QuerySettings, StorageSettings
 from lakehouse.errors import LakehouseError
 from lakehouse.query.encoders import MEDIA_TYPES, Encoder, ResultFormat, make_encoder
 from lakehouse.query.engine import CursorPool, Database
-from lakehouse.query.errors import QueryCancelled, QueryFailed, QueryTimeout, translate
+from lakehouse.query.errors import (
+    EngineRestarted,
+    QueryCancelled,
+    QueryFailed,
+    QueryTimeout,
+    is_fatal,
+    translate,
+)
 from lakehouse.query.sandbox import check_statement
 from lakehouse.query.views import ViewRegistrar
 from lakehouse.storage import ObjectStore
@@ -45,6 +52,37 @@ BATCH_ROWS = 10_000
 """Rows per Arrow batch read from DuckDB (and per Parquet row group of a result)."""
 CHUNK_BYTES = 1024 * 1024
 """A worker step encodes batches until it has about this much to send."""
+HEALTH_CACHE_SECONDS = 1.0
+"""/health runs ``SELECT 1`` at most this often; callers in between get the last answer."""
+HEALTH_PROBE_TIMEOUT = 5.0
+
+
+class _Engine:
+    """One database with its pool and views. A fatal DuckDB error breaks it for good;
+    the service then opens a new one and retires this one (closed once idle)."""
+
+    def __init__(self, database: Database, pool: CursorPool, views: ViewRegistrar) -> None:
+        self.database = database
+        self.pool = pool
+        self.views = views
+        self.broken = False
+        self.retired = False
+        self.closed = False
+
+    def close_if_idle(self) -> None:
+        """Close a retired engine once no query holds one of its cursors."""
+        if self.retired and not self.closed and self.pool.idle == self.pool.size:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.pool.close()
+        try:
+            self.database.close()
+        except duckdb.Error:  # an invalidated database may refuse to close cleanly
+            log.debug("closing a database failed", exc_info=True)
 
 
 class QueryResult:
@@ -63,10 +101,12 @@ class _Run:
     def __init__(
         self,
         service: QueryService,
+        engine: _Engine,
         cursor: duckdb.DuckDBPyConnection,
         timeout: float,
     ) -> None:
         self._service = service
+        self._engine = engine
         self._cursor = cursor
         self._timeout = timeout
         self._reason: str | None = None  # "timeout" once the timer fired
@@ -103,7 +143,12 @@ class _Run:
         except duckdb.Error as exc:
             if self._reason == "timeout":
                 raise self._timeout_error() from exc
-            raise translate(exc) from exc
+            if is_fatal(exc):
+                self._service.engine_failed(self._engine, exc)
+                raise EngineRestarted(
+                    f"the query engine hit an internal error and was restarted; retry: {exc}"
+                ) from exc
+            raise translate(exc, self._engine.views.names_dataset_object) from exc
         except OSError as exc:  # an interrupted Arrow stream surfaces as OSError
             if self._reason == "timeout":
                 raise self._timeout_error() from exc
@@ -190,7 +235,8 @@ class _Run:
             self._close_reader()
         except Exception:  # closing a dead reader must not lose the cursor
             log.debug("closing a result reader failed", exc_info=True)
-        self._service.pool.release(self._cursor)
+        self._engine.pool.release(self._cursor)
+        self._engine.close_if_idle()
 
 
 class _RunStream:
@@ -218,9 +264,12 @@ class _RunStream:
         self._run.release()
 
     def __del__(self) -> None:
-        # A response that never started streaming (the client left first).
-        if not self._run.released:
-            self._run.release()
+        # A response that never started streaming (the client left first). The garbage
+        # collector may run this in any thread: the release happens on the loop.
+        run = self._run
+        if not run.released:
+            with contextlib.suppress(RuntimeError):  # the loop is closed, the pool with it
+                run._loop.call_soon_threadsafe(run.release)
 
 
 class QueryService:
@@ -239,69 +288,159 @@ class QueryService:
         self._secrets = secrets
         self._store = store
         self._catalog = catalog
-        # One thread per cursor, plus one for view refreshes: a query never waits for a thread.
+        # One thread per cursor, plus one for view refreshes and one for the health
+        # probe: a query never waits for a thread.
         self.executor = ThreadPoolExecutor(
-            max_workers=settings.pool_size + 1, thread_name_prefix="duckdb"
+            max_workers=settings.pool_size + 2, thread_name_prefix="duckdb"
         )
-        self._database: Database | None = None
-        self._pool: CursorPool | None = None
-        self._views: ViewRegistrar | None = None
+        self._engine: _Engine | None = None
+        self._retired: list[_Engine] = []
+        self._rebuild_task: asyncio.Task[None] | None = None
+        self._health: tuple[float, str] = (0.0, "starting")
+        self._health_lock = asyncio.Lock()
+        self.restarts = 0
 
     def __repr__(self) -> str:
         return f"QueryService(pool_size={self.settings.pool_size})"
 
     @property
-    def pool(self) -> CursorPool:
-        if self._pool is None:
+    def engine(self) -> _Engine:
+        if self._engine is None:
             raise QueryFailed("the query service is not started")
-        return self._pool
+        return self._engine
+
+    @property
+    def pool(self) -> CursorPool:
+        return self.engine.pool
 
     @property
     def views(self) -> ViewRegistrar:
-        if self._views is None:
-            raise QueryFailed("the query service is not started")
-        return self._views
+        return self.engine.views
+
+    @property
+    def database(self) -> Database:
+        return self.engine.database
+
+    @property
+    def data_root(self) -> str:
+        """The one location SQL may read: the datasets prefix (ADR 0008), not the
+        catalog's manifests nor ingest spool files."""
+        return self._store.duckdb_root + DATASETS_PREFIX
 
     async def start(self) -> None:
         """Open and lock the database, fill the pool, create the views."""
-        loop = asyncio.get_running_loop()
-        root = self._store.duckdb_root
-        database = await loop.run_in_executor(
-            self.executor, Database, self.settings, self._storage, self._secrets, root
-        )
-        self._database = database
-        self._pool = CursorPool(database, self.settings.pool_size)
-        self._views = ViewRegistrar(
-            self._catalog, database.cursor(), self._store.duckdb_path, self.executor
-        )
-        await self._views.ensure_fresh()
+        self._engine = await self._open_engine()
         log.info(
             "query engine ready",
-            extra={"pool_size": self.settings.pool_size, "data_root": root},
+            extra={"pool_size": self.settings.pool_size, "data_root": self.data_root},
         )
+
+    async def _open_engine(self) -> _Engine:
+        loop = asyncio.get_running_loop()
+        database = await loop.run_in_executor(
+            self.executor, Database, self.settings, self._storage, self._secrets, self.data_root
+        )
+        try:
+            pool = CursorPool(database, self.settings.pool_size)
+            views = ViewRegistrar(
+                self._catalog, database.cursor(), self._store.duckdb_path, self.executor
+            )
+            engine = _Engine(database, pool, views)
+            await views.ensure_fresh()
+        except BaseException:
+            database.close()
+            raise
+        return engine
+
+    def engine_failed(self, engine: _Engine, exc: BaseException) -> None:
+        """DuckDB invalidated ``engine``'s database: open a new one in the background
+        (queries wait for it) and retire the old one."""
+        if engine.broken or engine is not self._engine:
+            return
+        engine.broken = True
+        log.error("the query engine failed; opening a new one: %s", exc)
+        self._health = (0.0, "restarting")
+        self._rebuild_task = asyncio.get_running_loop().create_task(self._rebuild(engine))
+
+    async def _rebuild(self, old: _Engine) -> None:
+        fresh = await self._open_engine()
+        self._engine = fresh
+        self.restarts += 1
+        old.retired = True
+        old.pool.interrupt_all()
+        self._retired.append(old)
+        old.close_if_idle()
+        self._retired = [e for e in self._retired if not e.closed]
+        log.info("query engine reopened", extra={"restarts": self.restarts})
+
+    async def _current_engine(self) -> _Engine:
+        engine = self.engine
+        if not engine.broken:
+            return engine
+        task = self._rebuild_task
+        if task is None or (task.done() and (task.cancelled() or task.exception())):
+            # The last rebuild failed (storage down?): try again for this query.
+            task = self._rebuild_task = asyncio.get_running_loop().create_task(
+                self._rebuild(engine)
+            )
+        try:
+            await asyncio.shield(task)
+        except Exception as exc:
+            raise QueryFailed(f"the query engine could not be reopened: {exc}") from exc
+        return self.engine
 
     async def close(self) -> None:
         """Close the database; queries still running are interrupted."""
-        if self._database is not None:
-            self._database.connection.interrupt()
+        engines = [e for e in [self._engine, *self._retired] if e is not None]
+        for engine in engines:
+            engine.pool.interrupt_all()
+        if self._rebuild_task is not None and not self._rebuild_task.done():
+            self._rebuild_task.cancel()
         # Waiting for interrupted workers is blocking: not on the event loop.
         await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
-        if self._pool is not None:
-            self._pool.close()
-        if self._database is not None:
-            self._database.close()
-        self._database = None
+        for engine in engines:
+            engine.close()
+        self._engine = None
+        self._retired = []
 
-    def health(self) -> dict[str, Any]:
-        """Pool and view state for /health (no secrets, no SQL)."""
-        if self._pool is None or self._views is None:
+    async def health(self) -> dict[str, Any]:
+        """Pool and view state for /health (no secrets, no SQL); ``status`` comes from
+        a real ``SELECT 1`` at most once per HEALTH_CACHE_SECONDS."""
+        engine = self._engine
+        if engine is None:
             return {"status": "stopped"}
+        status = await self._probe(engine)
         return {
-            "status": "ok",
-            "pool_size": self._pool.size,
-            "idle_connections": self._pool.idle,
-            "views_version": self._views.version,
+            "status": status,
+            "pool_size": engine.pool.size,
+            "idle_connections": engine.pool.idle,
+            "views_version": engine.views.version,
+            "restarts": self.restarts,
         }
+
+    async def _probe(self, engine: _Engine) -> str:
+        async with self._health_lock:
+            checked_at, status = self._health
+            now = time.monotonic()
+            if engine.broken:
+                return "restarting"
+            if now - checked_at < HEALTH_CACHE_SECONDS:
+                return status
+            loop = asyncio.get_running_loop()
+            try:
+                ok = await asyncio.wait_for(
+                    loop.run_in_executor(self.executor, engine.database.healthy),
+                    HEALTH_PROBE_TIMEOUT,
+                )
+            except (TimeoutError, RuntimeError):  # too slow, or shutting down
+                status = "error"
+            else:
+                status = "ok"
+                if not ok:  # DuckDB answered with an error: the database is gone
+                    self.engine_failed(engine, RuntimeError("SELECT 1 failed"))
+                    status = "restarting"
+            self._health = (time.monotonic(), status)
+            return status
 
     def timeout_for(self, requested: float | None) -> float:
         """The time limit of a query: the configured one, or lower on request."""
@@ -327,11 +466,12 @@ class QueryService:
         borrowed until it has been iterated to the end or closed.
         """
         started = time.perf_counter()
-        await self.views.ensure_fresh()
-        pool = self.pool
+        engine = await self._current_engine()
+        await engine.views.ensure_fresh()
+        pool = engine.pool
         cursor = await pool.acquire()
         try:
-            run = _Run(self, cursor, self.timeout_for(timeout))
+            run = _Run(self, engine, cursor, self.timeout_for(timeout))
         except BaseException:
             pool.release(cursor)
             raise

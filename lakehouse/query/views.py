@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
 
 import duckdb
 
 from lakehouse.catalog import Catalog, Manifest
+from lakehouse.errors import LakehouseError
 from lakehouse.query.errors import QueryFailed
 
 log = logging.getLogger("lakehouse.query")
@@ -25,6 +27,10 @@ log = logging.getLogger("lakehouse.query")
 # VARCHAR[] ...): letters, digits, spaces, parentheses, commas, brackets. Anything else
 # is not spliced into our (unsandboxed) DDL.
 _SAFE_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_ ,()\[\]]*")
+
+KNOWN_PATHS_MAX = 100_000
+"""Object paths remembered from views (current and replaced ones), to tell a dataset
+object deleted under a running query from a wrong path in the user's SQL."""
 
 
 def quote_identifier(name: str) -> str:
@@ -70,7 +76,12 @@ class ViewRegistrar:
         self._lock = asyncio.Lock()
         self._version: str | None = None
         self._views: dict[str, str] = {}  # lower-case name -> manifest etag-ish key
+        self._paths: OrderedDict[str, None] = OrderedDict()  # every object path of a view
         self.refreshes = 0
+
+    def names_dataset_object(self, text: str) -> bool:
+        """Whether ``text`` (an error message) names an object some view read."""
+        return any(path in text for path in list(self._paths))
 
     @property
     def version(self) -> str | None:
@@ -100,8 +111,9 @@ class ViewRegistrar:
             if self._views.get(key) == fingerprint:
                 continue
             try:
+                paths = [self._duckdb_path(key) for key in manifest.objects]
                 self._admin.execute(view_sql(manifest, self._duckdb_path))
-            except (duckdb.Error, ValueError) as exc:
+            except (duckdb.Error, ValueError, LakehouseError) as exc:
                 # One broken dataset must not hide the others: it simply has no view.
                 log.error(
                     "cannot create the view of dataset %s: %s",
@@ -113,6 +125,11 @@ class ViewRegistrar:
                 self._drop(key)
                 continue
             self._views[key] = fingerprint
+            for path in paths:
+                self._paths[path] = None
+                self._paths.move_to_end(path)
+            while len(self._paths) > KNOWN_PATHS_MAX:
+                self._paths.popitem(last=False)
         for key in list(self._views):
             if key not in wanted:
                 self._drop(key)
