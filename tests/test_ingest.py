@@ -415,23 +415,23 @@ async def test_decimal_type_override(client: Client, store: ObjectStore) -> None
     ]  # fmt: skip
 
 
-def test_all_widened_columns_are_found_in_one_pass(
+def test_all_widened_numeric_columns_are_found_in_one_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Three columns failing past the sample: one pass finds them all, a
-    second writes the file (not one pass per column)."""
+    """Three numeric columns failing past the sample: one pass finds them all,
+    a second writes the file (not one pass per column); a date column
+    failing too is widened as well."""
     import pyarrow.csv as pa_csv
 
     from lakehouse.ingest import convert
 
-    header = "a,b,c,d"
-    rows = [f"{i},{i}.5,2024-01-01,{i}" for i in range(300)]
-    rows[150] = "x,150.5,2024-01-01,150"
-    rows[200] = "200,y,2024-01-01,200"
-    rows[250] = "250,250.5,z,250"
+    header = "a,b,c,d,e"
+    rows = [f"{i},{i}.5,{i},{i},2024-01-01" for i in range(300)]
+    rows[150] = "x,150.5,150,150,2024-01-01"
+    rows[200] = "200,y,200,200,2024-01-01"
+    rows[250] = "250,250.5,007,250,2024-01-01"
     source = tmp_path / "x.csv"
     source.write_text("\n".join([header, *rows]) + "\n")
-    layout = infer_layout(source, 100, {})
     opened: list[object] = []
     real_open = pa_csv.open_csv
 
@@ -441,8 +441,18 @@ def test_all_widened_columns_are_found_in_one_pass(
 
     monkeypatch.setattr(pa_csv, "open_csv", counting_open)
     options = convert.ConvertOptions(block_size=1024)  # several batches
+    layout = infer_layout(source, 100, {})
     result = convert.convert_csv(source, layout, tmp_path / "x.parquet", options)
     assert [w.name for w in result.widened] == ["a", "b", "c"]
-    assert [c.type for c in layout.columns] == [VARCHAR, VARCHAR, VARCHAR, BIGINT]
+    assert "'007'" in result.widened[2].reason
+    assert [c.type for c in layout.columns] == [VARCHAR, VARCHAR, VARCHAR, BIGINT, DATE]
     assert len(opened) == 2
+    assert result.rows == 300
+
+    rows[100] = "100,100.5,100,100,someday"
+    source.write_text("\n".join([header, *rows]) + "\n")
+    layout = infer_layout(source, 100, {})
+    result = convert.convert_csv(source, layout, tmp_path / "x.parquet", options)
+    assert sorted(w.name for w in result.widened) == ["a", "b", "c", "e"]
+    assert [c.type for c in layout.columns][4] == VARCHAR
     assert result.rows == 300
