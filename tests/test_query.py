@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
@@ -238,6 +239,23 @@ async def test_the_sandbox_refuses_and_touches_nothing(
     await register_table(app.http, "people", people(3))
     target = tmp_path / "x.csv"
     database = tmp_path / "x.db"
+    data = Path(settings.storage.data_dir)
+    (data / "_tmp" / "ingest").mkdir(parents=True, exist_ok=True)
+    (data / "_tmp" / "ingest" / "upload.csv").write_text("in,flight\n1,2\n")
+    if settings.storage.backend == "s3":
+        root = f"s3://{settings.storage.s3.bucket}/"
+        # A second bucket the credentials can read: '..' must not reach it.
+        other = f"t-other-{settings.storage.s3.bucket[2:12]}"
+        endpoint = settings.storage.s3.endpoint_url
+        async with httpx.AsyncClient(base_url=endpoint) as moto:
+            assert (await moto.put(f"/{other}")).status_code == 200
+            assert (await moto.put(f"/{other}/secret.txt", content=b"TOPSECRET")).status_code == 200
+        climbs = [f"{root}../{other}/secret.txt", f"{root}datasets/../../{other}/secret.txt",
+                  f"{root}datasets/%2e%2e/%2E%2E/{other}/secret.txt"]  # fmt: skip
+    else:
+        root = app.services.store.duckdb_root
+        climbs = [f"{root}datasets/../_catalog/x", f"{root}datasets/%2e%2e/x"]
+    logs = data / "datasets" / "people"
     refused = {
         "SELECT * FROM read_csv('/etc/passwd')": "sandbox_violation",
         "SELECT * FROM read_text('/etc/passwd')": "sandbox_violation",
@@ -266,6 +284,33 @@ async def test_the_sandbox_refuses_and_touches_nothing(
         "EXPORT DATABASE '/tmp'": "forbidden_statement",
         "DETACH memory": "forbidden_statement",
         "USE system": "forbidden_statement",
+        # State changes, other clients' SQL, server paths (ADR 0008 allow-list).
+        "FROM enable_logging(['QueryLog'])": "sandbox_violation",
+        "SELECT message FROM duckdb_logs()": "sandbox_violation",
+        f"FROM enable_logging(['QueryLog'], storage := 'file', storage_path := '{logs}')": (
+            "sandbox_violation"
+        ),
+        "FROM enable_logging(['HTTP'])": "sandbox_violation",
+        "FROM disable_logging()": "sandbox_violation",
+        "FROM truncate_duckdb_logs()": "sandbox_violation",
+        "FROM checkpoint()": "sandbox_violation",
+        "FROM force_checkpoint()": "sandbox_violation",
+        "FROM system.main.force_checkpoint()": "sandbox_violation",
+        "EXPLAIN ANALYZE FROM force_checkpoint()": "sandbox_violation",
+        "FROM query('SELECT 1')": "sandbox_violation",
+        "FROM duckdb_settings()": "sandbox_violation",
+        "FROM duckdb_views()": "sandbox_violation",
+        "FROM duckdb_temporary_files()": "sandbox_violation",
+        "SELECT current_setting('allowed_directories')": "sandbox_violation",
+        "SELECT write_log('x')": "sandbox_violation",
+        "SELECT * FROM read_text('/etc/' || 'passwd')": "sandbox_violation",
+        # Only datasets/ is readable: not spool files in flight, not the catalog.
+        f"SELECT content FROM read_text('{root}_tmp/ingest/*')": "sandbox_violation",
+        f"SELECT * FROM read_text('{data}/_tmp/ingest/upload.csv')": "sandbox_violation",
+        f"SELECT * FROM glob('{root}_catalog/*')": "sandbox_violation",
+        "PIVOT people ON name USING count(*)": "forbidden_statement",
+        **{f"SELECT * FROM read_text('{path}')": "sandbox_violation" for path in climbs},
+        **{f"FROM '{path}'": "sandbox_violation" for path in climbs},
     }
     for query, code in refused.items():
         response = await sql(app.http, query)
@@ -277,6 +322,12 @@ async def test_the_sandbox_refuses_and_touches_nothing(
     assert "DROP" in named["message"]
     assert not target.exists()
     assert not database.exists()
+    if settings.storage.backend == "local":  # no log file written into the data
+        assert sorted(p.suffix for p in logs.iterdir()) == [".parquet"]
+    pivot = assert_error(
+        await sql(app.http, "PIVOT people ON name USING count(*)"), 403, "forbidden_statement"
+    )
+    assert "IN list" in pivot["message"]
     # The dataset is still there.
     assert (await sql(app.http, "SELECT count(*) AS n FROM people")).json() == [{"n": 3}]
 
@@ -294,12 +345,15 @@ async def test_the_sandbox_refuses_and_touches_nothing(
         response = await sql(app.http, query)
         assert response.status_code in (200, 400, 403), (query, response.text)
         assert TEST_SECRET_KEY not in response.text, query
+        assert "TOPSECRET" not in response.text, query
     health = await app.http.get("/health")
     assert TEST_SECRET_KEY not in health.text
 
     # Read statements other than SELECT do run.
     reads = ["DESCRIBE people", "SHOW TABLES", "SUMMARIZE people", "EXPLAIN SELECT 1",
-             "VALUES (1)", "WITH a AS (SELECT 1 AS x) SELECT * FROM a", "FROM people"]  # fmt: skip
+             "VALUES (1)", "WITH a AS (SELECT 1 AS x) SELECT * FROM a", "FROM people",
+             "PIVOT people ON active IN (true, false) USING count(*)", "FROM duckdb_tables()",
+             f"SELECT count(*) AS n FROM glob('{root}datasets/people/*')"]  # fmt: skip
     for query in reads:
         assert (await sql(app.http, query)).status_code == 200, query
 

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -13,7 +15,7 @@ import pytest
 from lakehouse.config import QuerySettings, StorageSettings
 from lakehouse.query.encoders import SMALL_BATCH_ROWS, ResultFormat, make_encoder
 from lakehouse.query.engine import Database
-from lakehouse.query.errors import ForbiddenStatement, InvalidQuery
+from lakehouse.query.errors import ForbiddenStatement, InvalidQuery, SandboxViolation
 from lakehouse.query.sandbox import check_statement
 from lakehouse.storage.secrets import EnvSecretsProvider
 
@@ -22,6 +24,9 @@ ALLOWED = [
     "WITH a AS (SELECT 1) SELECT * FROM a", "VALUES (1), (2)", "FROM range(3)",
     "DESCRIBE SELECT 1", "SHOW TABLES", "SUMMARIZE SELECT 1", "EXPLAIN SELECT 1",
     "EXPLAIN ANALYZE SELECT 1", "SELECT * FROM pragma_version()", "SELECT 1;",
+    "PIVOT (SELECT 1 AS a, 2 AS b) ON a IN (1, 2) USING sum(b)", "FROM duckdb_tables()",
+    "SELECT * FROM read_csv(['a.csv', 'b.csv'], header := true)", "SELECT 'a..b' AS dots",
+    "FROM 'datasets/x.parquet'", "SELECT sum(x) OVER () FROM range(3) t(x)",
 ]  # fmt: skip
 FORBIDDEN = {
     "PRAGMA version": "PRAGMA",
@@ -46,7 +51,49 @@ FORBIDDEN = {
     "EXPORT DATABASE '/tmp/x'": "EXPORT",
     "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1": "CREATE",
     "EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/x'": "COPY",
+    "PIVOT (SELECT 1 AS a, 2 AS b) ON a USING sum(b)": "PIVOT",
 }
+# Reads that call what a read must not (ADR 0008): -> SandboxViolation naming the function.
+SANDBOXED = {
+    "FROM enable_logging(['QueryLog'])": "enable_logging",
+    "FROM enable_logging(['HTTP'], storage := 'file', storage_path := '/tmp/x')": (
+        "enable_logging"
+    ),
+    "SELECT message FROM duckdb_logs()": "duckdb_logs",
+    "FROM duckdb_logs_parsed('QueryLog')": "duckdb_logs_parsed",
+    "FROM disable_logging()": "disable_logging",
+    "FROM truncate_duckdb_logs()": "truncate_duckdb_logs",
+    "FROM checkpoint()": "checkpoint",
+    "FROM system.main.force_checkpoint()": "force_checkpoint",
+    "EXPLAIN ANALYZE FROM force_checkpoint()": "force_checkpoint",
+    "FROM enable_profiling()": "enable_profiling",
+    "FROM query('SELECT 1')": "query",
+    "FROM query_table('t')": "query_table",
+    "FROM json_execute_serialized_sql('{}')": "json_execute_serialized_sql",
+    "FROM read_duckdb('/tmp/x.db')": "read_duckdb",
+    "FROM duckdb_secrets(redact := false)": "duckdb_secrets",
+    "FROM which_secret('s3://b/x', 's3')": "which_secret",
+    "FROM duckdb_settings()": "duckdb_settings",
+    "FROM duckdb_views()": "duckdb_views",
+    "FROM duckdb_temporary_files()": "duckdb_temporary_files",
+    "FROM range(3), (FROM duckdb_logs())": "duckdb_logs",
+    "WITH l AS (FROM duckdb_logs()) SELECT * FROM l": "duckdb_logs",
+    "SELECT (SELECT count(*) FROM duckdb_logs())": "duckdb_logs",
+    "SELECT current_setting('allowed_directories')": "current_setting",
+    "SELECT write_log('x')": "write_log",
+    "SELECT setseed(0.5)": "setseed",
+    "SELECT * FROM read_text('/etc/' || 'passwd')": "read_text",
+    "SELECT * FROM read_text($1)": "read_text",
+    "SELECT * FROM read_parquet([concat('a', 'b')])": "read_parquet",
+}
+CLIMBS = [
+    "SELECT * FROM read_text('s3://lake/../other/secret.txt')",
+    "SELECT * FROM read_text('s3://lake/datasets/%2e%2e/%2E%2E/other/secret.txt')",
+    "SELECT * FROM read_text('s3://lake/datasets/%252e%252e/x')",
+    "SELECT * FROM read_parquet(['s3://lake/datasets/a.parquet', 's3://lake/..'])",
+    "FROM 's3://lake/../other/x.parquet'",
+    "SELECT * FROM glob('/data/datasets/..\\x')",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +114,28 @@ def test_other_statements_are_refused_by_type(
         check_statement(con, sql)
     assert refused.value.details == {"statement_type": kind}
     assert kind in refused.value.message
+
+
+@pytest.mark.parametrize(("sql", "function"), SANDBOXED.items())
+def test_reads_that_reach_past_the_data_are_refused(
+    con: duckdb.DuckDBPyConnection, sql: str, function: str
+) -> None:
+    with pytest.raises(SandboxViolation) as refused:
+        check_statement(con, sql)
+    assert refused.value.details == {"function": function}
+    assert f"{function}()" in refused.value.message
+
+
+@pytest.mark.parametrize("sql", CLIMBS)
+def test_paths_with_a_dot_dot_segment_are_refused(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    with pytest.raises(SandboxViolation, match=r"'\.\.' segment"):
+        check_statement(con, sql)
+
+
+def test_pivot_without_in_names_the_fix(con: duckdb.DuckDBPyConnection) -> None:
+    with pytest.raises(ForbiddenStatement, match="PIVOT without an IN list") as refused:
+        check_statement(con, "PIVOT (SELECT 1 AS a, 2 AS b) ON a USING sum(b)")
+    assert "statements" not in refused.value.message
 
 
 def test_one_statement_per_request(con: duckdb.DuckDBPyConnection) -> None:
@@ -168,3 +237,111 @@ def test_the_database_is_locked_but_views_can_be_made(tmp_path: Path) -> None:
             user.execute(f"SET allowed_directories = ['{tmp_path}/']")
     finally:
         database.close()
+
+
+def _json_rows(con: duckdb.DuckDBPyConnection, fmt: ResultFormat, query: str) -> list[Any]:
+    cursor = con.cursor()
+    cursor.execute(query)
+    reader = cursor.to_arrow_reader(10_000)
+    encoder = make_encoder(fmt, reader.schema)
+    body = b"".join([encoder.encode(batch) for batch in reader] + [encoder.finish()])
+    if fmt is ResultFormat.NDJSON:
+        return [json.loads(line) for line in body.splitlines()]
+    return list(json.loads(body))
+
+
+@pytest.mark.parametrize("rows", [1, 100])
+@pytest.mark.parametrize("fmt", [ResultFormat.JSON, ResultFormat.NDJSON])
+def test_infinite_dates_and_floats_encode_the_same_at_any_row_count(
+    con: duckdb.DuckDBPyConnection, rows: int, fmt: ResultFormat
+) -> None:
+    query = f"""SELECT 'infinity'::DATE AS d, '-infinity'::DATE AS nd,
+        'infinity'::TIMESTAMP AS ts, '-infinity'::TIMESTAMPTZ AS tz,
+        'infinity'::TIMESTAMP_MS AS ms, DATE '2024-02-29' AS ok, 0.1::FLOAT AS f,
+        1e20::DOUBLE AS g, ['infinity'::DATE] AS nested FROM range({rows})"""
+    result = _json_rows(con, fmt, query)
+    assert len(result) == rows
+    assert result[-1] == {
+        "d": "infinity", "nd": "-infinity", "ts": "infinity", "tz": "-infinity",
+        "ms": "infinity", "ok": "2024-02-29", "f": 0.1, "g": 1e20, "nested": None,
+    }  # fmt: skip
+
+
+def test_float_text_does_not_depend_on_the_row_count(con: duckdb.DuckDBPyConnection) -> None:
+    query = "SELECT 0.1::FLOAT AS f, 1e20::DOUBLE AS g, 1.5::DOUBLE AS h FROM range({})"
+    cursor = con.cursor()
+    bodies = []
+    for rows in (1, 100):
+        cursor.execute(query.format(rows))
+        reader = cursor.to_arrow_reader(10_000)
+        encoder = make_encoder(ResultFormat.NDJSON, reader.schema)
+        bodies.append(b"".join([encoder.encode(b) for b in reader]).splitlines()[0])
+    assert bodies[0] == bodies[1] == b'{"f":0.1,"g":1e+20,"h":1.5}'
+
+
+async def test_a_manifest_whose_objects_have_no_path_is_skipped(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    import asyncio
+    import datetime as dt
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lakehouse.catalog import Column, Manifest
+    from lakehouse.query.views import ViewRegistrar
+    from lakehouse.storage.errors import InvalidKey
+
+    def duckdb_path(key: str) -> str:
+        if "bad" in key:
+            raise InvalidKey(f"object key {key!r} resolves outside the storage root")
+        return str(tmp_path / "f.parquet")
+
+    now = dt.datetime.now(dt.UTC)
+
+    def manifest(name: str, key: str) -> Manifest:
+        schema = [Column(name="i", type="BIGINT")]
+        return Manifest(name, name, "fp", schema, [key], 1, now, now)
+
+    class FakeCatalog:  # only what ViewRegistrar calls
+        def version(self) -> str:
+            return "v1"
+
+        async def list(self) -> list[Manifest]:
+            return [manifest("broken", "datasets/bad/x.parquet"), manifest("fine", "datasets/f.p")]
+
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"i": [1]}), tmp_path / "f.parquet")
+    con = duckdb.connect()
+    with ThreadPoolExecutor(1) as executor:
+        registrar = ViewRegistrar(FakeCatalog(), con, duckdb_path, executor)  # type: ignore[arg-type]
+        await asyncio.wait_for(registrar.ensure_fresh(), 10)
+    assert registrar.version == "v1"
+    views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    assert "fine" in views
+    assert "broken" not in views
+    assert any("broken" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
+def test_default_memory_limit_and_spill_directory(tmp_path: Path) -> None:
+    from lakehouse.query.engine import default_memory_limit
+
+    storage = StorageSettings(data_dir=str(tmp_path / "data"))
+    root = f"{tmp_path / 'data'}/datasets/"
+    database = Database(QuerySettings(), storage, EnvSecretsProvider({}), root)
+    try:
+        admin = database.cursor()
+        setting = admin.execute("SELECT current_setting('memory_limit')").fetchone()
+        limit_mb = int(default_memory_limit().removesuffix("MB"))
+        total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+        assert limit_mb == pytest.approx(total_mb / 2, rel=0.01)
+        assert setting is not None
+        assert setting[0] != "0 bytes"
+        temp = admin.execute("SELECT current_setting('temp_directory')").fetchone()
+        assert temp is not None
+        assert Path(temp[0]).is_relative_to((tmp_path / "data" / "_tmp" / "duckdb").resolve())
+        spill = admin.execute("SELECT current_setting('max_temp_directory_size')").fetchone()
+        assert spill is not None
+        assert spill[0].startswith("9.3")  # 10GB = 9.3 GiB
+    finally:
+        database.close()
+    assert not Path(temp[0]).exists()

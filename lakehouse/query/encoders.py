@@ -10,8 +10,17 @@ Arrow's regex kernels, dates formatted by ``strftime``), the fragments are
 joined row-wise by ``binary_join_element_wise`` and the batch's bytes are
 the joined array's data buffer. Types Arrow cannot format as JSON
 (binary, nested, intervals ...) fall back to msgspec per value. JSON
-encoding (SPEC): dates and timestamps ISO-8601 strings, integers and
-decimals numbers (exact), NaN/Inf null, binary base64.
+encoding (SPEC): dates and timestamps ISO-8601 strings (DuckDB's
+``infinity`` / ``-infinity`` as those strings; a value Arrow cannot format,
+such as a timestamp past year 292277, null), integers and decimals numbers
+(exact), floats in Arrow's shortest round-trip form (a REAL is written as
+the shortest text of the float32 value: 0.1, not 0.10000000149011612;
+exponents as ``1e+20``), NaN/Inf null, binary base64.
+
+Small batches (< SMALL_BATCH_ROWS) of simple types go through msgspec on
+Python values instead, which is faster there; columns whose encoding would
+differ between the two (floats, dates, timestamps, times) always take the
+Arrow path, so the output never depends on the row count.
 """
 
 from __future__ import annotations
@@ -121,6 +130,36 @@ def _escaped(array: pa.Array) -> pa.Array:
 _ZERO_FRACTION = {"ms": ".000", "us": ".000000", "ns": ".000000000"}
 
 
+_INFINITY = pa.scalar("infinity", pa.string())
+_MINUS_INFINITY = pa.scalar("-infinity", pa.string())
+_NULL_TEXT = pa.scalar(None, pa.string())
+# DuckDB's infinite dates and timestamps reach Arrow as the extreme integers.
+_DATE_INFINITY = 2**31 - 1
+_TIMESTAMP_INFINITY = 2**63 - 1
+
+
+def _with_infinities(array: pa.Array, text: pa.Array) -> pa.Array:
+    """``text`` with DuckDB's infinities spelled out and unformattable values null."""
+    if pa.types.is_date32(array.type):
+        ints, limit = array.cast(pa.int32()), _DATE_INFINITY
+    elif pa.types.is_timestamp(array.type):
+        ints, limit = array.cast(pa.int64()), _TIMESTAMP_INFINITY
+    else:
+        return text
+    extremes = pc.min_max(ints)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    if low is None or (low > -limit and high < limit and not _unformatted(text)):
+        return text  # the common case: one cheap kernel, nothing to replace
+    text = pc.if_else(pc.equal(ints, limit), _INFINITY, text)
+    text = pc.if_else(pc.equal(ints, -limit), _MINUS_INFINITY, text)
+    # Arrow writes "<value out of range: N>" (e.g. microseconds past year 292277).
+    return pc.if_else(pc.starts_with(text, "<"), _NULL_TEXT, text)
+
+
+def _unformatted(text: pa.Array) -> bool:
+    return bool(pc.any(pc.starts_with(text, "<")).as_py())
+
+
 def _iso_timestamps(array: pa.Array) -> pa.Array:
     """ISO-8601 text for a timestamp array, as ``datetime.isoformat`` writes it."""
     kind = array.type
@@ -153,7 +192,7 @@ def _json_values(array: pa.Array) -> tuple[pa.Array, bool]:
         return pa.array(["null"] * len(array), pa.string()), False
     elif _is_text(kind):
         if pa.types.is_timestamp(kind):
-            text = _iso_timestamps(array)
+            text = _with_infinities(array, _iso_timestamps(array))
         elif pa.types.is_string(kind):
             text = _escaped(array)
         elif pa.types.is_dictionary(kind) or pa.types.is_large_string(kind):
@@ -164,15 +203,30 @@ def _json_values(array: pa.Array) -> tuple[pa.Array, bool]:
             if zero:  # like time.isoformat: whole seconds have no fraction
                 text = pc.replace_substring(text, zero, "", max_replacements=1)
         else:  # dates: Arrow's cast is ISO already, nothing to escape
-            text = pc.cast(array, pa.string())
-        if array.null_count == 0:
+            text = _with_infinities(array, pc.cast(array, pa.string()))
+        if text.null_count == 0:
             return text, True
         values = pc.binary_join_element_wise('"', text, '"', "")
     else:
         # binary (base64), nested, intervals, ...: msgspec knows the SPEC encoding.
-        encoded = [_msgspec_encoder.encode(v).decode() for v in array.to_pylist()]
-        return pa.array(encoded, pa.string()), False
+        return pa.array(_msgspec_values(array), pa.string()), False
     return pc.fill_null(values, _NULL), False
+
+
+def _msgspec_values(array: pa.Array) -> list[str]:
+    try:
+        return [_msgspec_encoder.encode(v).decode() for v in array.to_pylist()]
+    except (OverflowError, ValueError, pa.ArrowException):
+        # A value Python cannot hold (an infinite date inside a list ...): null for that
+        # one value, never a failed response.
+        return [_msgspec_one(array, i) for i in range(len(array))]
+
+
+def _msgspec_one(array: pa.Array, index: int) -> str:
+    try:
+        return _msgspec_encoder.encode(array[index].as_py()).decode()
+    except (OverflowError, ValueError, pa.ArrowException):
+        return "null"
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -191,10 +245,16 @@ SMALL_BATCH_ROWS = 64
 
 
 def _msgspec_friendly(schema: pa.Schema) -> bool:
-    """Whether ``to_pylist`` + msgspec gives the same JSON as the Arrow path."""
+    """Whether ``to_pylist`` + msgspec gives the same JSON as the Arrow path: not for
+    floats (msgspec writes a float32 as its float64 value and 1e20 without '+') nor
+    temporal types (infinities and years past 9999 do not fit Python's types)."""
     names = schema.names
     return len(set(names)) == len(names) and not any(
-        pa.types.is_timestamp(f.type) and f.type.tz for f in schema
+        pa.types.is_floating(f.type)
+        or pa.types.is_timestamp(f.type)
+        or pa.types.is_date(f.type)
+        or pa.types.is_time(f.type)
+        for f in schema
     )
 
 
