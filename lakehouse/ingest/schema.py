@@ -210,24 +210,34 @@ def ragged(line: int, row: int, expected: int, got: int) -> RaggedRows:
 
 def detect_delimiter(text: str) -> str:
     """The candidate that splits the header into the most fields and the first
-    lines into that same number (quotes respected); ``,`` if none splits."""
+    lines into that same number (quotes respected).
+
+    When no candidate splits the header, the file has one column: pick the
+    candidate that splits none of the first lines either (``,`` first), so a
+    value holding a comma does not read as a ragged row.
+    """
     lines = text.splitlines(keepends=True)[:_DIALECT_LINES]
     if len(lines) > 1 and not text.endswith(("\n", "\r")):
         lines = lines[:-1]  # the head may end mid-line
     best, best_score = ",", (0, 0)
+    single_column, fewest_splits = ",", None
     for candidate in DELIMITERS:
         try:
             rows = [r for r in csv.reader(lines, delimiter=candidate) if r]
         except csv.Error:
             continue
-        if not rows or len(rows[0]) < 2:
+        if not rows:
             continue
         width = len(rows[0])
         consistent = sum(1 for r in rows if len(r) == width)
+        if width < 2:
+            if fewest_splits is None or len(rows) - consistent < fewest_splits:
+                single_column, fewest_splits = candidate, len(rows) - consistent
+            continue
         score = (consistent, width)
         if score > best_score:
             best, best_score = candidate, score
-    return best
+    return best if best_score > (0, 0) else single_column
 
 
 def _read_head(path: Path) -> str:
