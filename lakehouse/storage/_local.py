@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import errno
 import hashlib
+import logging
 import os
 import shutil
 import stat
@@ -25,6 +26,8 @@ from lakehouse.storage.errors import (
 from lakehouse.storage.interface import ObjectInfo
 from lakehouse.storage.keys import TMP_PREFIX, validate_key, validate_prefix
 
+log = logging.getLogger("lakehouse.storage")
+
 
 class LocalObjectStore:
     """Objects as files under ``root``; writes are temp file + fsync + rename."""
@@ -37,6 +40,20 @@ class LocalObjectStore:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        removed = await asyncio.to_thread(self._remove_stale_temp_files)
+        if removed:
+            log.info("removed %d temp file(s) of interrupted writes", removed)
+
+    def _remove_stale_temp_files(self) -> int:
+        """Temp files left by a crash mid-write. At start-up no write of this
+        process is in flight, and no other process writes under this root."""
+        removed = 0
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
+                if name.startswith(TMP_PREFIX):
+                    (Path(dirpath) / name).unlink(missing_ok=True)
+                    removed += 1
+        return removed
 
     async def close(self) -> None:
         return None
