@@ -46,8 +46,7 @@ def make_settings(backend: str, tmp_path: Path, moto: MotoServer | None) -> Sett
     if backend == "s3":
         assert moto is not None
         secrets_file.write_text(
-            f'[s3]\naccess_key_id = "{TEST_ACCESS_KEY}"\n'
-            f'secret_access_key = "{TEST_SECRET_KEY}"\n'
+            f'[s3]\naccess_key_id = "{TEST_ACCESS_KEY}"\nsecret_access_key = "{TEST_SECRET_KEY}"\n'
         )
         settings.storage.backend = "s3"
         settings.storage.s3.endpoint_url = moto.endpoint_url
