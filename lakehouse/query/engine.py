@@ -130,19 +130,20 @@ class Database:
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         self.data_root = data_root
+        self._probe = con.cursor()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection (cursor) to the same database."""
         return self.connection.cursor()
 
     def healthy(self) -> bool:
-        """Whether the database still answers (a FatalException invalidates it for good)."""
+        """Whether the database still answers ``SELECT 1``: a FatalException invalidates
+        it for good, and a broken logger makes every statement fail.
+
+        Runs on a cursor made at start-up: opening or closing a cursor on a broken
+        database can make DuckDB abort the process."""
         try:
-            cursor = self.connection.cursor()
-            try:
-                return cursor.execute("SELECT 1").fetchone() == (1,)
-            finally:
-                cursor.close()
+            return self._probe.execute("SELECT 1").fetchone() == (1,)
         except duckdb.Error:
             return False
 

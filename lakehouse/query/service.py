@@ -75,6 +75,13 @@ class _Engine:
             self.close()
 
     def close(self) -> None:
+        if self.broken:
+            # Closing connections of a broken database can make DuckDB abort the
+            # process: keep it open (it holds no lock, only memory) until exit.
+            return
+        self._close()
+
+    def _close(self) -> None:
         if self.closed:
             return
         self.closed = True
@@ -148,6 +155,10 @@ class _Run:
                 raise EngineRestarted(
                     f"the query engine hit an internal error and was restarted; retry: {exc}"
                 ) from exc
+            if isinstance(exc, duckdb.PermissionException):
+                # Usually the query's own path; but a database whose every statement
+                # fails this way is broken: a probe tells, and reopens the engine.
+                self._service.check_soon()
             raise translate(exc, self._engine.views.names_dataset_object) from exc
         except OSError as exc:  # an interrupted Arrow stream surfaces as OSError
             if self._reason == "timeout":
@@ -299,6 +310,7 @@ class QueryService:
         self._health: tuple[float, str] = (0.0, "starting")
         self._health_lock = asyncio.Lock()
         self.restarts = 0
+        self._background: set[asyncio.Task[str]] = set()
 
     def __repr__(self) -> str:
         return f"QueryService(pool_size={self.settings.pool_size})"
@@ -399,9 +411,19 @@ class QueryService:
         # Waiting for interrupted workers is blocking: not on the event loop.
         await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
         for engine in engines:
+            if not engine.broken and not engine.database.healthy():
+                engine.broken = True  # closing it could abort the process (see _Engine.close)
             engine.close()
         self._engine = None
         self._retired = []
+
+    def check_soon(self) -> None:
+        """Run the health probe in the background (at most once per cache period)."""
+        engine = self._engine
+        if engine is not None and not engine.broken:
+            task = asyncio.get_running_loop().create_task(self._probe(engine))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def health(self) -> dict[str, Any]:
         """Pool and view state for /health (no secrets, no SQL); ``status`` comes from
