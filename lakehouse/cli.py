@@ -100,9 +100,10 @@ async def _serve(settings: Settings) -> int:
     from granian.log import LogLevels
     from granian.server.embed import Server
 
-    from lakehouse.app import create_app
+    from lakehouse.app import build_services, create_app
 
-    app = create_app(settings)
+    services = build_services(settings)
+    app = create_app(settings, services)
     server = Server(
         app,
         address=settings.server.host,
@@ -122,6 +123,8 @@ async def _serve(settings: Settings) -> int:
         if not stopping:
             stopping = True
             log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+            # Queries could run up to their time limit: stop them; uploads finish (graceful).
+            services.query.interrupt_running()
             server.stop()  # type: ignore[no-untyped-call]  # granian's embed API is untyped
 
     for signum in (signal.SIGTERM, signal.SIGINT):

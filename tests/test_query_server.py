@@ -92,3 +92,27 @@ async def test_large_results_stream_over_http(http: httpx.AsyncClient) -> None:
                 lines += 1
     assert lines == 300_000
     await wait_for_idle_pool(http)
+
+
+async def test_sigterm_stops_a_running_query_and_the_server_exits_cleanly(
+    server: LakehouseServer, http: httpx.AsyncClient
+) -> None:
+    size, _ = await pool_state(http)
+
+    async def slow() -> int | None:
+        try:
+            return (await http.post("/sql", json={"sql": SLOW})).status_code
+        except httpx.HTTPError:  # the connection closed: also an acceptable end
+            return None
+
+    query = asyncio.create_task(slow())
+    deadline = time.monotonic() + 10
+    while (await pool_state(http))[1] == size:  # wait until the query holds a cursor
+        assert time.monotonic() < deadline, "the slow query never started"
+        await asyncio.sleep(0.02)
+    # The query's own limit is 30 s: only interrupting it lets the server exit within 10 s
+    # (past that, stop() kills it and the code is not 0).
+    code = await asyncio.to_thread(server.stop, timeout=10.0)
+    assert code == 0, server.logs()[-5:]
+    status = await asyncio.wait_for(query, 5)
+    assert status != 200

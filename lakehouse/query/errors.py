@@ -79,6 +79,15 @@ class EngineRestarted(ServiceBusy):
         super().__init__(message, retry_after_seconds=1)
 
 
+class ShuttingDown(ServiceBusy):
+    """The server is stopping; running queries were interrupted."""
+
+    code = "shutting_down"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after_seconds=5)
+
+
 class QueryTimeout(RequestTimeout):
     """The query ran past its time limit and was interrupted (408, see ADR 0008)."""
 

@@ -35,6 +35,7 @@ from lakehouse.query.errors import (
     QueryCancelled,
     QueryFailed,
     QueryTimeout,
+    ShuttingDown,
     is_fatal,
     translate,
 )
@@ -171,6 +172,8 @@ class _Run:
     def _interrupted(self) -> LakehouseError:
         if self._reason == "timeout":
             return self._timeout_error()
+        if self._service.stopping:
+            return ShuttingDown("the server is shutting down; the query was stopped")
         return QueryCancelled("the query was cancelled")
 
     def _timeout_error(self) -> QueryTimeout:
@@ -310,6 +313,7 @@ class QueryService:
         self._health: tuple[float, str] = (0.0, "starting")
         self._health_lock = asyncio.Lock()
         self.restarts = 0
+        self.stopping = False
         self._background: set[asyncio.Task[str]] = set()
 
     def __repr__(self) -> str:
@@ -401,8 +405,16 @@ class QueryService:
             raise QueryFailed(f"the query engine could not be reopened: {exc}") from exc
         return self.engine
 
+    def interrupt_running(self) -> None:
+        """The server is stopping: interrupt every running query now (they answer 503)
+        rather than letting the graceful shutdown wait for them up to their time limit."""
+        self.stopping = True
+        for engine in [e for e in [self._engine, *self._retired] if e is not None]:
+            engine.pool.interrupt_all()
+
     async def close(self) -> None:
         """Close the database; queries still running are interrupted."""
+        self.stopping = True
         engines = [e for e in [self._engine, *self._retired] if e is not None]
         for engine in engines:
             engine.pool.interrupt_all()
