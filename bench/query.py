@@ -229,6 +229,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved load runs")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-Granian floor")
     args = parser.parse_args()
+    if args.load == "wrk" and not shutil.which("wrk"):
+        print("wrk is not on PATH: falling back to Python client processes (--load procs)")
+        args.load = "procs"
+    generator = "wrk" if args.load == "wrk" else "Python client processes"
+    print(f"load generator: {generator}")
 
     csv_path = fixture()
     with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as tmp:
@@ -293,7 +298,7 @@ def main() -> int:
                     runs[name].append(
                         loaded(url, pid, count_sql, args.clients, args.seconds, args.load)
                     )
-            print(f"count(*) at {args.clients} concurrent clients ({args.load}, "
+            print(f"count(*) at {args.clients} concurrent clients (load: {generator}, "
                   f"{args.rounds} x {args.seconds:g} s, median):")  # fmt: skip
             medians = {
                 name: (statistics.median(r for r, _ in got), statistics.median(c for _, c in got))
