@@ -1,15 +1,15 @@
 """Errors of the query module, and the one place DuckDB exceptions become ours.
 
-    InvalidQuery (400 invalid_sql)          syntax, binder, conversion errors: DuckDB's message
-    ForbiddenStatement (403 forbidden_statement)  not a read statement, or more than one
-    SandboxViolation (403 sandbox_violation)      a read that tried to reach outside the data
-    TableNotFound (404 table_not_found)     an unknown table or dataset, named
-    FileNotFound (404 file_not_found)       a path the query reads does not exist
-    QueryTimeout (408 query_timeout)        ran past the time limit and was interrupted
-    DatasetChanged (503 dataset_changed)    a dataset's object vanished mid-query; Retry-After
-    EngineRestarted (503 engine_restarted)  DuckDB hit an internal error; a fresh engine is ready
-    QueryCancelled (499-ish, never sent)    the client went away; nothing is answered
-    QueryFailed (500 query_failed)          anything else DuckDB raised (a bug or storage trouble)
+InvalidQuery (400 invalid_sql)          syntax, binder, conversion errors: DuckDB's message
+ForbiddenStatement (403 forbidden_statement)  not a read statement, or more than one
+SandboxViolation (403 sandbox_violation)      a read that tried to reach outside the data
+TableNotFound (404 table_not_found)     an unknown table or dataset, named
+FileNotFound (404 file_not_found)       a path the query reads does not exist
+QueryTimeout (408 query_timeout)        ran past the time limit and was interrupted
+DatasetChanged (503 dataset_changed)    a dataset's object vanished mid-query; Retry-After
+EngineRestarted (503 engine_restarted)  DuckDB hit an internal error; a fresh engine is ready
+QueryCancelled (499-ish, never sent)    the client went away; nothing is answered
+QueryFailed (500 query_failed)          anything else DuckDB raised (a bug or storage trouble)
 """
 
 from __future__ import annotations
