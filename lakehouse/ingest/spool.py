@@ -37,46 +37,75 @@ class Spooled(msgspec.Struct):
 
 
 class _BufferedWriter:
-    """Collects chunks and writes them in large blocks off the event loop."""
+    """Collects chunks and writes them in large blocks off the event loop.
+
+    One block is written in a worker thread while the next one is collected
+    (the write is awaited only before the next one starts), and the chunks
+    are handed over as they came, without joining them into one buffer.
+    """
 
     def __init__(self, handle: BinaryIO) -> None:
         self.handle = handle
-        self.buffer = bytearray()
+        self.chunks: list[bytes] = []
+        self.buffered = 0
         self.written = 0
         self.quotes = 0
+        self.in_flight: asyncio.Future[None] | None = None
 
     def result(self) -> Spooled:
         return Spooled(size=self.written, quotes=self.quotes)
 
     async def write(self, chunk: bytes | bytearray | memoryview) -> None:
-        self.buffer += chunk
+        # The parser's events may be views of its buffer: keep a copy of those.
+        self.chunks.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
+        self.buffered += len(chunk)
         self.written += len(chunk)
-        if len(self.buffer) >= _WRITE_BYTES:
-            await self.flush()
+        if self.buffered >= _WRITE_BYTES:
+            await self._start_write()
 
     async def flush(self) -> None:
-        if self.buffer:
-            data, self.buffer = bytes(self.buffer), bytearray()
-            await asyncio.to_thread(self._write, data)
+        """Write what is buffered and wait for every write to finish."""
+        await self._start_write()
+        await self._wait()
 
-    def _write(self, data: bytes) -> None:
+    async def _start_write(self) -> None:
+        await self._wait()
+        if self.chunks:
+            chunks, self.chunks, self.buffered = self.chunks, [], 0
+            self.in_flight = asyncio.ensure_future(asyncio.to_thread(self._write, chunks))
+
+    async def _wait(self) -> None:
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            await in_flight
+
+    async def close(self) -> None:
+        """Close the file, after the write in flight (if any) ended: also
+        on an error or a cancellation, so no thread writes a closed file."""
+        try:
+            if self.in_flight is not None:
+                await asyncio.gather(self.in_flight, return_exceptions=True)
+        finally:
+            await asyncio.to_thread(self.handle.close)
+
+    def _write(self, chunks: list[bytes]) -> None:
         # Counted here, in the worker thread, while the block is at hand.
-        self.quotes += data.count(b'"')
-        self.handle.write(data)
+        self.quotes += sum(chunk.count(b'"') for chunk in chunks)
+        self.handle.writelines(chunks)
 
 
 async def spool_raw(chunks: AsyncIterable[bytes], target: Path) -> Spooled:
     """Write the whole body to ``target``."""
     handle = await asyncio.to_thread(target.open, "wb")
+    writer = _BufferedWriter(handle)
     try:
-        writer = _BufferedWriter(handle)
         async for chunk in chunks:
             if chunk:
                 await writer.write(chunk)
         await writer.flush()
         return writer.result()
     finally:
-        await asyncio.to_thread(handle.close)
+        await writer.close()
 
 
 async def spool_multipart(chunks: AsyncIterable[bytes], boundary: str, target: Path) -> Spooled:
@@ -88,9 +117,9 @@ async def spool_multipart(chunks: AsyncIterable[bytes], boundary: str, target: P
     if not boundary:
         raise InvalidCSV("multipart/form-data without a boundary")
     handle = await asyncio.to_thread(target.open, "wb")
+    writer = _BufferedWriter(handle)
     found = False
     try:
-        writer = _BufferedWriter(handle)
         in_file = False
         with PushMultipartParser(boundary, max_header_count=16) as parser:
             async for chunk in chunks:
@@ -108,7 +137,7 @@ async def spool_multipart(chunks: AsyncIterable[bytes], boundary: str, target: P
     except MultipartError as exc:
         raise InvalidCSV(f"malformed multipart/form-data body: {exc}") from exc
     finally:
-        await asyncio.to_thread(handle.close)
+        await writer.close()
     if not found:
         raise MissingFile(f"the multipart form has no field named {FILE_FIELD!r}")
     return writer.result()
