@@ -72,6 +72,8 @@ _VALUE = re.compile(
     rf"(?P<int>{_INT.pattern})|(?P<float>{_FLOAT.pattern})|(?P<date>{_DATE.pattern})"
     rf"|(?P<ts>{_TS.pattern.replace('(Z|', '(?P<tz>Z|')})"
 )
+# The first character of every int, float, date or timestamp.
+_TYPED_START = frozenset("-.0123456789")
 _INT64_MAX = 2**63 - 1
 _HEAD_BYTES = 1024 * 1024
 _DIALECT_LINES = 50
@@ -178,7 +180,7 @@ def infer_layout(path: Path, sample_rows: int, overrides: dict[str, str]) -> Csv
             if not any(name.strip() for name in header):
                 raise EmptyCSV("the CSV has no header row: every header name is empty")
             width = len(header)
-            samples: list[list[str]] = [[] for _ in range(width)]
+            rows: list[list[str]] = []
             count = 0
             previous_line = reader.line_num
             for row in reader:
@@ -187,8 +189,7 @@ def infer_layout(path: Path, sample_rows: int, overrides: dict[str, str]) -> Csv
                     continue
                 if len(row) != width:
                     raise ragged(previous_line + 1, count + 2, width, len(row))
-                for values, value in zip(samples, row, strict=True):
-                    values.append(value)
+                rows.append(row)
                 count += 1
                 previous_line = reader.line_num
                 if count >= sample_rows:
@@ -197,6 +198,8 @@ def infer_layout(path: Path, sample_rows: int, overrides: dict[str, str]) -> Csv
             raise NotUTF8("the CSV is not valid UTF-8", details={"reason": str(exc)}) from exc
         except csv.Error as exc:
             raise InvalidCSV(f"the CSV cannot be parsed: {exc}") from exc
+    # Transposed in one go: cheaper than appending each value to its column.
+    samples = [list(values) for values in zip(*rows, strict=True)] if rows else [[] for _ in header]
     names = normalise_header(header)
     columns = [
         _column(name, raw, values) for name, raw, values in zip(names, header, samples, strict=True)
@@ -261,6 +264,8 @@ def _read_head(path: Path) -> str:
 def _kind(value: str) -> str:
     if value in _BOOLS:
         return "bool"
+    if value[0] not in _TYPED_START:
+        return "text"  # names, emails...: no regex needed
     match = _VALUE.fullmatch(value)  # one regex for the four typed shapes: the sample's hot path
     if match is None:
         return "text"
