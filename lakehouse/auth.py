@@ -50,7 +50,7 @@ class BearerAuthMiddleware:
 
 
 def bearer_auth(token: str) -> Callable[[ASGIApp], ASGIApp]:
-    """Middleware factory for Litestar's ``middleware=[...]``."""
+    """Wraps an ASGI app (create_app applies it to the outermost handler, so 404s are covered)."""
 
     def wrap(app: ASGIApp) -> ASGIApp:
         middleware: Any = BearerAuthMiddleware(app, token)

@@ -173,7 +173,7 @@ def load_settings(
         if var in env:
             _set_dotted(raw, dotted, env[var])
     try:
-        # str_keys + strict=False lets "3110" from the environment become an int.
+        # strict=False lets "3110" from the environment become an int.
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         where = f" in {path}" if path is not None else ""

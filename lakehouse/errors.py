@@ -11,12 +11,11 @@ imports Litestar, so domain code stays framework-free.
     ├── Unauthorized (401 unauthorized)
     ├── Forbidden (403 forbidden)
     ├── NotFound (404 not_found)
-    ├── RequestTimeout (408 query_timeout)
+    ├── RequestTimeout (408 timeout)
     ├── Conflict (409 conflict)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
-    ├── ServiceBusy (503 busy, Retry-After)
-    └── NotImplementedYet (501 not_implemented)
+    └── ServiceBusy (503 busy, Retry-After)
 
 Modules subclass these with their own ``code`` (``invalid_key``,
 ``schema_conflict`` ...), so callers can catch either the broad kind or the
@@ -103,10 +102,3 @@ class ServiceBusy(LakehouseError):
         super().__init__(
             message, details=details, headers={"Retry-After": str(retry_after_seconds)}
         )
-
-
-class NotImplementedYet(LakehouseError):
-    """A route whose module has not landed yet."""
-
-    status_code = 501
-    code = "not_implemented"

@@ -17,7 +17,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
-from lakehouse.errors import LakehouseError
+from lakehouse.errors import LakehouseError, ServiceBusy
 
 log = logging.getLogger("lakehouse.http")
 
@@ -102,8 +102,11 @@ def error_response(
 
 
 def _lakehouse_error(_: Request[Any, Any, Any], exc: LakehouseError) -> Response[Any]:
-    if exc.status_code >= 500:
-        log.error("request failed: %s", exc.message, extra={"code": exc.code})
+    if isinstance(exc, ServiceBusy):
+        log.info("refused, busy: %s", exc.message, extra={"code": exc.code})
+    elif exc.status_code >= 500:
+        # A failure of ours or of a backend: keep the cause (DuckDB's, botocore's) in the log.
+        log.error("request failed: %s", exc.message, extra={"code": exc.code}, exc_info=exc)
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
