@@ -41,14 +41,13 @@ def sql(url: str, query: str) -> httpx.Response:
 
 
 def assert_consistent(server: LakehouseServer, data_dir: Path, interrupted: str) -> None:
-    listing = httpx.get(f"{server.url}/catalog/list").json()
-    manifests = listing["datasets"] if isinstance(listing, dict) else listing
+    manifests = httpx.get(f"{server.url}/catalog/list").json()["datasets"]
     referenced = set()
     for manifest in manifests:
-        for key in manifest["objects"]:
-            table = pq.read_table(data_dir / key)  # exists and is readable Parquet
-            assert table.num_rows >= 0
-            referenced.add(key)
+        # Every object exists, is readable Parquet, and together they hold row_count rows.
+        rows = sum(pq.read_table(data_dir / key).num_rows for key in manifest["objects"])
+        assert rows == manifest["row_count"]
+        referenced.update(manifest["objects"])
         count = sql(server.url, f'SELECT count(*) AS n FROM "{manifest["name"]}"').json()
         assert count == [{"n": manifest["row_count"]}]
     names = {m["name"] for m in manifests}
@@ -86,12 +85,14 @@ def test_sigkill_during_streaming_upload(local_settings: Settings, tmp_path: Pat
     data_dir = Path(local_settings.storage.data_dir)
     ingest_base(server)
     killed = threading.Event()
+    saw_spool = threading.Event()
 
     def kill_when_streaming() -> None:
         # Wait until the server is spooling the upload to disk, then kill it.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if any(p.name.startswith(".tmp") for p in data_dir.rglob("*") if p.is_file()):
+                saw_spool.set()
                 break
             time.sleep(0.01)
         server.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
@@ -107,6 +108,7 @@ def test_sigkill_during_streaming_upload(local_settings: Settings, tmp_path: Pat
             timeout=60,
         )
     killer.join()
+    assert saw_spool.is_set(), "the kill did not happen while the upload was being spooled"
     assert server.stop() == -signal.SIGKILL
     server.start()
     try:
