@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 import duckdb  # noqa: E402  # after the path tweak so `lakehouse` imports from the repo
 
 from lakehouse.config import Settings  # noqa: E402
+from scripts.gen_workers import ensure_generated  # noqa: E402
 from tests.support.servers import LakehouseServer  # noqa: E402
 
 OUT = REPO / "bench" / "out"
@@ -33,14 +34,7 @@ MiB = 1024 * 1024
 
 
 def fixture(rows: int, name: str) -> Path:
-    path = OUT / name
-    if not path.exists():
-        subprocess.run(
-            [sys.executable, str(REPO / "scripts/gen_workers.py"), "--rows", str(rows),
-             "--out", str(path), "--seed", "42"],
-            check=True,
-        )  # fmt: skip
-    return path
+    return ensure_generated(rows, OUT / name)
 
 
 def duckdb_copy(csv: Path, runs: int, workdir: Path) -> float:

@@ -49,7 +49,13 @@ import duckdb  # noqa: E402  # after the path tweak so `lakehouse` imports from 
 import msgspec  # noqa: E402
 
 from lakehouse.config import Settings  # noqa: E402
-from tests.support.servers import LakehouseServer, free_port, wait_until_ready  # noqa: E402
+from scripts.gen_workers import ensure_generated  # noqa: E402
+from tests.support.servers import (  # noqa: E402
+    LakehouseServer,
+    free_port,
+    stop_process,
+    wait_until_ready,
+)
 
 OUT = REPO / "bench" / "out"
 NAME = "workers_500k"
@@ -63,15 +69,7 @@ QUERIES = {
 
 
 def fixture() -> Path:
-    path = OUT / f"{NAME}.csv"
-    if not path.exists():
-        OUT.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, str(REPO / "scripts/gen_workers.py"), "--rows", "500000",
-             "--out", str(path), "--seed", "42"],
-            check=True,
-        )  # fmt: skip
-    return path
+    return ensure_generated(500_000, OUT / f"{NAME}.csv")
 
 
 def stats(samples: list[float]) -> tuple[float, float]:
@@ -208,12 +206,7 @@ class BareServer:
         wait_until_ready(self.url, self.proc)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def main() -> int:

@@ -140,6 +140,19 @@ def generate(rows: int, out: Path, seed: int = 42) -> None:
         writer.writerows(batch)
 
 
+def ensure_generated(rows: int, out: Path, seed: int = 42) -> Path:
+    """``out``, generated first if it does not exist yet (the benches' and tests' fixtures).
+
+    Written under a temporary name and renamed, so an interrupted run never
+    leaves a truncated file that a later run would take as the fixture.
+    """
+    if not out.exists():
+        partial = out.with_name(f".{out.name}.partial")
+        generate(rows, partial, seed)
+        partial.replace(out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 
 from lakehouse.config import Settings
 from lakehouse.storage import ObjectStore
+from scripts.gen_workers import ensure_generated
 from tests.support.servers import LakehouseServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,13 +31,7 @@ IL_ROLES = "SELECT role, count(*) FROM {source} WHERE state = 'IL' GROUP BY role
 
 @pytest.fixture(scope="session")
 def workers_200k(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("fixtures") / "workers_200k.csv"
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts/gen_workers.py"), "--rows", "200000",
-         "--out", str(out), "--seed", "7"],
-        check=True,
-    )  # fmt: skip
-    return out
+    return ensure_generated(200_000, tmp_path_factory.mktemp("fixtures") / "workers_200k.csv", 7)
 
 
 async def test_200k_rows_match_duckdb_on_the_csv(
