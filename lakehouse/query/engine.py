@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import duckdb
 
-from lakehouse.config import QuerySettings, StorageSettings
+from lakehouse.config import QuerySettings, StorageSettings, scratch_dir
 from lakehouse.query.views import quote_literal as _literal
 from lakehouse.storage.secrets import SecretsProvider
 
@@ -93,7 +93,7 @@ class Database:
         """``data_root``: the only location SQL may read (the datasets prefix, ADR 0008)."""
         # Spill files live under the data directory's _tmp (same disk as the data, and
         # not the system /tmp, often a small tmpfs), in a private directory per process.
-        spill_parent = Path(storage.data_dir) / "_tmp" / "duckdb"
+        spill_parent = scratch_dir(storage, "duckdb")
         spill_parent.mkdir(parents=True, exist_ok=True)
         self._temp_dir = Path(tempfile.mkdtemp(prefix="spill-", dir=spill_parent)).resolve()
         config: dict[str, str | bool | int | float | list[str]] = {
