@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
+from litestar.testing import AsyncTestClient, TestClient
 
 from lakehouse.config import Settings
 from lakehouse.ingest.errors import InvalidTypeOverride
@@ -86,8 +86,9 @@ def test_inferred_types(tmp_path: Path) -> None:
 
 
 def test_type_override_syntax() -> None:
-    assert parse_type_overrides("zip:int, when:timestamp,a:b:string") == {
-        "zip": BIGINT, " when": TIMESTAMP, "a:b": VARCHAR,
+    # Spaces around names and types are not part of them.
+    assert parse_type_overrides("zip:int, when : timestamp ,a:b:string") == {
+        "zip": BIGINT, "when": TIMESTAMP, "a:b": VARCHAR,
     }  # fmt: skip
     with pytest.raises(InvalidTypeOverride):
         parse_type_overrides("zip:uuid")
@@ -234,9 +235,24 @@ async def test_header_only_gives_an_empty_dataset(client: Client, store: ObjectS
     assert table.column_names == ["a", "b", "c"]
 
 
+def test_chunked_raw_body_without_content_type_is_ingested(settings: Settings) -> None:
+    """No Content-Type and no Content-Length, but a chunked body: still a CSV."""
+    from lakehouse.app import create_app
+
+    # The sync client, because the async one cannot stream a request body in-process.
+    with TestClient(app=create_app(settings)) as client:
+        # An iterator has no length: httpx sends it chunked, without Content-Length.
+        response = client.post("/v1/ingest?name=chunked", content=iter([b"a,b\n", b"1,2\n"]))
+        assert response.status_code == 200, response.text
+        assert response.json()["row_count"] == 1
+        empty = client.post("/v1/ingest?name=chunked_empty", content=iter([]))
+        assert empty.status_code == 400, empty.text
+        assert empty.json()["error"]["code"] == "empty_csv"
+
+
 async def test_type_override(client: Client, store: ObjectStore) -> None:
-    response = await ingest(
-        client, "over", b"zip,n\n01234,1\n60601,2\n", query="&types=zip:int,n:string"
+    response = await ingest(  # written as a user would: a space after the comma
+        client, "over", b"zip,n\n01234,1\n60601,2\n", query="&types=zip:int,%20n:string"
     )
     assert response.status_code == 200, response.text
     body = response.json()

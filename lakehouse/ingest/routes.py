@@ -25,7 +25,7 @@ from lakehouse.catalog import Manifest
 from lakehouse.http_body import request_body
 from lakehouse.http_errors import error_responses
 from lakehouse.ingest.errors import MissingFile, UnsupportedUpload
-from lakehouse.ingest.service import IngestService, IngestStats, Upload, validate_name
+from lakehouse.ingest.service import IngestService, IngestStats, Upload
 from lakehouse.openapi_docs import documented, examples
 
 # Bodies taken as raw CSV; anything else but multipart/form-data is a 415.
@@ -124,7 +124,7 @@ async def ingest(
         str | None, QueryParameter(description="Type overrides, e.g. zip:string,amount:double")
     ] = None,
 ) -> IngestResponse:
-    validate_name(name)  # before a byte of the body is read
+    # The service checks ``name`` before it reads a byte of the body.
     media_type, options = request.content_type
     if media_type == "multipart/form-data":
         upload = Upload(
@@ -134,7 +134,7 @@ async def ingest(
             content_length=request.content_length,
         )
     elif media_type in RAW_TYPES:
-        if not media_type and request.headers.get("content-length", "0") == "0":
+        if not media_type and _no_body(request):
             raise MissingFile("no CSV: send a multipart field 'file' or a text/csv body")
         upload = Upload(
             kind="raw", chunks=request_body(request), content_length=request.content_length
@@ -146,6 +146,13 @@ async def ingest(
         )
     result = await ingest_service.ingest(name, upload, types)
     return IngestResponse(**msgspec.structs.asdict(result.manifest), ingest=result.stats)
+
+
+def _no_body(request: Request[Any, Any, Any]) -> bool:
+    """No body at all: neither a Content-Length above 0 nor a chunked one.
+    (An empty body that was sent is the service's EmptyCSV.)"""
+    headers = request.headers
+    return "transfer-encoding" not in headers and headers.get("content-length", "0") == "0"
 
 
 router = Router(path="/", route_handlers=[ingest])

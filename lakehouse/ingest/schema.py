@@ -62,7 +62,12 @@ DELIMITERS = (",", ";", "\t", "|")
 
 _INT = re.compile(r"-?[0-9]+")
 _FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_LEADING_ZERO = re.compile(r"-?0[0-9]")
+LEADING_ZERO = r"^[+-]?0[0-9]"
+"""A number with a leading zero (a zip code, an account number) is text: as a
+number it would lose digits. Inference and the converter both use this; the
+sign is optional because pyarrow's float cast accepts ``+007.5`` (inference
+itself never takes a ``+`` value for a number)."""
+_LEADING_ZERO = re.compile(LEADING_ZERO)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TS = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
@@ -90,8 +95,6 @@ class InferredColumn(msgspec.Struct):
     """``inferred``, ``override`` or ``widened``."""
     reason: str | None = None
     """Why a column became VARCHAR although some values looked typed."""
-    header: str = ""
-    """The name exactly as the header had it (before normalisation)."""
 
 
 class CsvLayout(msgspec.Struct):
@@ -99,7 +102,6 @@ class CsvLayout(msgspec.Struct):
 
     delimiter: str
     columns: list[InferredColumn]
-    sample_rows: int
 
 
 def parse_type_overrides(raw: str | None) -> dict[str, str]:
@@ -112,6 +114,7 @@ def parse_type_overrides(raw: str | None) -> dict[str, str]:
         if not item.strip():
             continue
         column, sep, type_name = item.rpartition(":")
+        column = column.strip()  # "a:int, b:string" names "b", not " b"
         canonical = TYPE_ALIASES.get(type_name.strip().lower().replace(" ", ""))
         if not sep or not column or canonical is None:
             raise InvalidTypeOverride(
@@ -201,11 +204,9 @@ def infer_layout(path: Path, sample_rows: int, overrides: dict[str, str]) -> Csv
     # Transposed in one go: cheaper than appending each value to its column.
     samples = [list(values) for values in zip(*rows, strict=True)] if rows else [[] for _ in header]
     names = normalise_header(header)
-    columns = [
-        _column(name, raw, values) for name, raw, values in zip(names, header, samples, strict=True)
-    ]
+    columns = [_column(name, values) for name, values in zip(names, samples, strict=True)]
     _apply_overrides(columns, overrides)
-    return CsvLayout(delimiter=delimiter, columns=columns, sample_rows=count)
+    return CsvLayout(delimiter=delimiter, columns=columns)
 
 
 def ragged(line: int, row: int, expected: int, got: int) -> RaggedRows:
@@ -283,12 +284,12 @@ def _kind(value: str) -> str:
     return "tstz" if match.group("tz") else "ts"
 
 
-def _column(name: str, header: str, values: list[str]) -> InferredColumn:
+def _column(name: str, values: list[str]) -> InferredColumn:
     def text(reason: str | None) -> InferredColumn:
-        return InferredColumn(name=name, type=VARCHAR, reason=reason, header=header)
+        return InferredColumn(name=name, type=VARCHAR, reason=reason)
 
     def typed(type_name: str) -> InferredColumn:
-        return InferredColumn(name=name, type=type_name, header=header)
+        return InferredColumn(name=name, type=type_name)
 
     kinds: dict[str, str] = {}  # kind -> first example
     for value in dict.fromkeys(values):  # distinct values, first occurrence first
@@ -305,7 +306,7 @@ def _column(name: str, header: str, values: list[str]) -> InferredColumn:
         zero = next((v for v in values if _LEADING_ZERO.match(v)), None)
         if zero is not None:
             return text(f"numbers with leading zeros are kept as text (e.g. {zero!r})")
-        if found == {"float"} or "float" in found:
+        if "float" in found:
             return typed(DOUBLE)
         digits = max(len(v.lstrip("-")) for v in values if v)
         if digits <= 18 or all(-_INT64_MAX - 1 <= int(v) <= _INT64_MAX for v in values if v):
