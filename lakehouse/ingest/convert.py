@@ -37,6 +37,7 @@ from lakehouse.ingest.schema import (
     DECIMAL,
     DOUBLE,
     FALSE_VALUES,
+    LEADING_ZERO,
     TRUE_VALUES,
     VARCHAR,
     CsvLayout,
@@ -47,9 +48,6 @@ from lakehouse.ingest.schema import (
 _CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error to [^:]+: (.*)", re.S)
 _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+)")
 _NUMERIC = frozenset({BIGINT, DOUBLE, DECIMAL})
-# A number with a leading zero (a zip code, an account number) is text: as a
-# number it would lose digits. Same rule as the inference sample's.
-_LEADING_ZERO = r"^[+-]?0[0-9]"
 _READ_BYTES = 1024 * 1024
 _DICTIONARY_SAMPLE_ROWS = 10_000
 
@@ -73,7 +71,6 @@ class ConvertOptions(msgspec.Struct):
     # 1 MiB blocks: measured flatter peak RSS than 4 MiB (143 vs 178 MiB at 500k rows)
     # and no slower on 2 cores (ADR 0009).
     block_size: int = 1024 * 1024
-    use_threads: bool = True
 
 
 class _NotTyped(Exception):
@@ -128,7 +125,7 @@ def _write(
     reader = pa_csv.open_csv(
         source,
         read_options=pa_csv.ReadOptions(
-            use_threads=options.use_threads,
+            use_threads=True,
             block_size=options.block_size,
             # pyarrow parses the header row itself (a quoted name may span
             # lines) and skips it; names come from the layout.
@@ -166,10 +163,12 @@ def _write(
                 break
             except pa.ArrowInvalid as exc:
                 match = _CONVERSION_ERROR.search(str(exc))
-                column = None if match is None else columns[int(match.group(1))]
-                if match is None or column is None or not _widenable(column):
+                if match is None:
                     raise
                 index = int(match.group(1))
+                column = columns[index]
+                if not _widenable(column):
+                    raise
                 failed[index] = f"a value past the sample is not {column.type}: {match.group(2)}"
                 break  # the reader cannot go on past a conversion error
             arrays = list(batch.columns)
@@ -312,7 +311,7 @@ def _first_leading_zero(values: pa.Array) -> str | None:
     if not pc.any(candidates).as_py():
         return None
     subset = pc.filter(values, candidates)
-    zeros = pc.match_substring_regex(subset, _LEADING_ZERO)
+    zeros = pc.match_substring_regex(subset, LEADING_ZERO)
     if not pc.any(zeros).as_py():
         return None
     first: str = subset[pc.index(zeros, True).as_py()].as_py()

@@ -95,7 +95,6 @@ class IngestService:
         catalog: Catalog,
         settings: IngestSettings,
         spool_dir: Path,
-        convert_options: ConvertOptions | None = None,
         retire_after_seconds: float = 0.0,
     ) -> None:
         """``retire_after_seconds``: how long objects a re-ingest replaced are
@@ -106,7 +105,7 @@ class IngestService:
         self.catalog = catalog
         self.settings = settings
         self.spool_dir = Path(spool_dir)
-        self.convert_options = convert_options or ConvertOptions(
+        self.convert_options = ConvertOptions(
             row_group_rows=settings.row_group_rows, compression=settings.compression
         )
         self.limit = ConcurrencyLimit(
