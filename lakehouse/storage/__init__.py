@@ -6,7 +6,6 @@ concrete classes are exported for the composition root and tests.
 """
 
 from lakehouse.config import StorageSettings
-from lakehouse.errors import UploadIncomplete
 from lakehouse.storage._local import LocalObjectStore
 from lakehouse.storage._s3 import S3ObjectStore
 from lakehouse.storage.errors import (
@@ -65,7 +64,6 @@ __all__ = [
     "StorageBusy",
     "StorageUnavailable",
     "UnknownBucket",
-    "UploadIncomplete",
     "open_registry",
     "open_store",
     "validate_key",

@@ -14,8 +14,11 @@ import shutil
 import stat
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 
+from lakehouse.config import SCRATCH_PREFIX
+from lakehouse.limits import capped
 from lakehouse.storage.errors import (
     InvalidKey,
     KeyConflict,
@@ -46,9 +49,16 @@ class LocalObjectStore:
 
     def _remove_stale_temp_files(self) -> int:
         """Temp files left by a crash mid-write. At start-up no write of this
-        process is in flight, and no other process writes under this root."""
+        process is in flight, and no other process writes under this root.
+
+        The top-level scratch directory (``_tmp/``: ingest spool, DuckDB
+        spill) is not walked: its users clean their own files.
+        """
         removed = 0
-        for dirpath, _, filenames in os.walk(self.root):
+        scratch = SCRATCH_PREFIX.rstrip("/")
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            if dirpath == str(self.root) and scratch in dirnames:
+                dirnames.remove(scratch)
             for name in filenames:
                 if name.startswith(TMP_PREFIX):
                     (Path(dirpath) / name).unlink(missing_ok=True)
@@ -61,12 +71,23 @@ class LocalObjectStore:
     # -- paths ---------------------------------------------------------------
 
     def _path(self, key: str) -> Path:
-        """The file for ``key``, guaranteed to be inside the root (symlinks too)."""
+        """The file for ``key``, guaranteed to be inside the root (symlinks too).
+
+        Blocking (resolving follows symlinks on disk): call it in a worker thread.
+        """
         validate_key(key)
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root) or path == self.root:
             raise InvalidKey(f"object key {key!r} resolves outside the storage root")
         return path
+
+    def _make_temp(self, key: str) -> tuple[Path, int, str]:
+        """``key``'s file, and a temp file beside it (same filesystem, so the
+        rename is atomic) as (fd, name). Blocking."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+        return path, fd, tmp_name
 
     def duckdb_path(self, key: str) -> str:
         return str(self._path(key))
@@ -84,24 +105,19 @@ class LocalObjectStore:
         *,
         max_bytes: int | None = None,
     ) -> ObjectInfo:
-        path = self._path(key)
+        validate_key(key)
         with _translate_os_errors(key):
-            fd, tmp_name = await asyncio.to_thread(_make_temp, path)
+            path, fd, tmp_name = await asyncio.to_thread(self._make_temp, key)
         tmp = Path(tmp_name)
+        if isinstance(data, bytes | bytearray | memoryview):
+            chunks: AsyncIterable[bytes] = _one_chunk(bytes(data))
+        else:
+            chunks = data
+        if max_bytes is not None:
+            chunks = capped(chunks, max_bytes, partial(ObjectTooLarge.over, max_bytes))
         try:
             with os.fdopen(fd, "wb") as out:
-                written = 0
-                if isinstance(data, bytes | bytearray | memoryview):
-                    chunks: AsyncIterable[bytes] = _one_chunk(bytes(data))
-                else:
-                    chunks = data
                 async for chunk in chunks:
-                    written += len(chunk)
-                    if max_bytes is not None and written > max_bytes:
-                        raise ObjectTooLarge(
-                            f"object is larger than the limit of {max_bytes} bytes",
-                            details={"max_bytes": max_bytes},
-                        )
                     await asyncio.to_thread(out.write, chunk)
                 await asyncio.to_thread(_flush_and_sync, out)
             await asyncio.to_thread(os.replace, tmp, path)
@@ -114,10 +130,10 @@ class LocalObjectStore:
         return await self.head(key)
 
     async def put_file(self, key: str, path: Path) -> ObjectInfo:
-        target = self._path(key)
+        validate_key(key)
 
         def copy() -> None:
-            fd, tmp_name = _make_temp(target)
+            target, fd, tmp_name = self._make_temp(key)
             tmp = Path(tmp_name)
             try:
                 with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
@@ -133,9 +149,13 @@ class LocalObjectStore:
         return await self.head(key)
 
     async def delete(self, key: str, *, missing_ok: bool = False) -> None:
+        validate_key(key)
+        await asyncio.to_thread(self._delete_sync, key, missing_ok)
+
+    def _delete_sync(self, key: str, missing_ok: bool) -> None:
         path = self._path(key)
         try:
-            await asyncio.to_thread(path.unlink)
+            path.unlink()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
             # unlink of a directory is EISDIR (or EPERM on some systems): not an object.
             if isinstance(exc, PermissionError) and not path.is_dir():
@@ -145,7 +165,7 @@ class LocalObjectStore:
             return
         except OSError as exc:
             raise _os_error(key, exc) from exc
-        await asyncio.to_thread(self._prune_empty_dirs, path.parent)
+        self._prune_empty_dirs(path.parent)
 
     def _prune_empty_dirs(self, directory: Path) -> None:
         while directory != self.root:
@@ -158,18 +178,19 @@ class LocalObjectStore:
     # -- reads ---------------------------------------------------------------
 
     async def get(self, key: str) -> bytes:
-        path = self._path(key)
+        validate_key(key)
         try:
-            return await asyncio.to_thread(path.read_bytes)
+            return await asyncio.to_thread(lambda: self._path(key).read_bytes())
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"no object {key!r}") from exc
         except OSError as exc:
             raise _os_error(key, exc) from exc
 
     async def open_read(self, key: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
-        path = self._path(key)
+        validate_key(key)
         try:
-            handle = await asyncio.to_thread(open, path, "rb")
+            # Closed in the finally below: the generator outlives any with block.
+            handle = await asyncio.to_thread(lambda: open(self._path(key), "rb"))  # noqa: SIM115
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"no object {key!r}") from exc
         except OSError as exc:
@@ -181,9 +202,9 @@ class LocalObjectStore:
             handle.close()
 
     async def head(self, key: str) -> ObjectInfo:
-        path = self._path(key)
+        validate_key(key)
         try:
-            info = await asyncio.to_thread(path.stat)
+            info = await asyncio.to_thread(lambda: self._path(key).stat())
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"no object {key!r}") from exc
         except OSError as exc:
@@ -219,12 +240,6 @@ class LocalObjectStore:
                         continue  # deleted while we listed
         found.sort(key=lambda info: info.key)
         return found
-
-
-def _make_temp(path: Path) -> tuple[int, str]:
-    """A temp file beside ``path`` (same filesystem, so the rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
 
 
 def _is_regular_file(info: os.stat_result) -> bool:

@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lakehouse.limits import capped
 from lakehouse.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
 from lakehouse.storage.interface import ObjectInfo
 from lakehouse.storage.keys import validate_key, validate_prefix
@@ -87,7 +89,8 @@ class S3ObjectStore:
     # -- life cycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        credentials = self._secrets.s3_credentials()
+        # The provider may read a secrets file: not on the event loop.
+        credentials = await asyncio.to_thread(self._secrets.s3_credentials)
         client_args: dict[str, Any] = {"region_name": self.region}
         if self.endpoint_url:
             client_args["endpoint_url"] = self.endpoint_url
@@ -174,27 +177,22 @@ class S3ObjectStore:
     ) -> ObjectInfo:
         validate_key(key)
         if isinstance(data, bytes | bytearray | memoryview):
-            body = bytes(data)
-            _check_size(len(body), max_bytes)
-            if len(body) <= self.part_bytes:
-                await self._call("PutObject", key, Bucket=self.bucket, Key=key, Body=body)
-                return await self.head(key)
-            data = _chunks_of(body, self.part_bytes)
-        return await self._put_stream(key, data, max_bytes)
+            # One part (a single PutObject) when it fits, else a multipart upload.
+            chunks: AsyncIterable[bytes] = _chunks_of(bytes(data), self.part_bytes)
+        else:
+            chunks = data
+        if max_bytes is not None:
+            chunks = capped(chunks, max_bytes, partial(ObjectTooLarge.over, max_bytes))
+        return await self._put_stream(key, chunks)
 
-    async def _put_stream(
-        self, key: str, chunks: AsyncIterable[bytes], max_bytes: int | None
-    ) -> ObjectInfo:
+    async def _put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> ObjectInfo:
         pending: list[bytes] = []
         pending_bytes = 0
-        total = 0
         upload: _MultipartUpload | None = None
         try:
             async for chunk in chunks:
                 if not chunk:
                     continue
-                total += len(chunk)
-                _check_size(total, max_bytes)
                 pending.append(chunk)
                 pending_bytes += len(chunk)
                 if pending_bytes >= self.part_bytes:
@@ -227,7 +225,7 @@ class S3ObjectStore:
 
     async def put_file(self, key: str, path: Path) -> ObjectInfo:
         validate_key(key)
-        return await self._put_stream(key, _read_file(path, self.part_bytes), None)
+        return await self._put_stream(key, _read_file(path, self.part_bytes))
 
     async def delete(self, key: str, *, missing_ok: bool = False) -> None:
         validate_key(key)
@@ -373,15 +371,10 @@ class _MultipartUpload:
             )
 
 
-def _check_size(total: int, max_bytes: int | None) -> None:
-    if max_bytes is not None and total > max_bytes:
-        raise ObjectTooLarge(
-            f"object is larger than the limit of {max_bytes} bytes",
-            details={"max_bytes": max_bytes},
-        )
-
-
 async def _chunks_of(data: bytes, size: int) -> AsyncIterator[bytes]:
+    if len(data) <= size:
+        yield data  # no copy for the common small object
+        return
     view = memoryview(data)
     for start in range(0, len(data), size):
         yield bytes(view[start : start + size])

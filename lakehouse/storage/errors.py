@@ -45,6 +45,14 @@ class KeyConflict(Conflict):
 class ObjectTooLarge(PayloadTooLarge):
     code = "object_too_large"
 
+    @classmethod
+    def over(cls, max_bytes: int) -> ObjectTooLarge:
+        """The error for a body over ``max_bytes``: the one wording routes and backends use."""
+        return cls(
+            f"object is larger than the limit of {max_bytes} bytes",
+            details={"max_bytes": max_bytes},
+        )
+
 
 class StorageBusy(ServiceBusy):
     code = "storage_busy"
