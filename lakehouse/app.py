@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, get
@@ -25,10 +24,11 @@ from lakehouse.admin import sweep_orphans
 from lakehouse.auth import bearer_auth
 from lakehouse.catalog import Catalog, ManifestCatalog
 from lakehouse.catalog import routes as catalog_routes
-from lakehouse.config import Settings
+from lakehouse.config import Settings, scratch_dir
 from lakehouse.http_errors import EXCEPTION_HANDLERS
 from lakehouse.ingest import IngestService
 from lakehouse.ingest import routes as ingest_routes
+from lakehouse.limits import ConcurrencyLimit
 from lakehouse.openapi_docs import documented
 from lakehouse.query import QueryService
 from lakehouse.query import routes as query_routes
@@ -46,16 +46,19 @@ class Services:
 
     settings: Settings
     secrets: SecretsProvider
+    buckets: BucketRegistry
+    """Every named store, started and closed here together."""
     store: ObjectStore
+    """The registry's ``primary``: the store the modules read and write."""
     catalog: Catalog
     ingest: IngestService
     query: QueryService
-    buckets: BucketRegistry = field(default_factory=BucketRegistry)
-    """Every named store; ``store`` is its ``primary``."""
+    put_limit: ConcurrencyLimit
+    """PUTs in flight through the storage API (503 beyond it)."""
 
     async def start(self) -> None:
         """Start order: storage, then catalog (reads storage), then query (reads catalog)."""
-        await self.store.start()
+        await self.buckets.start()
         await self.catalog.load()
         # Leftovers of a crash (an object written but never registered) go at start-up.
         await sweep_orphans(self.store, self.catalog, self.settings.catalog.orphan_grace_seconds)
@@ -66,7 +69,7 @@ class Services:
         """Close in the reverse order of start."""
         await self.query.close()
         await self.ingest.close()
-        await self.store.close()
+        await self.buckets.close()
 
 
 def build_services(settings: Settings) -> Services:
@@ -79,7 +82,7 @@ def build_services(settings: Settings) -> Services:
         store,
         catalog,
         settings.ingest,
-        Path(settings.storage.data_dir) / "_tmp" / "ingest",
+        scratch_dir(settings.storage, "ingest"),
         # A query that started on a replaced manifest cannot outlive its time
         # limit; the margin covers its cancellation (ADR 0010).
         retire_after_seconds=settings.query.timeout_seconds + 2.0,
@@ -87,11 +90,12 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         secrets=secrets,
+        buckets=buckets,
         store=store,
         catalog=catalog,
         ingest=ingest,
         query=QueryService(settings.query, settings.storage, secrets, store, catalog),
-        buckets=buckets,
+        put_limit=storage_routes.put_limit(settings.storage),
     )
 
 
@@ -176,6 +180,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "services": provide(services),
             "settings": provide(settings),
             "store": provide(services.store),
+            "put_limit": provide(services.put_limit),
             "catalog": provide(services.catalog),
             "ingest_service": provide(services.ingest),
             "query_service": provide(services.query),

@@ -16,6 +16,7 @@ import pytest
 from lakehouse.config import Settings
 from lakehouse.storage import ObjectStore
 from scripts.gen_workers import ensure_generated
+from tests.support.ingest import spool_dir
 from tests.support.servers import LakehouseServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ async def test_one_ingest_too_many_is_503_with_retry_after(
                         headers={"content-type": "text/csv"})
         )  # fmt: skip
         # Wait until the first upload holds its slot (its spool file exists).
-        spool = Path(local_settings.storage.data_dir) / "_tmp" / "ingest"
+        spool = spool_dir(local_settings)
         for _ in range(200):
             if spool.exists() and any(spool.iterdir()):
                 break
@@ -126,7 +127,7 @@ async def test_client_disconnect_mid_ingest_is_not_a_server_error(
         b"/v1/ingest?name=gone",
         {"Transfer-Encoding": "chunked", "Content-Type": "text/csv"},
     )
-    spool = Path(settings.storage.data_dir) / "_tmp" / "ingest"
+    spool = spool_dir(settings)
     try:
         await request.send_chunk(b"id,city\n" + b"1,Chicago\n" * 50_000)
         for _ in range(200):  # until the server is visibly spooling the upload

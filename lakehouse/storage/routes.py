@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from litestar import Request, Router, delete, get, put
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.openapi.spec import (
     OpenAPIFormat,
     OpenAPIMediaType,
@@ -29,7 +29,7 @@ from litestar.openapi.spec import (
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
-from lakehouse.config import Settings
+from lakehouse.config import SCRATCH_PREFIX, Settings, StorageSettings
 from lakehouse.http_body import request_body
 from lakehouse.http_errors import error_responses
 from lakehouse.limits import ConcurrencyLimit
@@ -40,32 +40,24 @@ from lakehouse.storage.keys import validate_key
 
 _MOUNT = "/storage"
 
-# Where the per-app PUT limit lives in ``app.state`` (one per app, not per process).
-_PUT_LIMIT_STATE = "lakehouse_storage_put_limit"
+def put_limit(settings: StorageSettings) -> ConcurrencyLimit:
+    """The PUT concurrency limit; the composition root builds one per app and
+    provides it as the ``put_limit`` dependency."""
+    limit = settings.max_concurrent_puts
+    return ConcurrencyLimit(
+        limit,
+        lambda: StorageBusy(
+            "too many storage PUTs in flight; retry shortly",
+            retry_after_seconds=5,
+            details={"max_concurrent_puts": limit},
+        ),
+    )
 
 
-def provide_put_limit(
-    request: Request[Any, Any, Any], settings: NamedDependency[Settings]
-) -> ConcurrencyLimit:
-    """The app's one PUT concurrency limit, created on first use."""
-    state = request.app.state
-    limit = state.get(_PUT_LIMIT_STATE)
-    if limit is None:
-        limit = ConcurrencyLimit(
-            settings.storage.max_concurrent_puts,
-            lambda: StorageBusy(
-                "too many storage PUTs in flight; retry shortly",
-                retry_after_seconds=5,
-                details={"max_concurrent_puts": settings.storage.max_concurrent_puts},
-            ),
-        )
-        state[_PUT_LIMIT_STATE] = limit
-    return limit
-
-
-# The catalog's manifests and the ingest spool: written only by their modules,
-# never through the raw storage API (a bad manifest there would hide a dataset).
-RESERVED_PREFIXES = ("_catalog/", "_tmp/")
+# The catalog's manifests and the scratch area (ingest spool): written only by
+# their modules, never through the raw storage API (a bad manifest there would
+# hide a dataset).
+RESERVED_PREFIXES = ("_catalog/", SCRATCH_PREFIX)
 
 
 def _writable_key(request: Request[Any, Any, Any], route: str, param: str) -> str:
@@ -111,13 +103,6 @@ _RAW_BODY = RequestBody(
 )
 
 
-def _too_large(max_bytes: int) -> ObjectTooLarge:
-    return ObjectTooLarge(
-        f"object is larger than the limit of {max_bytes} bytes",
-        details={"max_bytes": max_bytes},
-    )
-
-
 @put(
     "/put/{key:path}",
     summary="Store the raw request body under a key",
@@ -140,7 +125,7 @@ async def put_object(
     max_bytes = settings.storage.max_put_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(max_bytes)
+        raise ObjectTooLarge.over(max_bytes)
     async with put_limit.slot():
         return await store.put(object_key, request_body(request), max_bytes=max_bytes)
 
@@ -198,6 +183,5 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 router = Router(
     path=_MOUNT,
     route_handlers=[put_object, get_object, list_objects, delete_object],
-    dependencies={"put_limit": Provide(provide_put_limit, sync_to_thread=False)},
     tags=["storage"],
 )
