@@ -40,6 +40,7 @@ from lakehouse.storage.keys import validate_key
 
 _MOUNT = "/storage"
 
+
 def put_limit(settings: StorageSettings) -> ConcurrencyLimit:
     """The PUT concurrency limit; the composition root builds one per app and
     provides it as the ``put_limit`` dependency."""
