@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pyarrow as pa
 import pytest
 
+from lakehouse.config import Settings
 from tests.support.query import register_table
 from tests.support.servers import LakehouseServer
 
@@ -116,3 +118,29 @@ async def test_sigterm_stops_a_running_query_and_the_server_exits_cleanly(
     assert code == 0, server.logs()[-5:]
     status = await asyncio.wait_for(query, 5)
     assert status != 200
+
+
+async def test_waiting_for_the_only_connection_counts_against_the_time_limit(
+    local_settings: Settings, tmp_path: Path
+) -> None:
+    local_settings.query.pool_size = 1
+    server = LakehouseServer(local_settings, tmp_path).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            # The slow query holds the only cursor until its own limit (2 s) stops it.
+            slow = asyncio.create_task(http.post("/sql?timeout=2", json={"sql": SLOW}))
+            deadline = time.monotonic() + 10
+            while (await pool_state(http))[1] == 1:
+                assert time.monotonic() < deadline, "the slow query never started"
+                await asyncio.sleep(0.02)
+            waiting = await http.post("/sql?timeout=0.3", json={"sql": "SELECT 1 AS x"})
+            assert waiting.status_code == 408, waiting.text
+            error = waiting.json()["error"]
+            assert error["code"] == "query_timeout"
+            assert error["details"] == {"timeout_seconds": 0.3}
+            assert not slow.done()  # the 408 did not wait for the cursor
+            assert (await slow).status_code == 408
+            assert (await http.post("/sql", json={"sql": "SELECT 1 AS x"})).json() == [{"x": 1}]
+            await wait_for_idle_pool(http)
+    finally:
+        server.stop()

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -148,6 +149,7 @@ class Database:
             return False
 
     def close(self) -> None:
+        """Close the database and remove its spill directory (blocking: a worker thread)."""
         try:
             self.connection.close()
         finally:
@@ -161,11 +163,13 @@ class CursorPool:
     free. ``size`` never changes; ``idle`` is how many are free now.
     """
 
-    def __init__(self, database: Database, size: int) -> None:
-        if size < 1:
+    def __init__(self, cursors: Sequence[duckdb.DuckDBPyConnection]) -> None:
+        """``cursors``: made by ``Database.cursor`` in a worker thread (DuckDB work
+        stays off the event loop)."""
+        if not cursors:
             raise ValueError("query.pool_size must be at least 1")
-        self.size = size
-        self._cursors = [database.cursor() for _ in range(size)]
+        self.size = len(cursors)
+        self._cursors = list(cursors)
         self._free: asyncio.Queue[duckdb.DuckDBPyConnection] = asyncio.Queue()
         for cursor in self._cursors:
             self._free.put_nowait(cursor)
@@ -190,6 +194,7 @@ class CursorPool:
                 log.debug("interrupting a cursor failed", exc_info=True)
 
     def close(self) -> None:
+        """Close every cursor (blocking: a worker thread)."""
         for cursor in self._cursors:
             try:
                 cursor.close()

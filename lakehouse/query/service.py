@@ -5,10 +5,12 @@ changed) -> borrow a cursor -> in a worker thread: parse and check the
 statement, execute, read Arrow batches and encode them -> hand back the
 first chunk, and an async iterator for the rest when the result is large.
 
-The time limit covers the whole run (execution and streaming): a timer on
-the event loop calls ``cursor.interrupt()``. Cancellation of the awaiting
-task (the client went away) interrupts too. Either way the cursor goes back
-to the pool only once the worker thread has let go of it.
+The time limit covers the whole run (waiting for a cursor, execution and
+streaming): it starts before a cursor is borrowed, bounds that wait, then a
+timer on the event loop calls ``cursor.interrupt()`` at the same deadline.
+Cancellation of the awaiting task (the client went away) interrupts too.
+Either way the cursor goes back to the pool only once the worker thread has
+let go of it. Opening, probing and closing DuckDB run in worker threads too.
 """
 
 from __future__ import annotations
@@ -70,27 +72,38 @@ class _Engine:
         self.retired = False
         self.closed = False
 
-    def close_if_idle(self) -> None:
-        """Close a retired engine once no query holds one of its cursors."""
-        if self.retired and not self.closed and self.pool.idle == self.pool.size:
-            self.close()
+    @property
+    def idle_and_retired(self) -> bool:
+        """Retired, and no query holds one of its cursors: time to close it."""
+        return self.retired and self.pool.idle == self.pool.size
+
+    def claim_close(self) -> bool:
+        """On the event loop: whether the caller is the one to run ``close`` now.
+        A broken engine is never closed (see ``close``)."""
+        if self.closed or self.broken:
+            return False
+        self.closed = True
+        return True
 
     def close(self) -> None:
+        """Close the cursors and the database (blocking: a worker thread), after
+        ``claim_close``. A database that no longer answers is left open: closing
+        connections of a broken database can make DuckDB abort the process, and it
+        holds no lock, only memory, until exit."""
+        if not self.broken and not self.database.healthy():
+            self.broken = True
         if self.broken:
-            # Closing connections of a broken database can make DuckDB abort the
-            # process: keep it open (it holds no lock, only memory) until exit.
             return
-        self._close()
-
-    def _close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
         self.pool.close()
         try:
             self.database.close()
         except duckdb.Error:  # an invalidated database may refuse to close cleanly
             log.debug("closing a database failed", exc_info=True)
+
+
+def _close_all(engines: list[_Engine]) -> None:
+    for engine in engines:
+        engine.close()
 
 
 class QueryResult:
@@ -112,7 +125,10 @@ class _Run:
         engine: _Engine,
         cursor: duckdb.DuckDBPyConnection,
         timeout: float,
+        deadline: float,
     ) -> None:
+        """``timeout``: the query's time limit (for the error); ``deadline``: when it
+        ends, in the loop's clock (it started before the cursor was borrowed)."""
         self._service = service
         self._engine = engine
         self._cursor = cursor
@@ -125,7 +141,7 @@ class _Run:
         self.done = False
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._timer = loop.call_later(timeout, self._on_timeout)
+        self._timer = loop.call_at(deadline, self._on_timeout)
 
     def _on_timeout(self) -> None:
         self._reason = "timeout"
@@ -250,7 +266,7 @@ class _Run:
         except Exception:  # closing a dead reader must not lose the cursor
             log.debug("closing a result reader failed", exc_info=True)
         self._engine.pool.release(self._cursor)
-        self._engine.close_if_idle()
+        self._service.close_if_idle(self._engine)
 
 
 class _RunStream:
@@ -314,7 +330,7 @@ class QueryService:
         self._health_lock = asyncio.Lock()
         self.restarts = 0
         self.stopping = False
-        self._background: set[asyncio.Task[str]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     def __repr__(self) -> str:
         return f"QueryService(pool_size={self.settings.pool_size})"
@@ -334,10 +350,6 @@ class QueryService:
         return self.engine.views
 
     @property
-    def database(self) -> Database:
-        return self.engine.database
-
-    @property
     def data_root(self) -> str:
         """The one location SQL may read: the datasets prefix (ADR 0008), not the
         catalog's manifests nor ingest spool files."""
@@ -351,20 +363,30 @@ class QueryService:
             extra={"pool_size": self.settings.pool_size, "data_root": self.data_root},
         )
 
-    async def _open_engine(self) -> _Engine:
-        loop = asyncio.get_running_loop()
-        database = await loop.run_in_executor(
-            self.executor, Database, self.settings, self._storage, self._secrets, self.data_root
-        )
+    def _open_database(
+        self,
+    ) -> tuple[Database, list[duckdb.DuckDBPyConnection], duckdb.DuckDBPyConnection]:
+        """The database, the pool's cursors and the views' cursor (blocking: a worker thread)."""
+        if self.settings.pool_size < 1:
+            raise ValueError("query.pool_size must be at least 1")
+        database = Database(self.settings, self._storage, self._secrets, self.data_root)
         try:
-            pool = CursorPool(database, self.settings.pool_size)
-            views = ViewRegistrar(
-                self._catalog, database.cursor(), self._store.duckdb_path, self.executor
-            )
-            engine = _Engine(database, pool, views)
-            await views.ensure_fresh()
+            cursors = [database.cursor() for _ in range(self.settings.pool_size)]
+            return database, cursors, database.cursor()
         except BaseException:
             database.close()
+            raise
+
+    async def _open_engine(self) -> _Engine:
+        loop = asyncio.get_running_loop()
+        database, cursors, admin = await loop.run_in_executor(self.executor, self._open_database)
+        try:
+            views = ViewRegistrar(self._catalog, admin, self._store.duckdb_path, self.executor)
+            engine = _Engine(database, CursorPool(cursors), views)
+            await views.ensure_fresh()
+        except BaseException:
+            # Not self.executor: close() may be shutting it down (a cancelled rebuild).
+            await asyncio.to_thread(database.close)
             raise
         return engine
 
@@ -385,7 +407,7 @@ class QueryService:
         old.retired = True
         old.pool.interrupt_all()
         self._retired.append(old)
-        old.close_if_idle()
+        self.close_if_idle(old)
         self._retired = [e for e in self._retired if not e.closed]
         log.info("query engine reopened", extra={"restarts": self.restarts})
 
@@ -412,20 +434,26 @@ class QueryService:
         for engine in [e for e in [self._engine, *self._retired] if e is not None]:
             engine.pool.interrupt_all()
 
+    def close_if_idle(self, engine: _Engine) -> None:
+        """Close a retired engine, in a worker thread, once no query holds one of its cursors."""
+        if engine.idle_and_retired and engine.claim_close():
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(engine.close))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
     async def close(self) -> None:
         """Close the database; queries still running are interrupted."""
-        self.stopping = True
         engines = [e for e in [self._engine, *self._retired] if e is not None]
-        for engine in engines:
-            engine.pool.interrupt_all()
+        self.interrupt_running()
         if self._rebuild_task is not None and not self._rebuild_task.done():
             self._rebuild_task.cancel()
-        # Waiting for interrupted workers is blocking: not on the event loop.
+        # Waiting for interrupted workers, probing and closing DuckDB are blocking:
+        # not on the event loop.
         await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
-        for engine in engines:
-            if not engine.broken and not engine.database.healthy():
-                engine.broken = True  # closing it could abort the process (see _Engine.close)
-            engine.close()
+        closing = [engine for engine in engines if engine.claim_close()]
+        await asyncio.to_thread(_close_all, closing)
+        # Retired engines being closed in the background, and health probes.
+        await asyncio.gather(*self._background, return_exceptions=True)
         self._engine = None
         self._retired = []
 
@@ -476,6 +504,13 @@ class QueryService:
             self._health = (time.monotonic(), status)
             return status
 
+    @staticmethod
+    def _waited_too_long(limit: float) -> QueryTimeout:
+        return QueryTimeout(
+            f"the query waited for a free connection past its time limit of {limit:g} s",
+            details={"timeout_seconds": limit},
+        )
+
     def timeout_for(self, requested: float | None) -> float:
         """The time limit of a query: the configured one, or lower on request."""
         limit = self.settings.timeout_seconds
@@ -500,12 +535,21 @@ class QueryService:
         borrowed until it has been iterated to the end or closed.
         """
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        limit = self.timeout_for(timeout)
+        deadline = loop.time() + limit  # waiting for a cursor counts too
         engine = await self._current_engine()
         await engine.views.ensure_fresh()
         pool = engine.pool
-        cursor = await pool.acquire()
         try:
-            run = _Run(self, engine, cursor, self.timeout_for(timeout))
+            async with asyncio.timeout_at(deadline):
+                cursor = await pool.acquire()
+        except TimeoutError:
+            raise self._waited_too_long(limit) from None
+        try:
+            if loop.time() >= deadline:  # a cursor came free just too late
+                raise self._waited_too_long(limit)
+            run = _Run(self, engine, cursor, limit, deadline)
         except BaseException:
             pool.release(cursor)
             raise
