@@ -388,13 +388,6 @@ def test_registry_has_one_primary_store(settings: Settings) -> None:
 # -- the real server ------------------------------------------------------------------
 
 
-def vm_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"{field} not in /proc/{pid}/status")
-
-
 def test_50_mib_put_streams_with_bounded_memory(server: LakehouseServer) -> None:
     assert server.proc is not None
     pid = server.proc.pid
@@ -407,10 +400,10 @@ def test_50_mib_put_streams_with_bounded_memory(server: LakehouseServer) -> None
         # If that is not allowed, VmHWM includes start-up: the bound only gets stricter.
         with contextlib.suppress(OSError):
             Path(f"/proc/{pid}/clear_refs").write_text("5")
-        rss_before = vm_kib(pid, "VmRSS")
+        rss_before = server.rss_bytes()
         put = http.put("/storage/put/big/50mib.bin", content=pattern(size, seed=1))
         assert put.status_code == 200, put.text
-        growth = (vm_kib(pid, "VmHWM") - rss_before) * 1024
+        growth = server.peak_rss_bytes() - rss_before
         assert put.json()["size"] == size
 
         got = hashlib.sha256()
