@@ -97,8 +97,14 @@ class ServiceBusy(LakehouseError):
 
     status_code = 503
     code = "busy"
+    retry_after_seconds: int = 5
+    """The Retry-After a subclass sends unless the raiser passes its own."""
 
-    def __init__(self, message: str, *, retry_after_seconds: int = 5, details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after_seconds: int | None = None, details: Any = None
+    ) -> None:
+        if retry_after_seconds is not None:
+            self.retry_after_seconds = retry_after_seconds
         super().__init__(
-            message, details=details, headers={"Retry-After": str(retry_after_seconds)}
+            message, details=details, headers={"Retry-After": str(self.retry_after_seconds)}
         )

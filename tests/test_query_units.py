@@ -345,3 +345,19 @@ def test_default_memory_limit_and_spill_directory(tmp_path: Path) -> None:
     finally:
         database.close()
     assert not Path(temp[0]).exists()
+
+
+def test_busy_errors_send_their_class_retry_after_unless_given_one() -> None:
+    from lakehouse.ingest.errors import IngestBusy
+    from lakehouse.query.errors import DatasetChanged, EngineRestarted, ShuttingDown
+    from lakehouse.storage.errors import StorageBusy
+
+    sent = {
+        cls: cls("busy", details={"x": 1}).headers["Retry-After"]
+        for cls in (DatasetChanged, EngineRestarted, ShuttingDown, StorageBusy, IngestBusy)
+    }
+    assert sent == {
+        DatasetChanged: "1", EngineRestarted: "1", ShuttingDown: "5", StorageBusy: "5",
+        IngestBusy: "5",
+    }  # fmt: skip
+    assert DatasetChanged("busy", retry_after_seconds=7).headers == {"Retry-After": "7"}

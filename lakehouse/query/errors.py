@@ -64,9 +64,7 @@ class DatasetChanged(ServiceBusy):
     read it; running the query again reads the new version."""
 
     code = "dataset_changed"
-
-    def __init__(self, message: str, *, details: object = None) -> None:
-        super().__init__(message, retry_after_seconds=1, details=details)
+    retry_after_seconds = 1
 
 
 class EngineRestarted(ServiceBusy):
@@ -74,18 +72,14 @@ class EngineRestarted(ServiceBusy):
     service opened a fresh one. Retrying is safe."""
 
     code = "engine_restarted"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retry_after_seconds=1)
+    retry_after_seconds = 1
 
 
 class ShuttingDown(ServiceBusy):
     """The server is stopping; running queries were interrupted."""
 
     code = "shutting_down"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retry_after_seconds=5)
+    retry_after_seconds = 5
 
 
 class QueryTimeout(RequestTimeout):
