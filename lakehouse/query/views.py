@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
 import duckdb
@@ -43,12 +43,12 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def view_sql(manifest: Manifest, duckdb_path: Callable[[str], str]) -> str:
-    """``CREATE OR REPLACE VIEW`` for one dataset."""
+def view_sql(manifest: Manifest, paths: Sequence[str]) -> str:
+    """``CREATE OR REPLACE VIEW`` for one dataset; ``paths``: its objects as DuckDB reads them."""
     name = quote_identifier(manifest.name)
-    if manifest.objects:
-        paths = ", ".join(quote_literal(duckdb_path(key)) for key in manifest.objects)
-        return f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{paths}])"
+    if paths:
+        files = ", ".join(quote_literal(path) for path in paths)
+        return f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{files}])"
     # No object (nothing to read_parquet): still a view with the dataset's columns.
     columns = []
     for column in manifest.schema:
@@ -111,8 +111,8 @@ class ViewRegistrar:
             if self._views.get(key) == fingerprint:
                 continue
             try:
-                paths = [self._duckdb_path(key) for key in manifest.objects]
-                self._admin.execute(view_sql(manifest, self._duckdb_path))
+                paths = [self._duckdb_path(object_key) for object_key in manifest.objects]
+                self._admin.execute(view_sql(manifest, paths))
             except (duckdb.Error, ValueError, LakehouseError) as exc:
                 # One broken dataset must not hide the others: it simply has no view.
                 log.error(
