@@ -21,3 +21,18 @@ async def request_body(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
         raise UploadIncomplete(
             "the client closed the connection before the body was complete"
         ) from exc
+
+
+async def prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A response body: ``first`` (already produced, so errors came before the status
+    line), then ``rest``. ``rest`` is closed (``aclose``) however the response ends,
+    a client that leaves mid-body included, so what it holds is given back."""
+    try:
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()

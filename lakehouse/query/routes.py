@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
@@ -20,12 +19,13 @@ from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from lakehouse.errors import BadRequest
+from lakehouse.http_body import prepend
 from lakehouse.http_errors import error_responses
 from lakehouse.openapi_docs import documented
 from lakehouse.query._docs import SQL_REQUEST, SQL_RESULTS
 from lakehouse.query.encoders import ACCEPT_TYPES, ResultFormat
 from lakehouse.query.errors import UnsupportedFormat
-from lakehouse.query.service import QueryResult, QueryService
+from lakehouse.query.service import QueryService
 
 WATCH_AFTER_SECONDS = 0.05
 """A query still running after this long gets a task that cancels it if the client leaves."""
@@ -65,16 +65,6 @@ async def _cancel_on_disconnect(request: Request[Any, Any, Any], task: asyncio.T
         if message["type"] == "http.disconnect":
             task.cancel()
             return
-
-
-async def _chunks(result: QueryResult) -> AsyncIterator[bytes]:
-    assert result.rest is not None
-    try:
-        yield result.head
-        async for chunk in result.rest:
-            yield chunk
-    finally:
-        await result.rest.aclose()  # type: ignore[attr-defined]
 
 
 @post(
@@ -129,7 +119,7 @@ async def run_sql(
                 await watcher
     if result.rest is None:
         return Response(content=result.head, media_type=result.media_type)
-    return Stream(_chunks(result), media_type=result.media_type)
+    return Stream(prepend(result.head, result.rest), media_type=result.media_type)
 
 
 router = Router(path="/", route_handlers=[run_sql])

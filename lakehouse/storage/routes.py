@@ -13,7 +13,6 @@ with 503 + ``Retry-After: 5`` before any of its body is read.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -30,7 +29,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from lakehouse.config import SCRATCH_PREFIX, Settings, StorageSettings
-from lakehouse.http_body import request_body
+from lakehouse.http_body import prepend, request_body
 from lakehouse.http_errors import error_responses
 from lakehouse.limits import ConcurrencyLimit
 from lakehouse.openapi_docs import documented
@@ -147,7 +146,7 @@ async def get_object(
         first = await anext(chunks)
     except StopAsyncIteration:
         first = b""
-    return Stream(_prepend(first, chunks), media_type="application/octet-stream")
+    return Stream(prepend(first, chunks), media_type="application/octet-stream")
 
 
 @get("/list", summary="List objects by key prefix", responses=error_responses(400, 502))
@@ -167,18 +166,6 @@ async def delete_object(
     key: FromPath[str], request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
 ) -> None:
     await store.delete(_writable_key(request, "/delete", key))
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        if first:
-            yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        aclose = getattr(rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 router = Router(
