@@ -5,7 +5,8 @@ ForbiddenStatement (403 forbidden_statement)  not a read statement, or more than
 SandboxViolation (403 sandbox_violation)      a read that tried to reach outside the data
 TableNotFound (404 table_not_found)     an unknown table or dataset, named
 FileNotFound (404 file_not_found)       a path the query reads does not exist
-QueryTimeout (408 query_timeout)        ran past the time limit and was interrupted
+UnsupportedFormat (400 unsupported_format)    ?format= names no format we produce
+QueryTimeout (408 query_timeout)        ran (or waited for a cursor) past the time limit
 DatasetChanged (503 dataset_changed)    a dataset's object vanished mid-query; Retry-After
 EngineRestarted (503 engine_restarted)  DuckDB hit an internal error; a fresh engine is ready
 QueryCancelled (499-ish, never sent)    the client went away; nothing is answered
@@ -83,7 +84,7 @@ class ShuttingDown(ServiceBusy):
 
 
 class QueryTimeout(RequestTimeout):
-    """The query ran past its time limit and was interrupted (408, see ADR 0008)."""
+    """The query ran, or waited for a free cursor, past its time limit (408, see ADR 0008)."""
 
     code = "query_timeout"
 

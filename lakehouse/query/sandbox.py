@@ -11,7 +11,7 @@ Two independent layers (ADR 0008):
    Then ``check_functions`` walks DuckDB's parse tree (``json_serialize_sql``):
    table functions come from an allow-list, a few scalar functions are
    denied, file paths must be literals with no ``..`` segment.
-2. The database configuration (``engine.open_database``): external access
+2. The database configuration (``engine.Database``): external access
    off, ``allowed_directories`` = the data location only, configuration
    locked. That is what stops a SELECT such as ``read_csv('/etc/passwd')``.
 """

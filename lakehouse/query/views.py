@@ -75,7 +75,7 @@ class ViewRegistrar:
         self._executor = executor
         self._lock = asyncio.Lock()
         self._version: str | None = None
-        self._views: dict[str, str] = {}  # lower-case name -> manifest etag-ish key
+        self._views: dict[str, str] = {}  # lower-case name -> fingerprint of its manifest
         self._paths: OrderedDict[str, None] = OrderedDict()  # every object path of a view
         self.refreshes = 0
 
