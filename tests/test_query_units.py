@@ -322,20 +322,41 @@ async def test_a_manifest_whose_objects_have_no_path_is_skipped(
     assert any("broken" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
 
 
-def test_default_memory_limit_and_spill_directory(tmp_path: Path) -> None:
+def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
+    setting = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert setting is not None
+    return str(setting[0])
+
+
+def test_memory_limit_setting_and_its_default(tmp_path: Path) -> None:
     from lakehouse.query.engine import default_memory_limit
 
+    storage = StorageSettings(data_dir=str(tmp_path / "data"))
+    root = f"{tmp_path / 'data'}/datasets/"
+    database = Database(QuerySettings(memory_limit="300MB"), storage, EnvSecretsProvider({}), root)
+    try:
+        assert _memory_limit(database.connection) == "286.1 MiB"  # 300 * 10**6 bytes
+    finally:
+        database.close()
+    # Empty: half the RAM, as DuckDB reads default_memory_limit() (not its own 80%).
+    limit_mb = int(default_memory_limit().removesuffix("MB"))
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    assert limit_mb == pytest.approx(total_mb / 2, rel=0.01)
+    expected = _memory_limit(duckdb.connect(config={"memory_limit": default_memory_limit()}))
+    assert expected != _memory_limit(duckdb.connect())
+    database = Database(QuerySettings(), storage, EnvSecretsProvider({}), root)
+    try:
+        assert _memory_limit(database.connection) == expected
+    finally:
+        database.close()
+
+
+def test_spill_directory(tmp_path: Path) -> None:
     storage = StorageSettings(data_dir=str(tmp_path / "data"))
     root = f"{tmp_path / 'data'}/datasets/"
     database = Database(QuerySettings(), storage, EnvSecretsProvider({}), root)
     try:
         admin = database.cursor()
-        setting = admin.execute("SELECT current_setting('memory_limit')").fetchone()
-        limit_mb = int(default_memory_limit().removesuffix("MB"))
-        total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
-        assert limit_mb == pytest.approx(total_mb / 2, rel=0.01)
-        assert setting is not None
-        assert setting[0] != "0 bytes"
         temp = admin.execute("SELECT current_setting('temp_directory')").fetchone()
         assert temp is not None
         assert Path(temp[0]).is_relative_to((tmp_path / "data" / "_tmp" / "duckdb").resolve())
