@@ -25,6 +25,7 @@ from lakehouse.auth import bearer_auth
 from lakehouse.catalog import Catalog, ManifestCatalog
 from lakehouse.catalog import routes as catalog_routes
 from lakehouse.config import Settings, scratch_dir
+from lakehouse.http_body import CloseIfBodyUnread
 from lakehouse.http_errors import EXCEPTION_HANDLERS
 from lakehouse.ingest import IngestService
 from lakehouse.ingest import routes as ingest_routes
@@ -192,9 +193,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         debug=False,
     )
     # Litestar's own middleware only runs for requests that matched a route; the
-    # request id and the auth check must cover every request (404s included), so
-    # they wrap the app's outermost ASGI handler instead.
+    # request id, the auth check and the close-after-early-refusal rule must cover
+    # every request (404s included), so they wrap the app's outermost ASGI handler.
     if settings.server.auth_token:
         app.asgi_handler = bearer_auth(settings.server.auth_token)(app.asgi_handler)
-    app.asgi_handler = request_id_middleware(app.asgi_handler)
+    app.asgi_handler = CloseIfBodyUnread(request_id_middleware(app.asgi_handler))
     return app

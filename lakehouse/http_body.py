@@ -36,3 +36,43 @@ async def prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byt
         aclose = getattr(rest, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+class CloseIfBodyUnread:
+    """ASGI wrapper: a response sent before the request body was read to its end
+    carries ``Connection: close``.
+
+    Early refusals (413 from Content-Length, 503 busy, 400 bad name) answer
+    without reading an upload, on purpose. The unread bytes would otherwise sit
+    in a keep-alive connection that the client may reuse for its next request.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
+        body_done = not has_body
+
+        async def tracking_receive() -> Any:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def closing_send(message: Any) -> None:
+            if message["type"] == "http.response.start" and not body_done:
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() != b"connection"
+                ]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, tracking_receive, closing_send)

@@ -243,3 +243,43 @@ def test_failed_startup_exits_nonzero_and_logs_why(tmp_path: Path) -> None:
     assert failures, result.stderr
     assert "Traceback" in failures[0]["exc"]
     assert "listening" not in result.stderr
+
+
+def test_early_refusal_closes_the_connection(local_settings: Settings, tmp_path: Path) -> None:
+    """An answer sent before the upload was read (413 from Content-Length) says
+    ``Connection: close`` and closes: the unread body must not be taken for the
+    client's next request on a kept-alive connection."""
+    server = LakehouseServer(local_settings, tmp_path).start()
+    port = local_settings.server.port
+
+    def exchange(raw: bytes) -> tuple[bytes, bool]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(raw)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+            while len(body) < length:
+                body += sock.recv(65536)
+            sock.settimeout(1)
+            try:
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                closed = False
+            return head.lower(), closed
+
+    try:
+        head, closed = exchange(
+            b"POST /v1/ingest?name=x HTTP/1.1\r\nHost: t\r\nContent-Type: text/csv\r\n"
+            b"Content-Length: 99999999999\r\n\r\nid\n1\n"
+        )
+        assert head.startswith(b"http/1.1 413")
+        assert b"connection: close" in head
+        assert closed
+        head, closed = exchange(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert head.startswith(b"http/1.1 200")
+        assert b"connection: close" not in head
+        assert not closed  # a request without a body keeps its connection
+    finally:
+        server.stop()
