@@ -11,60 +11,81 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from litestar import Litestar, get
+from litestar import Litestar, Router, get
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from lakehouse import __version__
-from lakehouse.admin import routes as admin_routes
-from lakehouse.admin import sweep_orphans
+from lakehouse.admin import OrphanSweep, admin_router
 from lakehouse.auth import bearer_auth
-from lakehouse.catalog import Catalog, ManifestCatalog
-from lakehouse.catalog import routes as catalog_routes
-from lakehouse.config import Settings, scratch_dir
+from lakehouse.catalog import Catalog, ManifestCatalog, catalog_router
+from lakehouse.config import QuerySettings, Settings
 from lakehouse.http_body import CloseIfBodyUnread
 from lakehouse.http_errors import EXCEPTION_HANDLERS
-from lakehouse.ingest import IngestService
-from lakehouse.ingest import routes as ingest_routes
-from lakehouse.limits import ConcurrencyLimit
+from lakehouse.ingest import Ingestor, IngestService, ingest_route, upload_limit
+from lakehouse.layout import DATASETS_PREFIX, scratch_dir
+from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented
-from lakehouse.query import QueryService
-from lakehouse.query import routes as query_routes
+from lakehouse.query import QueryEngine, QueryService, sql_route
 from lakehouse.request_id import request_id_middleware
-from lakehouse.storage import BucketRegistry, ObjectStore, open_registry
-from lakehouse.storage import routes as storage_routes
-from lakehouse.storage.secrets import SecretsProvider, default_secrets_provider
+from lakehouse.storage import (
+    BucketInfo,
+    BucketRegistry,
+    ObjectStore,
+    default_secrets_provider,
+    open_registry,
+    open_store,
+    put_limit,
+    storage_router,
+)
 
 log = logging.getLogger("lakehouse.app")
+
+QUERY_CANCEL_MARGIN_SECONDS = 2.0
+"""How long a query interrupted at its time limit may take to let go of its files."""
+
+
+def replaced_objects_retention(query: QuerySettings) -> float:
+    """How long the objects a re-ingest replaced are kept: a query that started on the
+    old manifest cannot outlive its time limit, plus the margin of its cancellation
+    (ADR 0010)."""
+    return query.timeout_seconds + QUERY_CANCEL_MARGIN_SECONDS
 
 
 @dataclass
 class Services:
     """The module instances one app uses, built by ``build_services``."""
 
-    settings: Settings
-    secrets: SecretsProvider
     buckets: BucketRegistry
     """Every named store, started and closed here together."""
     store: ObjectStore
     """The registry's ``primary``: the store the modules read and write."""
     catalog: Catalog
-    ingest: IngestService
-    query: QueryService
-    put_limit: ConcurrencyLimit
-    """PUTs in flight through the storage API (503 beyond it)."""
+    ingest: Ingestor
+    query: QueryEngine
+    orphan_sweep: OrphanSweep
+    put_limit: UploadLimit
+    """Size cap and PUTs in flight through the storage API."""
+    ingest_limit: UploadLimit
+    """Size cap and ingests in flight."""
 
     async def start(self) -> None:
         """Start order: storage, then catalog (reads storage), then query (reads catalog)."""
         await self.buckets.start()
         await self.catalog.load()
         # Leftovers of a crash (an object written but never registered) go at start-up.
-        await sweep_orphans(self.store, self.catalog, self.settings.catalog.orphan_grace_seconds)
+        await self.orphan_sweep.run()
         await self.ingest.start()
         await self.query.start()
+
+    def begin_shutdown(self) -> None:
+        """The server is stopping: uploads finish (graceful), but queries could run up
+        to their time limit, so they are stopped now."""
+        self.query.interrupt_running()
 
     async def close(self) -> None:
         """Close in the reverse order of start."""
@@ -74,29 +95,32 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
+    """The modules ``settings`` describe, wired together (not started)."""
     secrets = default_secrets_provider(settings.secrets.file)
-    buckets = open_registry(settings.storage, secrets)
-    store: ObjectStore = buckets.primary
+    store = open_store(settings.storage, secrets)
     catalog: Catalog = ManifestCatalog(store)
-    # Spool files sit beside the local root (same filesystem), whatever the backend.
-    ingest = IngestService(
-        store,
-        catalog,
-        settings.ingest,
-        scratch_dir(settings.storage, "ingest"),
-        # A query that started on a replaced manifest cannot outlive its time
-        # limit; the margin covers its cancellation (ADR 0010).
-        retire_after_seconds=settings.query.timeout_seconds + 2.0,
-    )
+    data_dir = settings.storage.data_dir
     return Services(
-        settings=settings,
-        secrets=secrets,
-        buckets=buckets,
+        buckets=open_registry(settings.storage, store),
         store=store,
         catalog=catalog,
-        ingest=ingest,
-        query=QueryService(settings.query, settings.storage, secrets, store, catalog),
-        put_limit=storage_routes.put_limit(settings.storage),
+        # Spool files sit beside the local root (same filesystem), whatever the backend.
+        ingest=IngestService(
+            store,
+            catalog,
+            settings.ingest,
+            scratch_dir(data_dir, "ingest"),
+            retire_after_seconds=replaced_objects_retention(settings.query),
+        ),
+        query=QueryService(
+            settings.query,
+            partial(store.duckdb_grant, [DATASETS_PREFIX]),
+            catalog,
+            scratch_dir(data_dir, "duckdb"),
+        ),
+        orphan_sweep=OrphanSweep(store, catalog, settings.catalog.orphan_grace_seconds),
+        put_limit=put_limit(settings.storage),
+        ingest_limit=upload_limit(settings.ingest),
     )
 
 
@@ -106,23 +130,21 @@ def build_services(settings: Settings) -> Services:
     summary="Liveness and module status (never needs a token)",
     operation_class=documented(public=True),
 )
-async def health(services: NamedDependency[Services]) -> dict[str, Any]:
-    query = await services.query.health()
+async def health(
+    query_engine: NamedDependency[QueryEngine], storage_info: NamedDependency[BucketInfo]
+) -> dict[str, Any]:
+    query = await query_engine.health()
+    # Where the data live, never how we authenticate to it.
+    storage = {"backend": storage_info.backend}
+    if storage_info.bucket:
+        storage["bucket"] = storage_info.bucket
     return {
         "status": "ok" if query["status"] == "ok" else "degraded",
         "service": "lakehouse",
         "version": __version__,
-        "storage": _storage_health(services.settings),
+        "storage": storage,
         "query": query,
     }
-
-
-def _storage_health(settings: Settings) -> dict[str, str]:
-    # Where the data live, never how we authenticate to it.
-    storage = settings.storage
-    if storage.backend == "s3":
-        return {"backend": "s3", "bucket": storage.s3.bucket}
-    return {"backend": storage.backend}
 
 
 def _openapi_config(settings: Settings) -> OpenAPIConfig:
@@ -168,23 +190,26 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def provide(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
+    # The product API lives under /v1; the same handlers answer at the G0 paths too.
+    product_api = [ingest_route, sql_route]
     app = Litestar(
         route_handlers=[
             health,
-            storage_routes.router,
-            catalog_routes.router,
-            ingest_routes.router,
-            query_routes.router,
-            admin_routes.router,
+            Router("/v1", route_handlers=product_api),
+            Router("/", route_handlers=product_api),
+            storage_router,
+            catalog_router,
+            admin_router,
         ],
         dependencies={
-            "services": provide(services),
-            "settings": provide(settings),
             "store": provide(services.store),
+            "storage_info": provide(services.buckets.info()),
             "put_limit": provide(services.put_limit),
             "catalog": provide(services.catalog),
-            "ingest_service": provide(services.ingest),
-            "query_service": provide(services.query),
+            "ingestor": provide(services.ingest),
+            "ingest_limit": provide(services.ingest_limit),
+            "query_engine": provide(services.query),
+            "orphan_sweep": provide(services.orphan_sweep),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

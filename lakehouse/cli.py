@@ -123,8 +123,7 @@ async def _serve(settings: Settings) -> int:
         if not stopping:
             stopping = True
             log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-            # Queries could run up to their time limit: stop them; uploads finish (graceful).
-            services.query.interrupt_running()
+            services.begin_shutdown()
             server.stop()  # type: ignore[no-untyped-call]  # granian's embed API is untyped
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -65,17 +65,6 @@ class StorageSettings(_Section):
     s3: S3Settings = msgspec.field(default_factory=S3Settings)
 
 
-SCRATCH_PREFIX = "_tmp/"
-"""Key prefix of the scratch area under ``data_dir``: never an object (the
-storage API refuses writes there), each user cleans its own subdirectory."""
-
-
-def scratch_dir(settings: StorageSettings, purpose: str) -> Path:
-    """``data_dir/_tmp/<purpose>``: local scratch space (ingest spool, DuckDB
-    spill) on the data's disk rather than a small system /tmp, whatever the backend."""
-    return Path(settings.data_dir) / SCRATCH_PREFIX.rstrip("/") / purpose
-
-
 class SecretsSettings(_Section):
     file: str = "/etc/lakehouse/secrets.toml"
     """TOML file with [s3] access_key_id / secret_access_key; may be absent."""

@@ -1,4 +1,11 @@
-"""Request limits shared by the modules: concurrency slots and streaming size caps."""
+"""Request limits: concurrency slots and streaming size caps, enforced at the HTTP edge.
+
+``UploadLimit`` is the one layer both upload routes (storage PUT and ingest)
+go through: an announced ``Content-Length`` over the cap is refused before a
+byte is read, a request beyond the concurrency limit is refused at once, and
+a body that turns out larger than announced is cut off as soon as the excess
+arrives.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +26,6 @@ class ConcurrencyLimit:
         self.limit = limit
         self._refuse = refuse
         self._in_use = 0
-
-    @property
-    def in_use(self) -> int:
-        return self._in_use
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -47,3 +50,39 @@ async def capped(
         if seen > max_bytes:
             raise too_large()
         yield chunk
+
+
+class UploadLimit:
+    """The size cap and concurrency limit of one upload route.
+
+    Args:
+        max_bytes: the largest body accepted.
+        max_concurrent: uploads in flight at once.
+        too_large: the error (413) for a body over ``max_bytes``.
+        busy: the error (503) for one upload more than ``max_concurrent``.
+    """
+
+    def __init__(
+        self,
+        max_bytes: int,
+        max_concurrent: int,
+        too_large: Callable[[], LakehouseError],
+        busy: Callable[[], LakehouseError],
+    ) -> None:
+        self.max_bytes = max_bytes
+        self._too_large = too_large
+        self._slots = ConcurrencyLimit(max_concurrent, busy)
+
+    @asynccontextmanager
+    async def admit(
+        self, content_length: int | None, body: AsyncIterable[bytes]
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Hold a slot while the body is used; yield the body, capped.
+
+        Raises ``too_large()`` at once for an announced length over the cap, or
+        while streaming; ``busy()`` when every slot is taken.
+        """
+        if content_length is not None and content_length > self.max_bytes:
+            raise self._too_large()
+        async with self._slots.slot():
+            yield capped(body, self.max_bytes, self._too_large)

@@ -1,5 +1,6 @@
 """Admin: maintenance that spans modules (the orphan sweep)."""
 
-from lakehouse.admin.gc import SweepReport, sweep_orphans
+from lakehouse.admin.gc import OrphanSweep, SweepReport
+from lakehouse.admin.routes import router as admin_router
 
-__all__ = ["SweepReport", "sweep_orphans"]
+__all__ = ["OrphanSweep", "SweepReport", "admin_router"]

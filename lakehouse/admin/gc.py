@@ -14,7 +14,8 @@ import logging
 
 import msgspec
 
-from lakehouse.catalog import DATASETS_PREFIX, Catalog
+from lakehouse.catalog import Catalog
+from lakehouse.layout import DATASETS_PREFIX, dataset_prefix
 from lakehouse.storage import ObjectStore
 
 log = logging.getLogger("lakehouse.admin.gc")
@@ -34,48 +35,68 @@ class SweepReport(msgspec.Struct, frozen=True):
     grace_seconds: int
 
 
-async def sweep_orphans(
-    store: ObjectStore, catalog: Catalog, grace_seconds: int, now: dt.datetime | None = None
-) -> SweepReport:
-    now = now or dt.datetime.now(dt.UTC)
-    grace = dt.timedelta(seconds=grace_seconds)
-    # The data of a dataset whose manifest could not be read is not orphaned:
-    # it is one repaired manifest away from being served again.
-    protected = {f"{DATASETS_PREFIX}{name}/" for name in catalog.unreadable()}
-    objects = [
-        info
-        for info in await store.list(DATASETS_PREFIX)
-        if not any(info.key.lower().startswith(prefix) for prefix in protected)
-    ]
-    referenced = await _referenced_keys(catalog)
-    candidates = [
-        info for info in objects if info.key not in referenced and now - info.last_modified >= grace
-    ]
-    kept_young = [
-        info.key
-        for info in objects
-        if info.key not in referenced and now - info.last_modified < grace
-    ]
-    # Read the catalog once more just before deleting: a register that landed
-    # meanwhile (of an object older than the grace period) keeps its object.
-    if candidates:
+class OrphanSweep:
+    """The sweep over one store and catalog, with its grace period.
+
+    Args:
+        store: where the dataset objects live.
+        catalog: what references them.
+        grace_seconds: orphans younger than this are kept (an ingest may own them).
+    """
+
+    def __init__(self, store: ObjectStore, catalog: Catalog, grace_seconds: int) -> None:
+        self._store = store
+        self._catalog = catalog
+        self.grace_seconds = grace_seconds
+
+    async def run(self, now: dt.datetime | None = None) -> SweepReport:
+        """Delete the orphans older than the grace period; report what was seen.
+
+        Raises:
+            StorageUnavailable: the store failed (what was deleted before stays deleted).
+        """
+        store, catalog, grace_seconds = self._store, self._catalog, self.grace_seconds
+        now = now or dt.datetime.now(dt.UTC)
+        grace = dt.timedelta(seconds=grace_seconds)
+        # The data of a dataset whose manifest could not be read is not orphaned:
+        # it is one repaired manifest away from being served again.
+        protected = {dataset_prefix(name) for name in await catalog.unreadable()}
+        objects = [
+            info
+            for info in await store.list(DATASETS_PREFIX)
+            if not any(info.key.lower().startswith(prefix) for prefix in protected)
+        ]
         referenced = await _referenced_keys(catalog)
-    removed = []
-    for info in candidates:
-        if info.key in referenced:
-            continue
-        await store.delete(info.key, missing_ok=True)
-        removed.append(info.key)
-    report = SweepReport(
-        scanned=len(objects),
-        referenced=sum(1 for info in objects if info.key in referenced),
-        removed=removed,
-        kept_young=kept_young,
-        grace_seconds=grace_seconds,
-    )
-    if removed:
-        log.info("orphan sweep removed %d object(s)", len(removed), extra={"removed": removed})
-    return report
+        candidates = [
+            info
+            for info in objects
+            if info.key not in referenced and now - info.last_modified >= grace
+        ]
+        kept_young = [
+            info.key
+            for info in objects
+            if info.key not in referenced and now - info.last_modified < grace
+        ]
+        # Read the catalog once more just before deleting: a register that landed
+        # meanwhile (of an object older than the grace period) keeps its object.
+        if candidates:
+            referenced = await _referenced_keys(catalog)
+        removed = []
+        for info in candidates:
+            if info.key in referenced:
+                continue
+            await store.delete(info.key, missing_ok=True)
+            removed.append(info.key)
+        report = SweepReport(
+            scanned=len(objects),
+            referenced=sum(1 for info in objects if info.key in referenced),
+            removed=removed,
+            kept_young=kept_young,
+            grace_seconds=grace_seconds,
+        )
+        if removed:
+            log.info("orphan sweep removed %d object(s)", len(removed), extra={"removed": removed})
+        return report
 
 
 async def _referenced_keys(catalog: Catalog) -> set[str]:

@@ -5,11 +5,8 @@ from __future__ import annotations
 from litestar import Router, post
 from litestar.di import NamedDependency
 
-from lakehouse.admin.gc import SweepReport, sweep_orphans
-from lakehouse.catalog import Catalog
-from lakehouse.config import Settings
+from lakehouse.admin.gc import OrphanSweep, SweepReport
 from lakehouse.http_errors import error_responses
-from lakehouse.storage import ObjectStore
 
 
 @post(
@@ -18,13 +15,9 @@ from lakehouse.storage import ObjectStore
     summary="Delete dataset objects no manifest references",
     responses=error_responses(502),
 )
-async def run_gc(
-    store: NamedDependency[ObjectStore],
-    catalog: NamedDependency[Catalog],
-    settings: NamedDependency[Settings],
-) -> SweepReport:
+async def run_gc(orphan_sweep: NamedDependency[OrphanSweep]) -> SweepReport:
     """Objects younger than ``[catalog] orphan_grace_seconds`` are kept (an ingest may own them)."""
-    return await sweep_orphans(store, catalog, settings.catalog.orphan_grace_seconds)
+    return await orphan_sweep.run()
 
 
 router = Router(path="/admin", route_handlers=[run_gc], tags=["admin"])

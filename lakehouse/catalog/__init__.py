@@ -8,24 +8,20 @@ from lakehouse.catalog.errors import (
     SchemaConflict,
 )
 from lakehouse.catalog.interface import (
-    DATASETS_PREFIX,
     Catalog,
     Column,
     Manifest,
     RegisterRequest,
     Registration,
 )
+from lakehouse.catalog.routes import router as catalog_router
 from lakehouse.catalog.service import (
-    MANIFEST_PREFIX,
     ManifestCatalog,
-    manifest_key,
     schema_fingerprint,
     validate_dataset_name,
 )
 
 __all__ = [
-    "DATASETS_PREFIX",
-    "MANIFEST_PREFIX",
     "Catalog",
     "Column",
     "DatasetNotFound",
@@ -37,7 +33,7 @@ __all__ = [
     "RegisterRequest",
     "Registration",
     "SchemaConflict",
-    "manifest_key",
+    "catalog_router",
     "schema_fingerprint",
     "validate_dataset_name",
 ]

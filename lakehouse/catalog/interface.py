@@ -7,10 +7,6 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-DATASETS_PREFIX = "datasets/"
-"""Every data object a manifest references lives under this prefix
-(``datasets/<name>/<uuid>.parquet``); the query sandbox reads nothing else."""
-
 
 class Column(msgspec.Struct, frozen=True):
     """One column: its name as the header had it, and its DuckDB type name
@@ -59,34 +55,53 @@ class Registration(msgspec.Struct, frozen=True):
 
 @runtime_checkable
 class Catalog(Protocol):
-    """Dataset manifests, persisted through an ObjectStore."""
+    """Dataset manifests. Every method is async, so a remote catalog can honour it."""
 
     async def load(self) -> None:
-        """Rehydrate the in-memory index from storage (skipping unreadable manifests)."""
+        """Rehydrate the catalog from where it is persisted (skipping unreadable manifests).
 
-    def unreadable(self) -> list[str]:
-        """Names (lower-case) of datasets whose manifest file exists but could not
-        be read at load; their data must not be mistaken for orphans."""
+        Raises:
+            StorageUnavailable: the store the manifests live in failed; starting with a
+                partial catalog would let a register overwrite a dataset not read.
+        """
+
+    async def unreadable(self) -> list[str]:
+        """Names (lower-case) of datasets whose manifest exists but could not be read at
+        load; their data must not be mistaken for orphans."""
 
     async def register(self, request: RegisterRequest) -> Registration:
         """Create or update a dataset, idempotent by name + schema fingerprint.
-
-        Raises ``InvalidDatasetName`` (400), ``InvalidRegistration`` (400, a
-        nonsensical request), ``MissingObjects`` (400, an object is not in
-        storage), ``SchemaConflict`` (409, details hold both schemas) when the
-        name exists with another fingerprint.
         On any failure the previous manifest stays intact.
+
+        Raises:
+            InvalidDatasetName: the name is not a plain SQL identifier (400).
+            InvalidRegistration: a nonsensical request (400).
+            MissingObjects: an object is not in storage (400).
+            SchemaConflict: the name exists with another schema; details hold both (409).
+            StorageUnavailable: the store failed (502).
         """
 
     async def get(self, name: str) -> Manifest:
-        """The manifest of ``name`` (case-insensitive). Raises ``DatasetNotFound``."""
+        """The manifest of ``name`` (case-insensitive).
+
+        Raises:
+            InvalidDatasetName: the name is not a plain SQL identifier (400).
+            DatasetNotFound: no dataset has that name (404).
+        """
 
     async def list(self) -> list[Manifest]:
         """All manifests, sorted by name."""
 
     async def delete(self, name: str) -> Manifest:
-        """Remove a dataset's manifest and return it. Raises ``DatasetNotFound``.
-        The caller owns deleting the data objects."""
+        """Remove a dataset's manifest and return it. The caller owns deleting the
+        data objects.
 
-    def version(self) -> str:
-        """An etag that changes on every register or delete, and only then."""
+        Raises:
+            InvalidDatasetName: the name is not a plain SQL identifier (400).
+            DatasetNotFound: no dataset has that name (404).
+            StorageUnavailable: the store failed (502).
+        """
+
+    async def version(self) -> str:
+        """An etag that changes on every register or delete, and only then. Cheap: the
+        query module asks before every query."""

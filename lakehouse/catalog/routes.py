@@ -107,7 +107,7 @@ async def list_manifests(
     request: Request[Any, Any, Any], catalog: NamedDependency[Catalog]
 ) -> Response[CatalogListing | None]:
     # Read the version first: a change racing with list() then shows as a newer version later.
-    version = catalog.version()
+    version = await catalog.version()
     etag = _quoted(version)
     if _not_modified(request, etag):
         return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": etag})

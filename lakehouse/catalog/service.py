@@ -29,18 +29,16 @@ from lakehouse.catalog.errors import (
     SchemaConflict,
 )
 from lakehouse.catalog.interface import (
-    DATASETS_PREFIX,
     Column,
     Manifest,
     RegisterRequest,
     Registration,
 )
+from lakehouse.layout import DATASETS_PREFIX, MANIFEST_PREFIX, MANIFEST_SUFFIX, manifest_key
 from lakehouse.storage import InvalidKey, ObjectNotFound, ObjectStore, validate_key
 
 log = logging.getLogger("lakehouse.catalog")
 
-MANIFEST_PREFIX = "_catalog/manifests/"
-_MANIFEST_SUFFIX = ".parquet"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # How many manifests load() fetches from storage at once.
 _LOAD_CONCURRENCY = 8
@@ -73,11 +71,6 @@ def schema_fingerprint(columns: Iterable[Column]) -> str:
     """
     pairs = [[column.name, column.type] for column in columns]
     return hashlib.sha256(msgspec.json.encode(pairs)).hexdigest()
-
-
-def manifest_key(name: str) -> str:
-    """The storage key of the manifest of dataset ``name``."""
-    return f"{MANIFEST_PREFIX}{name.lower()}{_MANIFEST_SUFFIX}"
 
 
 def manifest_etag(manifest: Manifest) -> str:
@@ -118,9 +111,9 @@ class ManifestCatalog:
         loaded = await asyncio.gather(*(read(key) for key in keys))
         index = {m.name.lower(): m for m in loaded if m is not None}
         unreadable = [
-            key[len(MANIFEST_PREFIX) : -len(_MANIFEST_SUFFIX)].lower()
+            key[len(MANIFEST_PREFIX) : -len(MANIFEST_SUFFIX)].lower()
             for key, manifest in zip(keys, loaded, strict=True)
-            if manifest is None and key.endswith(_MANIFEST_SUFFIX)
+            if manifest is None and key.endswith(MANIFEST_SUFFIX)
         ]
         async with self._lock:
             self._index = index
@@ -128,12 +121,12 @@ class ManifestCatalog:
             self._unreadable = [name for name in unreadable if name not in index]
         log.info("catalog loaded", extra={"datasets": len(index), "manifest_files": len(keys)})
 
-    def unreadable(self) -> list[str]:
+    async def unreadable(self) -> list[str]:
         return list(self._unreadable)
 
     async def _read_manifest(self, key: str) -> Manifest | None:
         relative = key[len(MANIFEST_PREFIX) :]
-        if "/" in relative or not relative.endswith(_MANIFEST_SUFFIX):
+        if "/" in relative or not relative.endswith(MANIFEST_SUFFIX):
             log.warning("ignoring a file that is not a manifest", extra={"key": key})
             return None
         try:
@@ -171,7 +164,7 @@ class ManifestCatalog:
     async def list(self) -> list[Manifest]:
         return sorted(self._index.values(), key=lambda m: m.name.lower())
 
-    def version(self) -> str:
+    async def version(self) -> str:
         return self._version
 
     # -- writes ---------------------------------------------------------------

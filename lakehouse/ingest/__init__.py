@@ -12,14 +12,25 @@ from lakehouse.ingest.errors import (
     UnsupportedUpload,
     UploadTooLarge,
 )
-from lakehouse.ingest.service import IngestResult, IngestService, IngestStats, Upload
+from lakehouse.ingest.interface import (
+    DefaultedColumn,
+    Ingestor,
+    IngestResult,
+    IngestStats,
+    Upload,
+)
+from lakehouse.ingest.routes import ingest as ingest_route
+from lakehouse.ingest.routes import upload_limit
+from lakehouse.ingest.service import IngestService, validate_name
 
 __all__ = [
+    "DefaultedColumn",
     "EmptyCSV",
     "IngestBusy",
     "IngestResult",
     "IngestService",
     "IngestStats",
+    "Ingestor",
     "InvalidCSV",
     "InvalidTypeOverride",
     "MissingDatasetName",
@@ -29,4 +40,7 @@ __all__ = [
     "UnsupportedUpload",
     "Upload",
     "UploadTooLarge",
+    "ingest_route",
+    "upload_limit",
+    "validate_name",
 ]

@@ -1,8 +1,9 @@
-"""HTTP routes of the ingest module: ``POST /ingest`` and ``POST /v1/ingest``.
+"""HTTP routes of the ingest module: ``POST /ingest`` (mounted at ``/v1/ingest`` by the app).
 
 The handler reads the body itself (``request_body``, a stream), so nothing is
 buffered and Litestar's 10 MB ``request_max_body_size`` does not apply; the
-ingest service enforces ``ingest.max_upload_bytes`` while streaming.
+route's ``UploadLimit`` enforces ``ingest.max_upload_bytes`` (while streaming)
+and ``ingest.max_concurrent``, as the storage PUT route does for its own.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Router, post
+from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import (
     OpenAPIFormat,
@@ -22,10 +23,13 @@ from litestar.openapi.spec import (
 from litestar.params import FromQuery, QueryParameter
 
 from lakehouse.catalog import Manifest
+from lakehouse.config import IngestSettings
 from lakehouse.http_body import request_body
 from lakehouse.http_errors import error_responses
-from lakehouse.ingest.errors import MissingFile, UnsupportedUpload
-from lakehouse.ingest.service import IngestService, IngestStats, Upload
+from lakehouse.ingest.errors import IngestBusy, MissingFile, UnsupportedUpload, UploadTooLarge
+from lakehouse.ingest.interface import Ingestor, IngestStats, Upload
+from lakehouse.ingest.service import validate_name
+from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented, examples
 
 # Bodies taken as raw CSV; anything else but multipart/form-data is a 415.
@@ -33,6 +37,21 @@ RAW_TYPES = frozenset(
     {"", "text/csv", "text/plain", "application/csv", "application/octet-stream",
      "text/tab-separated-values"}
 )  # fmt: skip
+
+
+def upload_limit(settings: IngestSettings) -> UploadLimit:
+    """The size cap and concurrency limit of ingest; the composition root builds one
+    per app and provides it as the ``ingest_limit`` dependency."""
+    max_bytes, limit = settings.max_upload_bytes, settings.max_concurrent
+    return UploadLimit(
+        max_bytes,
+        limit,
+        too_large=lambda: UploadTooLarge(
+            f"the upload is larger than the limit of {max_bytes} bytes",
+            details={"max_upload_bytes": max_bytes},
+        ),
+        busy=lambda: IngestBusy(f"{limit} ingests are already running; retry shortly"),
+    )
 
 
 class IngestResponse(Manifest, frozen=True):
@@ -102,7 +121,7 @@ INGEST_RESPONSE_EXAMPLES = examples(
 
 
 @post(
-    ["/ingest", "/v1/ingest"],
+    "/ingest",
     summary="Ingest a CSV as a dataset",
     description=(
         "Body: multipart/form-data with a field `file`, or the raw CSV "
@@ -118,33 +137,31 @@ INGEST_RESPONSE_EXAMPLES = examples(
 )
 async def ingest(
     request: Request[Any, Any, Any],
-    ingest_service: NamedDependency[IngestService],
+    ingestor: NamedDependency[Ingestor],
+    ingest_limit: NamedDependency[UploadLimit],
     name: FromQuery[str | None] = None,
     types: Annotated[
         str | None, QueryParameter(description="Type overrides, e.g. zip:string,amount:double")
     ] = None,
 ) -> IngestResponse:
-    # The service checks ``name`` before it reads a byte of the body.
     media_type, options = request.content_type
-    if media_type == "multipart/form-data":
-        upload = Upload(
-            kind="multipart",
-            chunks=request_body(request),
-            boundary=options.get("boundary", ""),
-            content_length=request.content_length,
-        )
-    elif media_type in RAW_TYPES:
-        if not media_type and _no_body(request):
-            raise MissingFile("no CSV: send a multipart field 'file' or a text/csv body")
-        upload = Upload(
-            kind="raw", chunks=request_body(request), content_length=request.content_length
-        )
-    else:
+    multipart = media_type == "multipart/form-data"
+    if not multipart and media_type not in RAW_TYPES:
         raise UnsupportedUpload(
             f"unsupported Content-Type {media_type!r}: use multipart/form-data "
             "(field 'file') or text/csv"
         )
-    result = await ingest_service.ingest(name, upload, types)
+    if not media_type and _no_body(request):
+        raise MissingFile("no CSV: send a multipart field 'file' or a text/csv body")
+    # A bad name is a 400 before the limits look at the body.
+    validate_name(name)
+    async with ingest_limit.admit(request.content_length, request_body(request)) as body:
+        upload = Upload(
+            kind="multipart" if multipart else "raw",
+            chunks=body,
+            boundary=options.get("boundary", "") if multipart else "",
+        )
+        result = await ingestor.ingest(name, upload, types)
     return IngestResponse(**msgspec.structs.asdict(result.manifest), ingest=result.stats)
 
 
@@ -153,6 +170,3 @@ def _no_body(request: Request[Any, Any, Any]) -> bool:
     (An empty body that was sent is the service's EmptyCSV.)"""
     headers = request.headers
     return "transfer-encoding" not in headers and headers.get("content-length", "0") == "0"
-
-
-router = Router(path="/", route_handlers=[ingest])

@@ -2,27 +2,40 @@
 
 from lakehouse.query.encoders import ResultFormat
 from lakehouse.query.errors import (
+    DatasetChanged,
+    EngineRestarted,
+    FileNotFound,
     ForbiddenStatement,
     InvalidQuery,
     QueryCancelled,
     QueryFailed,
     QueryTimeout,
     SandboxViolation,
+    ShuttingDown,
     TableNotFound,
     UnsupportedFormat,
 )
-from lakehouse.query.service import QueryResult, QueryService
+from lakehouse.query.interface import QueryEngine
+from lakehouse.query.routes import run_sql as sql_route
+from lakehouse.query.service import Params, QueryResult, QueryService
 
 __all__ = [
+    "DatasetChanged",
+    "EngineRestarted",
+    "FileNotFound",
     "ForbiddenStatement",
     "InvalidQuery",
+    "Params",
     "QueryCancelled",
+    "QueryEngine",
     "QueryFailed",
     "QueryResult",
     "QueryService",
     "QueryTimeout",
     "ResultFormat",
     "SandboxViolation",
+    "ShuttingDown",
     "TableNotFound",
     "UnsupportedFormat",
+    "sql_route",
 ]

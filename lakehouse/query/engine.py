@@ -1,8 +1,8 @@
 """The DuckDB database: opened once, sandboxed, shared through a pool of cursors.
 
 Set-up order matters (ADR 0005, 0006, 0008): load httpfs from the wheel's
-file, create the S3 secret, turn external access off with
-``allowed_directories`` = the datasets prefix, then lock the configuration.
+file, run the secret DDL of storage's grant, turn external access off with
+``allowed_directories`` = the grant's read roots, then lock the configuration.
 Nothing after that (neither our view DDL nor a user's query) can change a
 setting; view DDL is not a setting, so it keeps working.
 """
@@ -16,13 +16,12 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import duckdb
 
-from lakehouse.config import QuerySettings, StorageSettings, scratch_dir
+from lakehouse.config import QuerySettings
 from lakehouse.query.views import quote_literal as _literal
-from lakehouse.storage.secrets import SecretsProvider
+from lakehouse.storage import DuckDBGrant
 
 log = logging.getLogger("lakehouse.query")
 
@@ -57,44 +56,13 @@ def default_memory_limit() -> str:
     return f"{max(total // 2 // (1024 * 1024), 256)}MB"
 
 
-def s3_secret_sql(storage: StorageSettings, secrets: SecretsProvider, bucket_root: str) -> str:
-    """``CREATE SECRET`` for the primary bucket, from the SecretsProvider (ADR 0006)."""
-    s3 = storage.s3
-    options = [
-        "TYPE S3",
-        f"REGION {_literal(s3.region)}",
-        f"URL_STYLE {_literal('path' if s3.path_style else 'vhost')}",
-        f"SCOPE {_literal(bucket_root)}",
-    ]
-    if s3.endpoint_url:
-        parts = urlsplit(s3.endpoint_url)
-        options.append(f"ENDPOINT {_literal(parts.netloc)}")
-        options.append(f"USE_SSL {'true' if parts.scheme == 'https' else 'false'}")
-    credentials = secrets.s3_credentials()
-    # No credentials: an anonymous secret (public buckets); the credential_chain
-    # provider would need the aws extension, which we do not ship.
-    if credentials is not None:
-        options.append(f"KEY_ID {_literal(credentials.access_key_id)}")
-        options.append(f"SECRET {_literal(credentials.secret_access_key)}")
-        if credentials.session_token:
-            options.append(f"SESSION_TOKEN {_literal(credentials.session_token)}")
-    return f"CREATE SECRET lakehouse_primary ({', '.join(options)})"
-
-
 class Database:
     """One in-memory DuckDB database, configured and locked."""
 
-    def __init__(
-        self,
-        query: QuerySettings,
-        storage: StorageSettings,
-        secrets: SecretsProvider,
-        data_root: str,
-    ) -> None:
-        """``data_root``: the only location SQL may read (the datasets prefix, ADR 0008)."""
-        # Spill files live under the data directory's _tmp (same disk as the data, and
-        # not the system /tmp, often a small tmpfs), in a private directory per process.
-        spill_parent = scratch_dir(storage, "duckdb")
+    def __init__(self, query: QuerySettings, grant: DuckDBGrant, spill_parent: Path) -> None:
+        """``grant``: what storage lets DuckDB read, and how (ADR 0008, 0011);
+        ``spill_parent``: where the private spill directory of this process goes (on the
+        data's disk, not the system /tmp, often a small tmpfs)."""
         spill_parent.mkdir(parents=True, exist_ok=True)
         self._temp_dir = Path(tempfile.mkdtemp(prefix="spill-", dir=spill_parent)).resolve()
         config: dict[str, str | bool | int | float | list[str]] = {
@@ -111,10 +79,10 @@ class Database:
         self.connection = duckdb.connect(":memory:", config=config)
         con = self.connection
         con.execute(f"LOAD {_literal(str(httpfs_extension_path()))}")
-        if data_root.startswith("s3://"):
+        if grant.secret_sql:
             # The statement holds the secret: never log it, never put it in an error.
             try:
-                con.execute(s3_secret_sql(storage, secrets, data_root))
+                con.execute(grant.secret_sql)
             except duckdb.Error as exc:
                 raise RuntimeError(
                     f"could not create the DuckDB S3 secret ({type(exc).__name__})"
@@ -127,10 +95,10 @@ class Database:
         # Parquet footers and HTTP metadata is safe and saves a round trip per query.
         con.execute("SET parquet_metadata_cache = true")
         con.execute("SET enable_http_metadata_cache = true")
-        con.execute(f"SET allowed_directories = [{_literal(data_root)}]")
+        allowed = ", ".join(_literal(root) for root in grant.read_roots)
+        con.execute(f"SET allowed_directories = [{allowed}]")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
-        self.data_root = data_root
         self._probe = con.cursor()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:

@@ -1,4 +1,4 @@
-"""HTTP routes of the query module: ``POST /sql`` and ``POST /v1/sql`` (one handler).
+"""HTTP routes of the query module: ``POST /sql`` (mounted at ``/v1/sql`` by the app).
 
 Body ``{"sql": "...", "params": [...]}``. The format comes from ``?format=``
 or, failing that, the first ``Accept`` type we produce; JSON by default.
@@ -13,7 +13,7 @@ import contextlib
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, Router, post
+from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Stream
@@ -25,7 +25,7 @@ from lakehouse.openapi_docs import documented
 from lakehouse.query._docs import SQL_REQUEST, SQL_RESULTS
 from lakehouse.query.encoders import ACCEPT_TYPES, ResultFormat
 from lakehouse.query.errors import UnsupportedFormat
-from lakehouse.query.service import QueryService
+from lakehouse.query.interface import QueryEngine
 
 WATCH_AFTER_SECONDS = 0.05
 """A query still running after this long gets a task that cancels it if the client leaves."""
@@ -68,7 +68,7 @@ async def _cancel_on_disconnect(request: Request[Any, Any, Any], task: asyncio.T
 
 
 @post(
-    ["/sql", "/v1/sql"],
+    "/sql",
     summary="Run one read-only SQL statement",
     description=(
         'Body: {"sql": "...", "params": [...]}. Every dataset is a view named after it. '
@@ -83,7 +83,7 @@ async def _cancel_on_disconnect(request: Request[Any, Any, Any], task: asyncio.T
 )
 async def run_sql(
     request: Request[Any, Any, Any],
-    query_service: NamedDependency[QueryService],
+    query_engine: NamedDependency[QueryEngine],
     format: Annotated[
         str | None, QueryParameter(description="json, ndjson, csv, arrow or parquet")
     ] = None,
@@ -110,7 +110,7 @@ async def run_sql(
 
     timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, watch)
     try:
-        result = await query_service.execute(data.sql, data.params, fmt=fmt, timeout=timeout)
+        result = await query_engine.execute(data.sql, data.params, fmt=fmt, timeout=timeout)
     finally:
         timer.cancel()
         for watcher in watchers:
@@ -120,6 +120,3 @@ async def run_sql(
     if result.rest is None:
         return Response(content=result.head, media_type=result.media_type)
     return Stream(prepend(result.head, result.rest), media_type=result.media_type)
-
-
-router = Router(path="/", route_handlers=[run_sql])

@@ -22,13 +22,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 
-from lakehouse.catalog import DATASETS_PREFIX, Catalog
-from lakehouse.config import QuerySettings, StorageSettings
+from lakehouse.catalog import Catalog
+from lakehouse.config import QuerySettings
 from lakehouse.errors import LakehouseError
 from lakehouse.query.encoders import MEDIA_TYPES, Encoder, ResultFormat, make_encoder
 from lakehouse.query.engine import CursorPool, Database
@@ -43,8 +44,7 @@ from lakehouse.query.errors import (
 )
 from lakehouse.query.sandbox import check_statement
 from lakehouse.query.views import ViewRegistrar
-from lakehouse.storage import ObjectStore
-from lakehouse.storage.secrets import SecretsProvider
+from lakehouse.storage import DuckDBGrant
 
 log = logging.getLogger("lakehouse.query")
 
@@ -308,16 +308,19 @@ class QueryService:
     def __init__(
         self,
         settings: QuerySettings,
-        storage: StorageSettings,
-        secrets: SecretsProvider,
-        store: ObjectStore,
+        grant: Callable[[], DuckDBGrant],
         catalog: Catalog,
+        spill_dir: Path,
     ) -> None:
+        """``grant``: asks storage what DuckDB may read, and how (blocking: it may read
+        credentials; called in a worker thread each time a database is opened);
+        ``spill_dir``: where DuckDB spills."""
         self.settings = settings
-        self._storage = storage
-        self._secrets = secrets
-        self._store = store
+        self._issue_grant = grant
         self._catalog = catalog
+        self._spill_dir = spill_dir
+        self.read_roots: list[str] = []
+        """The locations SQL may read, as the last grant said."""
         # One thread per cursor, plus one for view refreshes and one for the health
         # probe: a query never waits for a thread.
         self.executor = ThreadPoolExecutor(
@@ -349,27 +352,21 @@ class QueryService:
     def views(self) -> ViewRegistrar:
         return self.engine.views
 
-    @property
-    def data_root(self) -> str:
-        """The one location SQL may read: the datasets prefix (ADR 0008), not the
-        catalog's manifests nor ingest spool files."""
-        return self._store.duckdb_root + DATASETS_PREFIX
-
     async def start(self) -> None:
         """Open and lock the database, fill the pool, create the views."""
         self._engine = await self._open_engine()
         log.info(
             "query engine ready",
-            extra={"pool_size": self.settings.pool_size, "data_root": self.data_root},
+            extra={"pool_size": self.settings.pool_size, "read_roots": self.read_roots},
         )
 
     def _open_database(
-        self,
+        self, grant: DuckDBGrant
     ) -> tuple[Database, list[duckdb.DuckDBPyConnection], duckdb.DuckDBPyConnection]:
         """The database, the pool's cursors and the views' cursor (blocking: a worker thread)."""
         if self.settings.pool_size < 1:
             raise ValueError("query.pool_size must be at least 1")
-        database = Database(self.settings, self._storage, self._secrets, self.data_root)
+        database = Database(self.settings, grant, self._spill_dir)
         try:
             cursors = [database.cursor() for _ in range(self.settings.pool_size)]
             return database, cursors, database.cursor()
@@ -379,9 +376,13 @@ class QueryService:
 
     async def _open_engine(self) -> _Engine:
         loop = asyncio.get_running_loop()
-        database, cursors, admin = await loop.run_in_executor(self.executor, self._open_database)
+        grant = await loop.run_in_executor(self.executor, self._issue_grant)
+        database, cursors, admin = await loop.run_in_executor(
+            self.executor, self._open_database, grant
+        )
+        self.read_roots = grant.read_roots
         try:
-            views = ViewRegistrar(self._catalog, admin, self._store.duckdb_path, self.executor)
+            views = ViewRegistrar(self._catalog, admin, grant.address, self.executor)
             engine = _Engine(database, CursorPool(cursors), views)
             await views.ensure_fresh()
         except BaseException:

@@ -90,10 +90,11 @@ class ViewRegistrar:
 
     async def ensure_fresh(self) -> None:
         """Re-create the views if the catalog changed since the last refresh."""
-        if self._catalog.version() == self._version:
+        if await self._catalog.version() == self._version:
             return
         async with self._lock:
-            version = self._catalog.version()  # read before listing: a later change refreshes again
+            # Read before listing: a change landing meanwhile refreshes again next time.
+            version = await self._catalog.version()
             if version == self._version:
                 return
             manifests = await self._catalog.list()

@@ -2,7 +2,8 @@
 
 Callers get a store from ``open_store`` (or all of them from
 ``open_registry``) and only ever see the ``ObjectStore`` protocol; the
-concrete classes are exported for the composition root and tests.
+concrete classes are exported for the composition root and tests. A backend
+also issues the ``DuckDBGrant`` the query module reads the data with.
 """
 
 from lakehouse.config import StorageSettings
@@ -13,16 +14,26 @@ from lakehouse.storage.errors import (
     KeyConflict,
     ObjectNotFound,
     ObjectTooLarge,
+    ReservedKey,
     StorageBusy,
     StorageUnavailable,
 )
-from lakehouse.storage.interface import ObjectInfo, ObjectStore
-from lakehouse.storage.keys import TMP_PREFIX, validate_key, validate_prefix
+from lakehouse.storage.interface import DuckDBGrant, GrantsDuckDBAccess, ObjectInfo, ObjectStore
+from lakehouse.storage.keys import validate_key, validate_prefix
 from lakehouse.storage.registry import PRIMARY, BucketInfo, BucketRegistry, UnknownBucket
-from lakehouse.storage.secrets import SecretsProvider
+from lakehouse.storage.routes import put_limit
+from lakehouse.storage.routes import router as storage_router
+from lakehouse.storage.secrets import (
+    S3Credentials,
+    SecretsError,
+    SecretsProvider,
+    default_secrets_provider,
+)
 
 
-def open_store(settings: StorageSettings, secrets: SecretsProvider) -> ObjectStore:
+def open_store(
+    settings: StorageSettings, secrets: SecretsProvider
+) -> LocalObjectStore | S3ObjectStore:
     """The (not yet started) store ``settings`` describe: local or S3."""
     if settings.backend == "s3":
         s3 = settings.s3
@@ -38,10 +49,9 @@ def open_store(settings: StorageSettings, secrets: SecretsProvider) -> ObjectSto
     return LocalObjectStore(settings.data_dir)
 
 
-def open_registry(settings: StorageSettings, secrets: SecretsProvider) -> BucketRegistry:
-    """A registry holding the one G0 store as ``primary``."""
+def open_registry(settings: StorageSettings, store: ObjectStore) -> BucketRegistry:
+    """A registry holding ``store`` (the one ``settings`` describe) as ``primary``."""
     registry = BucketRegistry()
-    store = open_store(settings, secrets)
     bucket = settings.s3.bucket if settings.backend == "s3" else ""
     registry.register(PRIMARY, store, backend=settings.backend, bucket=bucket)
     return registry
@@ -49,9 +59,10 @@ def open_registry(settings: StorageSettings, secrets: SecretsProvider) -> Bucket
 
 __all__ = [
     "PRIMARY",
-    "TMP_PREFIX",
     "BucketInfo",
     "BucketRegistry",
+    "DuckDBGrant",
+    "GrantsDuckDBAccess",
     "InvalidKey",
     "KeyConflict",
     "LocalObjectStore",
@@ -59,13 +70,19 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStore",
     "ObjectTooLarge",
+    "ReservedKey",
+    "S3Credentials",
     "S3ObjectStore",
+    "SecretsError",
     "SecretsProvider",
     "StorageBusy",
     "StorageUnavailable",
     "UnknownBucket",
+    "default_secrets_provider",
     "open_registry",
     "open_store",
+    "put_limit",
+    "storage_router",
     "validate_key",
     "validate_prefix",
 ]

@@ -13,11 +13,11 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
-from lakehouse.config import SCRATCH_PREFIX
+from lakehouse.layout import IN_PROGRESS_PREFIX, SCRATCH_PREFIX
 from lakehouse.limits import capped
 from lakehouse.storage.errors import (
     InvalidKey,
@@ -26,8 +26,8 @@ from lakehouse.storage.errors import (
     ObjectTooLarge,
     StorageUnavailable,
 )
-from lakehouse.storage.interface import ObjectInfo
-from lakehouse.storage.keys import TMP_PREFIX, validate_key, validate_prefix
+from lakehouse.storage.interface import DuckDBGrant, ObjectInfo
+from lakehouse.storage.keys import validate_key, validate_prefix
 
 log = logging.getLogger("lakehouse.storage")
 
@@ -60,7 +60,7 @@ class LocalObjectStore:
             if dirpath == str(self.root) and scratch in dirnames:
                 dirnames.remove(scratch)
             for name in filenames:
-                if name.startswith(TMP_PREFIX):
+                if name.startswith(IN_PROGRESS_PREFIX):
                     (Path(dirpath) / name).unlink(missing_ok=True)
                     removed += 1
         return removed
@@ -86,15 +86,11 @@ class LocalObjectStore:
         rename is atomic) as (fd, name). Blocking."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=IN_PROGRESS_PREFIX, dir=path.parent)
         return path, fd, tmp_name
 
-    def duckdb_path(self, key: str) -> str:
-        return str(self._path(key))
-
-    @property
-    def duckdb_root(self) -> str:
-        return str(self.root) + os.sep
+    def duckdb_grant(self, read_prefixes: Sequence[str]) -> DuckDBGrant:
+        return DuckDBGrant(root=str(self.root) + os.sep, read_prefixes=tuple(read_prefixes))
 
     # -- writes --------------------------------------------------------------
 
@@ -230,7 +226,7 @@ class LocalObjectStore:
                 full = Path(dirpath) / name
                 # Objects are only ever regular files we wrote; a symlink (which
                 # reads would refuse if it leads outside the root) is not one.
-                if name.startswith(TMP_PREFIX) or full.is_symlink():
+                if name.startswith(IN_PROGRESS_PREFIX) or full.is_symlink():
                     continue
                 key = full.relative_to(self.root).as_posix()
                 if key.startswith(prefix):

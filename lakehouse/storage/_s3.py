@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -29,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lakehouse.limits import capped
 from lakehouse.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
-from lakehouse.storage.interface import ObjectInfo
+from lakehouse.storage.interface import DuckDBGrant, ObjectInfo
 from lakehouse.storage.keys import validate_key, validate_prefix
 from lakehouse.storage.secrets import SecretsProvider
 
@@ -159,12 +160,33 @@ class S3ObjectStore:
 
     # -- addressing ------------------------------------------------------------
 
-    def duckdb_path(self, key: str) -> str:
-        return f"s3://{self.bucket}/{validate_key(key)}"
+    def duckdb_grant(self, read_prefixes: Sequence[str]) -> DuckDBGrant:
+        root = f"s3://{self.bucket}/"
+        return DuckDBGrant(
+            root=root, read_prefixes=tuple(read_prefixes), secret_sql=self._secret_sql(root)
+        )
 
-    @property
-    def duckdb_root(self) -> str:
-        return f"s3://{self.bucket}/"
+    def _secret_sql(self, scope: str) -> str:
+        """``CREATE SECRET`` for this bucket, from the SecretsProvider (ADR 0006)."""
+        options = [
+            "TYPE S3",
+            f"REGION {_literal(self.region)}",
+            f"URL_STYLE {_literal('path' if self.path_style else 'vhost')}",
+            f"SCOPE {_literal(scope)}",
+        ]
+        if self.endpoint_url:
+            parts = urlsplit(self.endpoint_url)
+            options.append(f"ENDPOINT {_literal(parts.netloc)}")
+            options.append(f"USE_SSL {'true' if parts.scheme == 'https' else 'false'}")
+        credentials = self._secrets.s3_credentials()
+        # No credentials: an anonymous secret (public buckets); the credential_chain
+        # provider would need the aws extension, which we do not ship.
+        if credentials is not None:
+            options.append(f"KEY_ID {_literal(credentials.access_key_id)}")
+            options.append(f"SECRET {_literal(credentials.secret_access_key)}")
+            if credentials.session_token:
+                options.append(f"SESSION_TOKEN {_literal(credentials.session_token)}")
+        return f"CREATE SECRET lakehouse_primary ({', '.join(options)})"
 
     # -- writes ----------------------------------------------------------------
 
@@ -405,3 +427,8 @@ def _snake(operation: str) -> str:
 
 def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _literal(value: str) -> str:
+    """A DuckDB string literal."""
+    return "'" + value.replace("'", "''") + "'"

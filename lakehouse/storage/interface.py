@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import msgspec
+
+from lakehouse.storage.keys import validate_key
 
 
 class ObjectInfo(msgspec.Struct, frozen=True):
@@ -29,7 +32,11 @@ class ObjectStore(Protocol):
     """
 
     async def start(self) -> None:
-        """Open connections / create directories. Called once at app start."""
+        """Open connections / create directories. Called once at app start.
+
+        Raises:
+            StorageUnavailable: the backend cannot be reached or set up.
+        """
 
     async def close(self) -> None:
         """Release connections. Called once at app shutdown."""
@@ -43,32 +50,95 @@ class ObjectStore(Protocol):
     ) -> ObjectInfo:
         """Store ``data`` under ``key``, replacing any object there.
 
-        Streams an async iterable without buffering it whole. Raises
-        ``ObjectTooLarge`` (and leaves nothing behind) once more than
-        ``max_bytes`` arrived.
+        Streams an async iterable without buffering it whole.
+
+        Raises:
+            InvalidKey: ``key`` is not a safe relative key.
+            KeyConflict: a path segment of ``key`` is an object (local backend).
+            ObjectTooLarge: more than ``max_bytes`` arrived; nothing is left behind.
+            StorageUnavailable: the backend failed; nothing is left behind.
         """
 
     async def put_file(self, key: str, path: Path) -> ObjectInfo:
-        """Store the contents of a local file (streamed, multipart on S3)."""
+        """Store the contents of a local file (streamed, multipart on S3).
+
+        Raises:
+            InvalidKey, KeyConflict, StorageUnavailable: as ``put``.
+        """
 
     async def get(self, key: str) -> bytes:
-        """Return a whole object. Raises ``ObjectNotFound``. Small objects only."""
+        """Return a whole object (small objects only).
+
+        Raises:
+            InvalidKey: ``key`` is not a safe relative key.
+            ObjectNotFound: no object has that key.
+            StorageUnavailable: the backend failed.
+        """
 
     def open_read(self, key: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
-        """Stream an object in chunks. Raises ``ObjectNotFound`` before the first chunk."""
+        """Stream an object in chunks.
+
+        Raises:
+            InvalidKey, StorageUnavailable: as ``get``.
+            ObjectNotFound: before the first chunk, when no object has that key.
+        """
 
     async def head(self, key: str) -> ObjectInfo:
-        """Return an object's info. Raises ``ObjectNotFound``."""
+        """Return an object's info.
+
+        Raises:
+            InvalidKey, ObjectNotFound, StorageUnavailable: as ``get``.
+        """
 
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
-        """All objects whose key starts with ``prefix``, sorted by key."""
+        """All objects whose key starts with ``prefix``, sorted by key; writes in
+        progress are never listed.
+
+        Raises:
+            InvalidKey: ``prefix`` is neither empty nor key-like.
+            StorageUnavailable: the backend failed.
+        """
 
     async def delete(self, key: str, *, missing_ok: bool = False) -> None:
-        """Remove an object. Raises ``ObjectNotFound`` unless ``missing_ok``."""
+        """Remove an object.
 
-    def duckdb_path(self, key: str) -> str:
-        """How DuckDB addresses ``key``: an absolute path or ``s3://bucket/key``."""
+        Raises:
+            InvalidKey: ``key`` is not a safe relative key.
+            ObjectNotFound: no object has that key, unless ``missing_ok``.
+            StorageUnavailable: the backend failed.
+        """
+
+
+@dataclass(frozen=True)
+class DuckDBGrant:
+    """What DuckDB may read of a store, and how: issued by the backend itself, so the
+    query module needs neither storage's settings nor its credentials (ADR 0011)."""
+
+    root: str
+    """Where every key lives, as DuckDB addresses it: ``/abs/root/`` or ``s3://bucket/``."""
+    read_prefixes: tuple[str, ...]
+    """The key prefixes SQL may read (``allowed_directories``)."""
+    secret_sql: str = field(default="", repr=False)
+    """``CREATE SECRET`` DDL DuckDB needs to reach the store; empty for local files.
+    It holds credentials: never log it or put it in an error."""
 
     @property
-    def duckdb_root(self) -> str:
-        """The location every ``duckdb_path`` starts with (for allowed_directories)."""
+    def read_roots(self) -> list[str]:
+        """The locations SQL may read, as DuckDB addresses them."""
+        return [self.root + prefix for prefix in self.read_prefixes]
+
+    def address(self, key: str) -> str:
+        """How DuckDB addresses the object ``key``. Raises ``InvalidKey``."""
+        return self.root + validate_key(key)
+
+
+class GrantsDuckDBAccess(Protocol):
+    """A backend DuckDB can read directly (both of ours can)."""
+
+    def duckdb_grant(self, read_prefixes: Sequence[str]) -> DuckDBGrant:
+        """A grant to read the keys under ``read_prefixes``. May read the secrets
+        provider (blocking: call it off the event loop once running).
+
+        Raises:
+            SecretsError: the secrets file exists but cannot be read.
+        """

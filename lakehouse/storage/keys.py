@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+from lakehouse.layout import IN_PROGRESS_PREFIX
 from lakehouse.storage.errors import InvalidKey
 
 MAX_KEY_BYTES = 1024  # S3's own limit
-# Temp files of writes in progress (and ingest spool files) start with this.
-# No key segment may, so a key can never name, list or overwrite one.
-TMP_PREFIX = ".tmp-"
 
 
 def validate_key(key: str) -> str:
@@ -16,7 +14,8 @@ def validate_key(key: str) -> str:
     Safe means: non-empty, at most 1024 UTF-8 bytes, relative (no leading
     ``/`` or backslash, no drive letter), no ``.``/``..``/empty segments, no
     NUL, control characters or backslashes, no segment starting with
-    ``TMP_PREFIX`` (reserved for writes in progress).
+    ``IN_PROGRESS_PREFIX`` (reserved for writes in progress: a key can never
+    name, list or overwrite one).
     """
     if not key:
         raise InvalidKey("object key is empty")
@@ -31,8 +30,10 @@ def validate_key(key: str) -> str:
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidKey(f"object key {key!r} has an empty, '.' or '..' segment")
-        if segment.startswith(TMP_PREFIX):
-            raise InvalidKey(f"object key segments may not start with {TMP_PREFIX!r} (reserved)")
+        if segment.startswith(IN_PROGRESS_PREFIX):
+            raise InvalidKey(
+                f"object key segments may not start with {IN_PROGRESS_PREFIX!r} (reserved)"
+            )
     return key
 
 

@@ -6,8 +6,6 @@ more names without changing the callers that ask for ``primary``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import msgspec
 
 from lakehouse.errors import NotFound
@@ -46,31 +44,24 @@ class BucketRegistry:
 
     def get(self, name: str = PRIMARY) -> ObjectStore:
         """The store registered as ``name``. Raises ``UnknownBucket``."""
-        try:
-            return self._stores[name][0]
-        except KeyError:
-            raise UnknownBucket(f"no bucket named {name!r}") from None
-
-    @property
-    def primary(self) -> ObjectStore:
-        return self.get(PRIMARY)
+        return self._entry(name)[0]
 
     def info(self, name: str = PRIMARY) -> BucketInfo:
+        """What may be shown about ``name``. Raises ``UnknownBucket``."""
+        return self._entry(name)[1]
+
+    def _entry(self, name: str) -> tuple[ObjectStore, BucketInfo]:
         try:
-            return self._stores[name][1]
+            return self._stores[name]
         except KeyError:
             raise UnknownBucket(f"no bucket named {name!r}") from None
 
-    def names(self) -> list[str]:
-        return list(self._stores)
-
-    def __iter__(self) -> Iterator[BucketInfo]:
-        return (info for _, info in self._stores.values())
-
-    def __len__(self) -> int:
-        return len(self._stores)
-
     async def start(self) -> None:
+        """Start every store, in registration order.
+
+        Raises:
+            StorageUnavailable: a backend cannot be reached or set up.
+        """
         for store, _ in self._stores.values():
             await store.start()
 

@@ -13,6 +13,7 @@ with 503 + ``Retry-After: 5`` before any of its body is read.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -28,10 +29,11 @@ from litestar.openapi.spec import (
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
-from lakehouse.config import SCRATCH_PREFIX, Settings, StorageSettings
+from lakehouse.config import StorageSettings
 from lakehouse.http_body import prepend, request_body
 from lakehouse.http_errors import error_responses
-from lakehouse.limits import ConcurrencyLimit
+from lakehouse.layout import RESERVED_PREFIXES
+from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented
 from lakehouse.storage.errors import InvalidKey, ObjectTooLarge, ReservedKey, StorageBusy
 from lakehouse.storage.interface import ObjectInfo, ObjectStore
@@ -40,24 +42,20 @@ from lakehouse.storage.keys import validate_key
 _MOUNT = "/storage"
 
 
-def put_limit(settings: StorageSettings) -> ConcurrencyLimit:
-    """The PUT concurrency limit; the composition root builds one per app and
-    provides it as the ``put_limit`` dependency."""
+def put_limit(settings: StorageSettings) -> UploadLimit:
+    """The size cap and concurrency limit of PUT; the composition root builds one
+    per app and provides it as the ``put_limit`` dependency."""
     limit = settings.max_concurrent_puts
-    return ConcurrencyLimit(
+    return UploadLimit(
+        settings.max_put_bytes,
         limit,
-        lambda: StorageBusy(
+        too_large=partial(ObjectTooLarge.over, settings.max_put_bytes),
+        busy=lambda: StorageBusy(
             "too many storage PUTs in flight; retry shortly",
             retry_after_seconds=5,
             details={"max_concurrent_puts": limit},
         ),
     )
-
-
-# The catalog's manifests and the scratch area (ingest spool): written only by
-# their modules, never through the raw storage API (a bad manifest there would
-# hide a dataset).
-RESERVED_PREFIXES = ("_catalog/", SCRATCH_PREFIX)
 
 
 def _writable_key(request: Request[Any, Any, Any], route: str, param: str) -> str:
@@ -118,16 +116,11 @@ async def put_object(
     key: FromPath[str],
     request: Request[Any, Any, Any],
     store: NamedDependency[ObjectStore],
-    settings: NamedDependency[Settings],
-    put_limit: NamedDependency[ConcurrencyLimit],
+    put_limit: NamedDependency[UploadLimit],
 ) -> ObjectInfo:
     object_key = _writable_key(request, "/put", key)
-    max_bytes = settings.storage.max_put_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise ObjectTooLarge.over(max_bytes)
-    async with put_limit.slot():
-        return await store.put(object_key, request_body(request), max_bytes=max_bytes)
+    async with put_limit.admit(request.content_length, request_body(request)) as body:
+        return await store.put(object_key, body)
 
 
 @get(

@@ -10,12 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from litestar.testing import AsyncTestClient
 
-from lakehouse.config import Settings, scratch_dir
+from lakehouse.config import Settings
+from lakehouse.layout import scratch_dir
 from lakehouse.storage import ObjectStore
 
 
 def spool_dir(settings: Settings) -> Path:
-    return scratch_dir(settings.storage, "ingest")
+    return scratch_dir(settings.storage.data_dir, "ingest")
 
 
 async def read_dataset(store: ObjectStore, body: dict[str, Any]) -> pa.Table:

@@ -1,0 +1,53 @@
+"""The QueryEngine protocol: read-only SQL over the catalog's datasets."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from lakehouse.query.encoders import ResultFormat
+from lakehouse.query.service import Params, QueryResult
+
+
+@runtime_checkable
+class QueryEngine(Protocol):
+    """Runs one read-only statement at a time per caller, sandboxed and time-limited."""
+
+    async def start(self) -> None:
+        """Open and lock the database, create the views. Called once at start-up.
+
+        Raises:
+            RuntimeError: the DuckDB extension or the storage grant cannot be used.
+        """
+
+    async def close(self) -> None:
+        """Interrupt running queries and close the database."""
+
+    def interrupt_running(self) -> None:
+        """The server is stopping: stop every running query now (they answer 503)."""
+
+    async def health(self) -> dict[str, Any]:
+        """State for /health (never secrets or SQL); ``status`` is ``ok`` when the
+        database answers ``SELECT 1``."""
+
+    async def execute(
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        fmt: ResultFormat = ResultFormat.JSON,
+        timeout: float | None = None,  # noqa: ASYNC109 - enforced by DuckDB's interrupt
+    ) -> QueryResult:
+        """Run one read-only statement and start encoding its result. When ``rest`` of
+        the result is not None, iterate it to the end or ``aclose`` it.
+
+        Raises:
+            InvalidQuery: the SQL does not parse or bind (400).
+            ForbiddenStatement: not a read-only statement (403).
+            SandboxViolation: a file, setting or function outside the sandbox (403).
+            TableNotFound: no dataset or view by that name (404).
+            FileNotFound: a dataset object vanished under the query (404).
+            QueryTimeout: past its time limit, or waited that long for a connection (408).
+            DatasetChanged, EngineRestarted, ShuttingDown: retry later (503).
+            QueryCancelled: the caller was cancelled (the client went away).
+            QueryFailed: DuckDB failed otherwise (500).
+        """
