@@ -1,4 +1,4 @@
-"""The data layout: every key and local path the lakehouse writes, spelled once (ADR 0011).
+"""The data layout: every key and local path the lakehouse writes, spelled once (ADR 0013).
 
 Under the storage root (a local directory or a bucket)::
 

@@ -60,7 +60,7 @@ class Database:
     """One in-memory DuckDB database, configured and locked."""
 
     def __init__(self, query: QuerySettings, grant: DuckDBGrant, spill_parent: Path) -> None:
-        """``grant``: what storage lets DuckDB read, and how (ADR 0008, 0011);
+        """``grant``: what storage lets DuckDB read, and how (ADR 0008, 0013);
         ``spill_parent``: where the private spill directory of this process goes (on the
         data's disk, not the system /tmp, often a small tmpfs)."""
         spill_parent.mkdir(parents=True, exist_ok=True)

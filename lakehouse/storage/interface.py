@@ -112,7 +112,7 @@ class ObjectStore(Protocol):
 @dataclass(frozen=True)
 class DuckDBGrant:
     """What DuckDB may read of a store, and how: issued by the backend itself, so the
-    query module needs neither storage's settings nor its credentials (ADR 0011)."""
+    query module needs neither storage's settings nor its credentials (ADR 0013)."""
 
     root: str
     """Where every key lives, as DuckDB addresses it: ``/abs/root/`` or ``s3://bucket/``."""
