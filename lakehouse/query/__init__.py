@@ -1,5 +1,6 @@
 """Query: a DuckDB pool behind a sandboxed, read-only SQL API."""
 
+from lakehouse.query._run import QueryResult
 from lakehouse.query.encoders import ResultFormat
 from lakehouse.query.errors import (
     ForbiddenStatement,
@@ -11,7 +12,7 @@ from lakehouse.query.errors import (
     TableNotFound,
     UnsupportedFormat,
 )
-from lakehouse.query.service import QueryResult, QueryService
+from lakehouse.query.service import QueryService
 
 __all__ = [
     "ForbiddenStatement",
