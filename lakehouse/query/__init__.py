@@ -1,5 +1,6 @@
 """Query: a DuckDB pool behind a sandboxed, read-only SQL API."""
 
+from lakehouse.query._run import Params, QueryResult
 from lakehouse.query.encoders import ResultFormat
 from lakehouse.query.errors import (
     DatasetChanged,
@@ -17,7 +18,7 @@ from lakehouse.query.errors import (
 )
 from lakehouse.query.interface import QueryEngine
 from lakehouse.query.routes import run_sql as sql_route
-from lakehouse.query.service import Params, QueryResult, QueryService
+from lakehouse.query.service import QueryService
 
 __all__ = [
     "DatasetChanged",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from lakehouse.query._run import Params, QueryResult
 from lakehouse.query.encoders import ResultFormat
-from lakehouse.query.service import Params, QueryResult
 
 
 @runtime_checkable
