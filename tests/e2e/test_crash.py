@@ -165,29 +165,3 @@ def test_sigkill_between_object_write_and_register(
 
 def _names(server: LakehouseServer) -> set[str]:
     return {m["name"] for m in httpx.get(f"{server.url}/catalog/list").json()["datasets"]}
-
-
-async def test_local_store_start_removes_temp_files_of_interrupted_writes(tmp_path: Path) -> None:
-    """A crash mid-write (an object or a manifest) leaves a .tmp- file; the next
-    start removes it and leaves the objects alone, and the scratch area
-    (``_tmp/``) to the modules that clean their own files there."""
-    from lakehouse.storage import TMP_PREFIX, LocalObjectStore
-
-    root = tmp_path / "data"
-    (root / "_catalog" / "manifests").mkdir(parents=True)
-    (root / "datasets" / "a").mkdir(parents=True)
-    stale = [
-        root / "_catalog" / "manifests" / f"{TMP_PREFIX}x1",
-        root / "datasets" / "a" / f"{TMP_PREFIX}x2",
-    ]
-    for path in stale:
-        path.write_bytes(b"half written")
-    (root / "datasets" / "a" / "1.parquet").write_bytes(b"PAR1 whole")
-    scratch = root / "_tmp" / "other" / f"{TMP_PREFIX}in-use"
-    scratch.parent.mkdir(parents=True)
-    scratch.write_bytes(b"not the store's")
-    store = LocalObjectStore(root)
-    await store.start()
-    assert not any(path.exists() for path in stale)
-    assert scratch.exists()
-    assert [info.key for info in await store.list()] == ["datasets/a/1.parquet"]

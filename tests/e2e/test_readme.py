@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from lakehouse.config import Settings, load_settings
-from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
 from tests.support.servers import VENV_BIN, LakehouseServer, MotoServer, free_port, wait_until_ready
+from tests.support.settings import TEST_ACCESS_KEY, TEST_SECRET_KEY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 ROWS = 3000
 

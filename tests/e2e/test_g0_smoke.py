@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "scripts" / "g0_smoke.sh"
 
 pytestmark = pytest.mark.slow

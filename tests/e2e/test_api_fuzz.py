@@ -14,7 +14,7 @@ Checks deliberately left out:
   2xx, but a well-typed dataset name need not exist (404) and a well-typed
   SQL string need not parse (400); the schema cannot say which do.
 - stateful checks (``use_after_free``, ``ensure_resource_availability``) and
-  ``ignored_auth``: the server runs without a token here (tests/test_auth.py
+  ``ignored_auth``: the server runs without a token here (tests/integration/test_auth.py
   covers auth), and links between operations are not declared.
 """
 
@@ -41,8 +41,8 @@ from lakehouse.app import create_app
 from lakehouse.config import Settings
 from lakehouse.ingest.routes import IngestResponse
 from lakehouse.query.routes import SqlRequest
-from tests.conftest import make_settings
 from tests.support.servers import LakehouseServer
+from tests.support.settings import make_settings
 
 MAX_EXAMPLES = 50
 """Per operation (plus schemathesis's explicit and coverage cases): about 900 requests, ~10 s."""

@@ -24,10 +24,10 @@ from litestar.testing import AsyncTestClient
 
 from lakehouse.app import Services, build_services, create_app
 from lakehouse.config import Settings
-from tests.conftest import TEST_SECRET_KEY
 from tests.support.query import register_table, sql
+from tests.support.settings import TEST_SECRET_KEY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class App:

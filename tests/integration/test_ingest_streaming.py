@@ -19,7 +19,7 @@ from scripts.gen_workers import ensure_generated
 from tests.support.ingest import spool_dir
 from tests.support.servers import LakehouseServer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 AGGREGATES = """
     SELECT count(*), round(sum(hourly_rate), 2), count(DISTINCT zip), min(zip),

@@ -1,8 +1,9 @@
-"""Storage behaviour suite: every test runs on both backends (local, S3 on moto).
+"""Storage through the app: every test runs on both backends (local, S3 on moto).
 
-Three tiers: the ObjectStore itself (``store``), the app in-process
-(``client``), and the real ``lakehouse serve`` (``server``) where streaming,
-memory, concurrency and logs can only be observed on the real thing.
+The app in-process (``client``), and the real ``lakehouse serve``
+(``server``) where streaming, memory, concurrency and logs can only be
+observed on the real thing; first, what the backends do beyond the
+ObjectStore contract (tests/contracts/test_object_store.py).
 """
 
 # Tests inspect their own temp directories with plain pathlib calls; blocking
@@ -15,32 +16,26 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
-from aiobotocore.session import get_session
 from litestar.testing import AsyncTestClient
 
 from lakehouse.app import create_app
 from lakehouse.config import MiB, Settings
 from lakehouse.storage import (
-    KeyConflict,
-    ObjectNotFound,
     ObjectStore,
-    ObjectTooLarge,
-    S3ObjectStore,
     StorageUnavailable,
     UnknownBucket,
     open_registry,
-    open_store,
 )
 from lakehouse.storage.secrets import default_secrets_provider
-from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, make_settings
 from tests.support.servers import LakehouseServer, MotoServer
+from tests.support.settings import TEST_ACCESS_KEY, TEST_SECRET_KEY, make_settings
+from tests.support.storage import digest, eventually, leftovers, new_store, pattern
 from tests.support.storage_http import RawRequest, raw_request
 
 ENV_SECRET = "lakehouse-env-secret-value-never-shown-0002"
@@ -56,60 +51,6 @@ def s3_settings(moto: MotoServer, tmp_path: Path) -> Settings:
     return make_settings("s3", tmp_path, moto)
 
 
-def new_store(settings: Settings) -> ObjectStore:
-    return open_store(settings.storage, default_secrets_provider(settings.secrets.file))
-
-
-async def leftovers(settings: Settings, prefix: str = "") -> list[str]:
-    """Everything a failed write could have left: files (temp files too) under
-    the local root, or objects and unfinished multipart uploads in the bucket."""
-    if settings.storage.backend == "local":
-        root = Path(settings.storage.data_dir)
-        return sorted(
-            p.relative_to(root).as_posix()
-            for p in root.rglob("*")
-            if p.is_file() and p.relative_to(root).as_posix().startswith(prefix)
-        )
-    s3 = settings.storage.s3
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=s3.endpoint_url,
-        region_name=s3.region,
-        aws_access_key_id=TEST_ACCESS_KEY,
-        aws_secret_access_key=TEST_SECRET_KEY,
-    ) as client:
-        objects = await client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
-        uploads = await client.list_multipart_uploads(Bucket=s3.bucket, Prefix=prefix)
-    return sorted(
-        [item["Key"] for item in objects.get("Contents", [])]
-        + [f"upload:{item['Key']}" for item in uploads.get("Uploads", [])]
-    )
-
-
-def pattern(size: int, seed: int = 0, chunk: int = MiB) -> Iterator[bytes]:
-    """``size`` deterministic, non-repeating-per-chunk bytes, generated lazily."""
-    sent = 0
-    index = 0
-    while sent < size:
-        block = hashlib.sha256(f"{seed}:{index}".encode()).digest() * (chunk // 32 + 1)
-        piece = block[: min(chunk, size - sent)]
-        sent += len(piece)
-        index += 1
-        yield piece
-
-
-def digest(chunks: Iterator[bytes]) -> str:
-    sha = hashlib.sha256()
-    for chunk in chunks:
-        sha.update(chunk)
-    return sha.hexdigest()
-
-
-async def astream(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    for chunk in chunks:
-        yield chunk
-
-
 def assert_error(response: Any, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     body = response.json()
@@ -117,54 +58,7 @@ def assert_error(response: Any, status: int, code: str) -> None:
     assert body["error"]["message"]
 
 
-# -- the ObjectStore protocol ---------------------------------------------------
-
-
-async def test_store_round_trip_and_listing(store: ObjectStore) -> None:
-    info = await store.put("datasets/a/1.parquet", b"hello")
-    assert (info.key, info.size) == ("datasets/a/1.parquet", 5)
-    await store.put("datasets/a/2.parquet", astream(iter([b"wor", b"", b"ld!"])))
-    await store.put("datasets/b/1.parquet", b"x")
-    await store.put("_catalog/manifests/a.parquet", b"m")
-
-    assert await store.get("datasets/a/1.parquet") == b"hello"
-    assert b"".join([c async for c in store.open_read("datasets/a/2.parquet", 2)]) == b"world!"
-    head = await store.head("datasets/a/2.parquet")
-    assert head.size == 6
-    assert head.etag
-
-    listed = await store.list("datasets/a/")
-    assert [(i.key, i.size) for i in listed] == [
-        ("datasets/a/1.parquet", 5),
-        ("datasets/a/2.parquet", 6),
-    ]
-    assert [i.key for i in await store.list("datasets/")] == [
-        "datasets/a/1.parquet",
-        "datasets/a/2.parquet",
-        "datasets/b/1.parquet",
-    ]
-    assert len(await store.list()) == 4
-    assert await store.list("nothing/") == []
-
-    # Overwrite replaces the object and changes its etag.
-    replaced = await store.put("datasets/a/1.parquet", b"hello again")
-    assert replaced.size == 11
-    assert replaced.etag != info.etag
-    assert await store.get("datasets/a/1.parquet") == b"hello again"
-
-    await store.delete("datasets/a/1.parquet")
-    with pytest.raises(ObjectNotFound):
-        await store.get("datasets/a/1.parquet")
-    with pytest.raises(ObjectNotFound):
-        await store.head("datasets/a/1.parquet")
-    with pytest.raises(ObjectNotFound):
-        await store.delete("datasets/a/1.parquet")
-    await store.delete("datasets/a/1.parquet", missing_ok=True)
-    with pytest.raises(ObjectNotFound):
-        await anext(store.open_read("datasets/a/1.parquet"))
-    # A prefix is not an object.
-    with pytest.raises(ObjectNotFound):
-        await store.get("datasets/a")
+# -- the backends beyond the ObjectStore contract ---------------------------------
 
 
 async def test_store_addresses_objects_for_duckdb(store: ObjectStore, settings: Settings) -> None:
@@ -174,63 +68,6 @@ async def test_store_addresses_objects_for_duckdb(store: ObjectStore, settings: 
         assert path == f"s3://{settings.storage.s3.bucket}/datasets/w/x.parquet"
     else:
         assert path == str(Path(settings.storage.data_dir).resolve() / "datasets/w/x.parquet")
-
-
-async def test_multipart_put_file_and_aborted_oversized_stream(
-    settings: Settings, tmp_path: Path
-) -> None:
-    """Objects larger than one part stream as several parts (S3) and come back
-    whole; a stream cut by the size cap leaves no object and no upload."""
-    settings.storage.s3.multipart_chunk_bytes = 5 * MiB
-    store = new_store(settings)
-    await store.start()
-    try:
-        source = tmp_path / "big.bin"
-        with source.open("wb") as out:
-            for chunk in pattern(11 * MiB + 123):
-                out.write(chunk)
-        info = await store.put_file("big/file.bin", source)
-        assert info.size == 11 * MiB + 123
-        got = hashlib.sha256()
-        async for chunk in store.open_read("big/file.bin"):
-            got.update(chunk)
-        assert got.hexdigest() == digest(pattern(11 * MiB + 123))
-
-        with pytest.raises(ObjectTooLarge):
-            await store.put("big/too.bin", astream(pattern(16 * MiB)), max_bytes=12 * MiB)
-        assert await leftovers(settings, "big/too") == []
-        # Exactly at the cap is fine.
-        at_cap = await store.put("big/cap.bin", astream(pattern(6 * MiB)), max_bytes=6 * MiB)
-        assert at_cap.size == 6 * MiB
-    finally:
-        await store.close()
-
-
-async def test_listing_spans_pages(settings: Settings) -> None:
-    store = new_store(settings)
-    if isinstance(store, S3ObjectStore):
-        store.list_page_size = 2  # five keys take three ListObjectsV2 pages
-    await store.start()
-    try:
-        keys = [f"paged/{i}" for i in range(5)]
-        await asyncio.gather(*(store.put(key, key.encode()) for key in keys))
-        await store.put("paged-not/x", b"")
-        assert [info.key for info in await store.list("paged/")] == keys
-    finally:
-        await store.close()
-
-
-async def test_local_key_that_is_also_a_prefix_is_a_conflict(local_settings: Settings) -> None:
-    store = new_store(local_settings)
-    await store.start()
-    await store.put("a/b", b"1")
-    with pytest.raises(KeyConflict):
-        await store.put("a/b/c", b"2")
-    with pytest.raises(KeyConflict):
-        await store.put("a", b"3")
-    with pytest.raises(ObjectNotFound):
-        await store.delete("a")  # a directory, not an object
-    assert await leftovers(local_settings) == ["a/b"]
 
 
 async def test_s3_failures_become_storage_unavailable_without_secrets(
@@ -476,15 +313,6 @@ async def test_oversized_stream_is_cut_off_early(settings: Settings, tmp_path: P
         assert await leftovers(settings, "cut/") == []
     finally:
         server.stop()
-
-
-async def eventually(check: Any, what: str) -> None:
-    """Poll ``check()`` until it is true; the deadline only guards a hang."""
-    for _ in range(600):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def test_client_disconnect_mid_put_leaves_nothing(

@@ -1,0 +1,61 @@
+"""Implementations under test for the contract suites (tests/contracts/), as values
+the suites receive from their parametrised fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from lakehouse.catalog import Catalog
+from lakehouse.config import MiB, Settings
+from lakehouse.storage import ObjectStore
+from tests.support.settings import make_settings
+from tests.support.storage import FlakyStore, leftovers, new_store
+
+
+@dataclass
+class StoreBackend:
+    """One started ObjectStore implementation and the settings its backend lives at."""
+
+    name: str
+    settings: Settings
+    store: ObjectStore
+
+    async def leftovers(self, prefix: str = "") -> list[str]:
+        """Everything the backend holds under ``prefix``: objects, temp files,
+        unfinished multipart uploads (``upload:<key>``)."""
+        return await leftovers(self.settings, prefix)
+
+
+@dataclass
+class CatalogBackend:
+    """One loaded Catalog implementation over a started ObjectStore of its own."""
+
+    name: str
+    store: ObjectStore
+    open_catalog: Callable[[ObjectStore], Catalog]
+    catalog: Catalog = field(init=False)
+
+    async def reopen(self) -> Catalog:
+        """A new catalog over the same storage, loaded: what a restart sees."""
+        catalog = self.open_catalog(self.store)
+        await catalog.load()
+        return catalog
+
+
+async def open_backend(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[Settings, ObjectStore]:
+    """Start an ObjectStore of ``kind`` (``local``, ``s3``, ``flaky-local``) over
+    storage of its own under ``tmp_path``; return it with its settings."""
+    backend = "s3" if kind == "s3" else "local"
+    moto = request.getfixturevalue("moto") if backend == "s3" else None
+    settings = make_settings(backend, tmp_path, moto)
+    # The smallest part S3 allows: objects over 5 MiB take several parts.
+    settings.storage.s3.multipart_chunk_bytes = 5 * MiB
+    store = FlakyStore(settings.storage.data_dir) if kind == "flaky-local" else new_store(settings)
+    await store.start()
+    return settings, store
