@@ -6,7 +6,7 @@ Without --url it starts its own `lakehouse serve` (local backend, temp dir).
 Checks: no errors other than the documented 503s, every ingest that got 200
 is queryable afterwards with the right row count, and the server's RSS
 (start / end / peak) does not keep growing. The test suite runs a short
-version of the same code (tests/test_load.py).
+version of the same code (tests/e2e/test_load.py).
 """
 
 from __future__ import annotations

@@ -132,6 +132,7 @@ class DuckDBGrant:
         return self.root + validate_key(key)
 
 
+@runtime_checkable
 class GrantsDuckDBAccess(Protocol):
     """A backend DuckDB can read directly (both of ours can)."""
 

@@ -46,7 +46,7 @@ async def test_reload_gives_identical_manifests_and_version(
 
     reloaded = await catalog_backend.reopen()
     assert await reloaded.list() == await catalog.list()
-    assert reloaded.version() == catalog.version()
+    assert (await reloaded.version()) == (await catalog.version())
     assert (await reloaded.get("b")).schema == [Column("ü", "TIMESTAMP")]
 
 
@@ -140,7 +140,7 @@ async def test_another_schema_is_a_schema_conflict_showing_both(
     catalog, store = catalog_backend.catalog, catalog_backend.store
     objects = await put_objects(store, "datasets/s/1.parquet")
     existing = (await catalog.register(register_request("s", objects))).manifest
-    version = catalog.version()
+    version = await catalog.version()
     with pytest.raises(SchemaConflict) as caught:
         await catalog.register(register_request("S", objects, OTHER_COLUMNS))
     details = caught.value.details
@@ -155,7 +155,7 @@ async def test_another_schema_is_a_schema_conflict_showing_both(
     }
     # The conflict changed nothing, here or after a restart.
     assert await catalog.get("s") == existing
-    assert catalog.version() == version
+    assert (await catalog.version()) == version
     assert await (await catalog_backend.reopen()).get("s") == existing
 
 
@@ -291,10 +291,10 @@ async def test_version_changes_on_every_register_and_delete_and_only_then(
 ) -> None:
     catalog, store = catalog_backend.catalog, catalog_backend.store
     objects = await put_objects(store, "datasets/v/1.parquet")
-    seen = [catalog.version()]
+    seen = [(await catalog.version())]
 
     async def unchanged_by_reads_and_refusals() -> None:
-        before = catalog.version()
+        before = await catalog.version()
         await catalog.list()
         await catalog.get("v")
         refusals = [
@@ -308,18 +308,18 @@ async def test_version_changes_on_every_register_and_delete_and_only_then(
         for call, error in refusals:
             with pytest.raises(error):
                 await call
-        assert catalog.version() == before
+        assert (await catalog.version()) == before
 
     await catalog.register(register_request("v", objects))  # create
-    seen.append(catalog.version())
+    seen.append(await catalog.version())
     await unchanged_by_reads_and_refusals()
     await catalog.register(register_request("v", objects))  # update, same objects
-    seen.append(catalog.version())
+    seen.append(await catalog.version())
     await unchanged_by_reads_and_refusals()
     await catalog.register(register_request("other", objects))  # another dataset
-    seen.append(catalog.version())
+    seen.append(await catalog.version())
     await catalog.delete("other")
-    seen.append(catalog.version())
+    seen.append(await catalog.version())
     # Each register and delete gave a version unlike the one before it.
     assert all(before != after for before, after in itertools.pairwise(seen)), seen
 
@@ -340,7 +340,7 @@ async def test_a_restart_sees_every_register_and_delete(catalog_backend: Catalog
     assert await restarted.get("alpha") == updated
     with pytest.raises(DatasetNotFound):
         await restarted.get("beta")
-    assert restarted.version() == catalog.version()
+    assert (await restarted.version()) == (await catalog.version())
     # The restarted instance carries on: same dataset, replaced objects reported.
     again = await restarted.register(register_request("alpha", objects[:1]))
     assert again.manifest.dataset_id == updated.dataset_id
@@ -351,4 +351,4 @@ async def test_load_of_empty_storage_is_an_empty_catalog(catalog_backend: Catalo
     fresh = await catalog_backend.reopen()
     assert isinstance(fresh, Catalog)
     assert await fresh.list() == []
-    assert fresh.version() == catalog_backend.catalog.version()
+    assert (await fresh.version()) == (await catalog_backend.catalog.version())

@@ -12,8 +12,9 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from lakehouse.catalog import MANIFEST_PREFIX, schema_fingerprint
+from lakehouse.catalog import schema_fingerprint
 from lakehouse.catalog.interface import Column
+from lakehouse.layout import MANIFEST_PREFIX
 from lakehouse.storage import ObjectStore
 from tests.support.catalog import OTHER_SCHEMA, SCHEMA, put_objects, register_body
 from tests.support.servers import LakehouseServer

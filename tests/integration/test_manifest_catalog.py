@@ -9,10 +9,9 @@ import logging
 import pytest
 
 from lakehouse.catalog import (
-    MANIFEST_PREFIX,
     ManifestCatalog,
-    manifest_key,
 )
+from lakehouse.layout import MANIFEST_PREFIX, manifest_key
 from lakehouse.storage import ObjectStore
 from tests.support.catalog import put_objects, register_request
 
@@ -63,7 +62,7 @@ async def test_manifest_pointing_outside_datasets_is_skipped_and_its_name_rememb
     reloaded = ManifestCatalog(store)
     await reloaded.load()
     assert await reloaded.list() == []
-    assert reloaded.unreadable() == ["evil"]
+    assert (await reloaded.unreadable()) == ["evil"]
     # Registering the name again replaces the bad file: no longer unreadable.
     await reloaded.register(register_request("evil", ["datasets/evil/1.parquet"]))
-    assert reloaded.unreadable() == []
+    assert (await reloaded.unreadable()) == []

@@ -24,6 +24,7 @@ from litestar.testing import AsyncTestClient
 
 from lakehouse.app import Services, build_services, create_app
 from lakehouse.config import Settings
+from lakehouse.storage import GrantsDuckDBAccess
 from tests.support.query import register_table, sql
 from tests.support.settings import TEST_SECRET_KEY
 
@@ -253,7 +254,7 @@ async def test_the_sandbox_refuses_and_touches_nothing(
         climbs = [f"{root}../{other}/secret.txt", f"{root}datasets/../../{other}/secret.txt",
                   f"{root}datasets/%2e%2e/%2E%2E/{other}/secret.txt"]  # fmt: skip
     else:
-        root = app.services.store.duckdb_root
+        root = _duckdb_root(app)
         climbs = [f"{root}datasets/../_catalog/x", f"{root}datasets/%2e%2e/x"]
     logs = data / "datasets" / "people"
     refused = {
@@ -385,7 +386,7 @@ async def test_a_slow_query_stops_at_the_time_limit_and_the_pool_recovers(
 
 
 async def test_missing_files_are_404_and_a_vanished_dataset_object_is_503(app: App) -> None:
-    root = app.services.store.duckdb_root
+    root = _duckdb_root(app)
     missing = assert_error(
         await sql(app.http, f"SELECT * FROM read_parquet('{root}datasets/nope.parquet')"),
         404,
@@ -399,10 +400,17 @@ async def test_missing_files_are_404_and_a_vanished_dataset_object_is_503(app: A
     assert (await app.http.delete(f"/storage/delete/{key}")).status_code in (200, 204)
     # (not count(*): with cached Parquet footers it needs no read at all)
     response = await sql(app.http, "SELECT max(name) AS m FROM people")
-    if app.services.settings.storage.backend == "s3":
+    if app.services.buckets.info().backend == "s3":
         # DuckDB's external file cache still holds the object it read: no 503 to see.
         assert response.json() == [{"m": 'name "4", \\ \u263a'}]
         return
     error = assert_error(response, 503, "dataset_changed")
     assert "retry" in error["message"]
     assert response.headers["retry-after"] == "1"
+
+
+def _duckdb_root(app: App) -> str:
+    """Where the app's store keeps its keys, as DuckDB addresses them."""
+    store = app.services.store
+    assert isinstance(store, GrantsDuckDBAccess)
+    return store.duckdb_grant([]).root

@@ -27,12 +27,15 @@ from litestar.testing import AsyncTestClient
 from lakehouse.app import create_app
 from lakehouse.config import MiB, Settings
 from lakehouse.storage import (
+    GrantsDuckDBAccess,
+    InvalidKey,
     ObjectStore,
     StorageUnavailable,
     UnknownBucket,
+    default_secrets_provider,
     open_registry,
+    open_store,
 )
-from lakehouse.storage.secrets import default_secrets_provider
 from tests.support.servers import LakehouseServer, MotoServer
 from tests.support.settings import TEST_ACCESS_KEY, TEST_SECRET_KEY, make_settings
 from tests.support.storage import digest, eventually, leftovers, new_store, pattern
@@ -61,13 +64,21 @@ def assert_error(response: Any, status: int, code: str) -> None:
 # -- the backends beyond the ObjectStore contract ---------------------------------
 
 
-async def test_store_addresses_objects_for_duckdb(store: ObjectStore, settings: Settings) -> None:
-    path = store.duckdb_path("datasets/w/x.parquet")
-    assert path.startswith(store.duckdb_root)
+async def test_store_grants_duckdb_access(store: ObjectStore, settings: Settings) -> None:
+    assert isinstance(store, GrantsDuckDBAccess)
+    grant = store.duckdb_grant(["datasets/"])
+    path = grant.address("datasets/w/x.parquet")
+    assert path.startswith(grant.read_roots[0])
+    assert grant.read_roots == [grant.root + "datasets/"]
+    with pytest.raises(InvalidKey):
+        grant.address("datasets/../x")
     if settings.storage.backend == "s3":
         assert path == f"s3://{settings.storage.s3.bucket}/datasets/w/x.parquet"
+        assert TEST_SECRET_KEY in grant.secret_sql  # what DuckDB needs to read the bucket
     else:
         assert path == str(Path(settings.storage.data_dir).resolve() / "datasets/w/x.parquet")
+        assert grant.secret_sql == ""
+    assert TEST_SECRET_KEY not in repr(grant) + str(grant)
 
 
 async def test_s3_failures_become_storage_unavailable_without_secrets(
@@ -207,15 +218,15 @@ async def test_health_names_the_bucket_but_no_credentials(
 
 def test_registry_has_one_primary_store(settings: Settings) -> None:
     secrets = default_secrets_provider(settings.secrets.file)
-    registry = open_registry(settings.storage, secrets)
-    assert registry.names() == ["primary"]
-    [info] = list(registry)
+    registry = open_registry(settings.storage, open_store(settings.storage, secrets))
+    info = registry.info()
+    assert info.name == "primary"
     assert info.backend == settings.storage.backend
-    assert registry.get("primary") is registry.primary
+    assert registry.get("primary") is registry.get()
     with pytest.raises(UnknownBucket) as caught:
         registry.get("other")
     assert caught.value.status_code == 404
-    for shown in (repr(registry), repr(registry.primary), repr(secrets), repr(info)):
+    for shown in (repr(registry), repr(registry.get()), repr(secrets), repr(info)):
         assert TEST_SECRET_KEY not in shown
     credentials = secrets.s3_credentials()
     if credentials is not None:

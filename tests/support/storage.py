@@ -14,16 +14,16 @@ from pathlib import Path
 
 from aiobotocore.session import get_session
 
-from lakehouse.catalog import MANIFEST_PREFIX
 from lakehouse.config import MiB, Settings
+from lakehouse.layout import MANIFEST_PREFIX
 from lakehouse.storage import (
     LocalObjectStore,
     ObjectInfo,
     ObjectStore,
     StorageUnavailable,
+    default_secrets_provider,
     open_store,
 )
-from lakehouse.storage.secrets import default_secrets_provider
 from tests.support.settings import TEST_ACCESS_KEY, TEST_SECRET_KEY
 
 

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from lakehouse.catalog import (
-    MANIFEST_PREFIX,
     Column,
     DatasetNotFound,
     ManifestCatalog,
-    manifest_key,
     schema_fingerprint,
 )
+from lakehouse.layout import MANIFEST_PREFIX, manifest_key
 from lakehouse.storage import StorageUnavailable
 from tests.support.catalog import put_objects, register_request
 from tests.support.storage import FlakyStore
@@ -52,7 +51,7 @@ async def test_failed_manifest_write_leaves_previous_manifest_and_index(tmp_path
     old_objects = await put_objects(store, "datasets/w/old.parquet")
     new_objects = await put_objects(store, "datasets/w/new.parquet", "datasets/x/1.parquet")
     before = (await catalog.register(register_request("w", old_objects))).manifest
-    version = catalog.version()
+    version = await catalog.version()
     stored_bytes = await store.get(manifest_key("w"))
 
     store.failing = True
@@ -67,7 +66,7 @@ async def test_failed_manifest_write_leaves_previous_manifest_and_index(tmp_path
     assert await catalog.get("w") == before
     with pytest.raises(DatasetNotFound):
         await catalog.get("x")
-    assert catalog.version() == version
+    assert (await catalog.version()) == version
     assert await store.get(manifest_key("w")) == stored_bytes
     assert [i.key for i in await store.list(MANIFEST_PREFIX)] == [manifest_key("w")]
 

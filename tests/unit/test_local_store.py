@@ -29,7 +29,8 @@ async def test_local_store_start_removes_temp_files_of_interrupted_writes(tmp_pa
     """A crash mid-write (an object or a manifest) leaves a .tmp- file; the next
     start removes it and leaves the objects alone, and the scratch area
     (``_tmp/``) to the modules that clean their own files there."""
-    from lakehouse.storage import TMP_PREFIX, LocalObjectStore
+    from lakehouse.layout import IN_PROGRESS_PREFIX as TMP_PREFIX
+    from lakehouse.storage import LocalObjectStore
 
     root = tmp_path / "data"
     (root / "_catalog" / "manifests").mkdir(parents=True)

@@ -12,12 +12,13 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from lakehouse.config import QuerySettings, StorageSettings
+from lakehouse.config import QuerySettings
+from lakehouse.layout import scratch_dir
 from lakehouse.query.encoders import SMALL_BATCH_ROWS, ResultFormat, make_encoder
 from lakehouse.query.engine import Database
 from lakehouse.query.errors import ForbiddenStatement, InvalidQuery, SandboxViolation
 from lakehouse.query.sandbox import check_statement
-from lakehouse.storage.secrets import EnvSecretsProvider
+from lakehouse.storage import DuckDBGrant
 
 ALLOWED = [
     "SELECT 1", "select 1", "  -- a comment\n SELECT 1", "/* c */ (SELECT 1)",
@@ -221,7 +222,8 @@ def test_the_database_is_locked_but_views_can_be_made(tmp_path: Path) -> None:
 
     pq.write_table(pa_table, root / "datasets" / "a.parquet")
     (tmp_path / "outside.csv").write_text("a\n1\n")
-    database = Database(QuerySettings(), StorageSettings(), EnvSecretsProvider({}), f"{root}/")
+    grant = DuckDBGrant(root=f"{root}/", read_prefixes=("",))
+    database = Database(QuerySettings(), grant, scratch_dir(root, "duckdb"))
     try:
         admin = database.cursor()
         admin.execute(f"CREATE OR REPLACE VIEW a AS FROM read_parquet('{root}/datasets/a.parquet')")
@@ -302,7 +304,7 @@ async def test_a_manifest_whose_objects_have_no_path_is_skipped(
         return Manifest(name, name, "fp", schema, [key], 1, now, now)
 
     class FakeCatalog:  # only what ViewRegistrar calls
-        def version(self) -> str:
+        async def version(self) -> str:
             return "v1"
 
         async def list(self) -> list[Manifest]:
@@ -322,6 +324,13 @@ async def test_a_manifest_whose_objects_have_no_path_is_skipped(
     assert any("broken" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
 
 
+def _grant_and_spill(data_dir: Path) -> tuple[DuckDBGrant, Path]:
+    """What the app hands the database for a local store under ``data_dir``."""
+    return DuckDBGrant(root=f"{data_dir}/", read_prefixes=("datasets/",)), scratch_dir(
+        data_dir, "duckdb"
+    )
+
+
 def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
     setting = con.execute("SELECT current_setting('memory_limit')").fetchone()
     assert setting is not None
@@ -331,9 +340,8 @@ def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
 def test_memory_limit_setting_and_its_default(tmp_path: Path) -> None:
     from lakehouse.query.engine import default_memory_limit
 
-    storage = StorageSettings(data_dir=str(tmp_path / "data"))
-    root = f"{tmp_path / 'data'}/datasets/"
-    database = Database(QuerySettings(memory_limit="300MB"), storage, EnvSecretsProvider({}), root)
+    grant, spill = _grant_and_spill(tmp_path / "data")
+    database = Database(QuerySettings(memory_limit="300MB"), grant, spill)
     try:
         assert _memory_limit(database.connection) == "286.1 MiB"  # 300 * 10**6 bytes
     finally:
@@ -344,7 +352,7 @@ def test_memory_limit_setting_and_its_default(tmp_path: Path) -> None:
     assert limit_mb == pytest.approx(total_mb / 2, rel=0.01)
     expected = _memory_limit(duckdb.connect(config={"memory_limit": default_memory_limit()}))
     assert expected != _memory_limit(duckdb.connect())
-    database = Database(QuerySettings(), storage, EnvSecretsProvider({}), root)
+    database = Database(QuerySettings(), grant, spill)
     try:
         assert _memory_limit(database.connection) == expected
     finally:
@@ -352,9 +360,7 @@ def test_memory_limit_setting_and_its_default(tmp_path: Path) -> None:
 
 
 def test_spill_directory(tmp_path: Path) -> None:
-    storage = StorageSettings(data_dir=str(tmp_path / "data"))
-    root = f"{tmp_path / 'data'}/datasets/"
-    database = Database(QuerySettings(), storage, EnvSecretsProvider({}), root)
+    database = Database(QuerySettings(), *_grant_and_spill(tmp_path / "data"))
     try:
         admin = database.cursor()
         temp = admin.execute("SELECT current_setting('temp_directory')").fetchone()
