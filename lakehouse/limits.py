@@ -19,7 +19,7 @@ class ConcurrencyLimit:
     """At most ``limit`` holders at once; one more is refused at once, never queued.
 
     Refusing (503 + Retry-After) instead of queueing keeps memory and disk use
-    bounded and tells the client to come back, as the plan asks.
+    bounded and tells the client to come back (ADR 0011).
     """
 
     def __init__(self, limit: int, refuse: Callable[[], LakehouseError]) -> None:
