@@ -5,14 +5,18 @@ BadRequest
 ├── InvalidRegistration (400 invalid_registration)
 └── MissingObjects (400 missing_objects)
 NotFound
-└── DatasetNotFound (404 dataset_not_found)
+├── DatasetNotFound (404 dataset_not_found)
+└── VersionNotFound (404 version_not_found)   details: name, first/last version and time
 Conflict
-└── SchemaConflict (409 schema_conflict)
+├── SchemaConflict (409 schema_conflict)
+└── DatasetExists (409 dataset_exists)
+LakehouseError
+└── CatalogUnavailable (502 catalog_unavailable)  the catalog database failed
 """
 
 from __future__ import annotations
 
-from lakehouse.errors import BadRequest, Conflict, NotFound
+from lakehouse.errors import BadRequest, Conflict, LakehouseError, NotFound
 
 
 class InvalidDatasetName(BadRequest):
@@ -48,3 +52,26 @@ class SchemaConflict(Conflict):
     """
 
     code = "schema_conflict"
+
+
+class DatasetExists(Conflict):
+    """``mode=create`` for a name that exists."""
+
+    code = "dataset_exists"
+
+
+class VersionNotFound(NotFound):
+    """No retained version with that number, or a time before the first version.
+
+    ``details`` names the range that exists: ``first_version``, ``last_version``,
+    ``first_committed_at``, ``last_committed_at``.
+    """
+
+    code = "version_not_found"
+
+
+class CatalogUnavailable(LakehouseError):
+    """The catalog database (SQLite or PostgreSQL) failed or is unreachable."""
+
+    status_code = 502
+    code = "catalog_unavailable"

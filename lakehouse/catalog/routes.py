@@ -16,7 +16,7 @@ from lakehouse.catalog.service import manifest_etag
 from lakehouse.http_errors import error_responses
 
 
-class RegisterResponse(Manifest, frozen=True):
+class RegisterResponse(Manifest, frozen=True, kw_only=True):
     """The stored manifest, plus what this register did."""
 
     created: bool

@@ -54,7 +54,7 @@ def upload_limit(settings: IngestSettings) -> UploadLimit:
     )
 
 
-class IngestResponse(Manifest, frozen=True):
+class IngestResponse(Manifest, frozen=True, kw_only=True):
     """The 200 body: the dataset's manifest at the top level, plus what this ingest did."""
 
     ingest: IngestStats
