@@ -22,8 +22,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 from lakehouse import __version__
 from lakehouse.admin import OrphanSweep, admin_router
 from lakehouse.auth import bearer_auth
-from lakehouse.catalog import Catalog, ManifestCatalog, catalog_router
-from lakehouse.config import QuerySettings, Settings
+from lakehouse.catalog import Catalog, IcebergCatalog, catalog_router, database_url
+from lakehouse.config import Settings
 from lakehouse.http_body import CloseIfBodyUnread
 from lakehouse.http_errors import EXCEPTION_HANDLERS
 from lakehouse.ingest import Ingestor, IngestService, ingest_route, upload_limit
@@ -44,16 +44,6 @@ from lakehouse.storage import (
 )
 
 log = logging.getLogger("lakehouse.app")
-
-QUERY_CANCEL_MARGIN_SECONDS = 2.0
-"""How long a query interrupted at its time limit may take to let go of its files."""
-
-
-def replaced_objects_retention(query: QuerySettings) -> float:
-    """How long the objects a re-ingest replaced are kept: a query that started on the
-    old manifest cannot outlive its time limit, plus the margin of its cancellation
-    (ADR 0010)."""
-    return query.timeout_seconds + QUERY_CANCEL_MARGIN_SECONDS
 
 
 @dataclass
@@ -91,6 +81,7 @@ class Services:
         """Close in the reverse order of start."""
         await self.query.close()
         await self.ingest.close()
+        await self.catalog.close()
         await self.buckets.close()
 
 
@@ -98,8 +89,14 @@ def build_services(settings: Settings) -> Services:
     """The modules ``settings`` describe, wired together (not started)."""
     secrets = default_secrets_provider(settings.secrets.file)
     store = open_store(settings.storage, secrets)
-    catalog: Catalog = ManifestCatalog(store)
     data_dir = settings.storage.data_dir
+    catalog = IcebergCatalog(
+        store,
+        store.fileio_grant,
+        partial(database_url, settings.catalog.uri, data_dir, secrets.catalog_password),
+        settings.catalog,
+        scratch_dir(data_dir, "catalog"),
+    )
     return Services(
         buckets=open_registry(settings.storage, store),
         store=store,
@@ -110,7 +107,6 @@ def build_services(settings: Settings) -> Services:
             catalog,
             settings.ingest,
             scratch_dir(data_dir, "ingest"),
-            retire_after_seconds=replaced_objects_retention(settings.query),
         ),
         query=QueryService(
             settings.query,

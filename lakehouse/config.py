@@ -71,6 +71,22 @@ class SecretsSettings(_Section):
 
 
 class CatalogSettings(_Section):
+    uri: str = ""
+    """SQLAlchemy URL of the Iceberg SQL catalog's database. Empty: SQLite in
+    ``data_dir/_catalog/iceberg.db``. For several replicas: PostgreSQL, e.g.
+    ``postgresql+psycopg://lakehouse@db.internal/lakehouse`` (the password comes from
+    the secrets provider, never from here)."""
+    name: str = "lakehouse"
+    """The catalog's name in that database (Spark's and Trino's catalog must use it too)."""
+    refresh_seconds: float = 0.5
+    """How often the catalog looks for commits made by other replicas."""
+    keep_versions: int = 100
+    """Snapshot expiry keeps at least the last this many versions of a dataset ..."""
+    keep_days: float = 7.0
+    """... and every version younger than this many days."""
+    compact_after_files: int = 32
+    """An append that leaves a dataset with this many data files or more merges them
+    into one, in the background, as a new version (0: never; ``POST /admin/compact``)."""
     orphan_grace_seconds: int = 3600
     """Unreferenced dataset objects younger than this are never swept."""
 
@@ -128,6 +144,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "LAKEHOUSE_S3_ENDPOINT_URL": "storage.s3.endpoint_url",
     "LAKEHOUSE_S3_BUCKET": "storage.s3.bucket",
     "LAKEHOUSE_SECRETS_FILE": "secrets.file",
+    "LAKEHOUSE_CATALOG_URI": "catalog.uri",
     "LAKEHOUSE_LOG_LEVEL": "logging.level",
 }
 

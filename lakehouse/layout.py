@@ -2,8 +2,10 @@
 
 Under the storage root (a local directory or a bucket)::
 
-    datasets/<name>/<uuid>.parquet   a dataset's data objects; the only area SQL may read
-    _catalog/...                     the catalog's own records (manifests)
+    datasets/<name>/                 a dataset's Iceberg table; the only area SQL may read:
+              data/<uuid>.parquet      its data files (G0's sit directly under the prefix)
+              metadata/                its Iceberg metadata
+    _catalog/...                     the catalog's own records (SQLite catalog, G0 manifests)
     _tmp/<purpose>/                  local scratch space (ingest spool, DuckDB spill);
                                      never an object, each purpose cleans its own
 
@@ -25,7 +27,8 @@ CATALOG_PREFIX = "_catalog/"
 
 MANIFEST_PREFIX = f"{CATALOG_PREFIX}manifests/"
 MANIFEST_SUFFIX = ".parquet"
-"""One manifest per dataset: ``_catalog/manifests/<lower-case name>.parquet`` (ADR 0003)."""
+"""G0's manifests, one per dataset: ``_catalog/manifests/<lower-case name>.parquet``
+(ADR 0003); converted to Iceberg tables at start-up, then deleted."""
 
 SCRATCH_PREFIX = "_tmp/"
 """The scratch area under the local data directory: never an object."""
@@ -47,8 +50,13 @@ def dataset_prefix(name: str) -> str:
 
 
 def data_key(name: str) -> str:
-    """A new, never used key for one Parquet object of dataset ``name``."""
-    return f"{dataset_prefix(name)}{uuid.uuid4().hex}.parquet"
+    """A new, never used key for one Parquet data file of dataset ``name``."""
+    return f"{dataset_prefix(name.lower())}data/{uuid.uuid4().hex}.parquet"
+
+
+def catalog_database(data_dir: str | Path) -> Path:
+    """The default (SQLite) catalog database, under the local data directory."""
+    return Path(data_dir) / CATALOG_PREFIX / "iceberg.db"
 
 
 def manifest_key(name: str) -> str:

@@ -1,5 +1,6 @@
-"""Catalog: dataset manifests persisted as Parquet through an ObjectStore."""
+"""Catalog: datasets as versioned Apache Iceberg tables in a SQL catalog (ADR 0014)."""
 
+from lakehouse.catalog._iceberg import IcebergCatalog, column_typing, database_url
 from lakehouse.catalog.errors import (
     CatalogUnavailable,
     DatasetExists,
@@ -24,11 +25,7 @@ from lakehouse.catalog.interface import (
     TableVersion,
 )
 from lakehouse.catalog.routes import router as catalog_router
-from lakehouse.catalog.service import (
-    ManifestCatalog,
-    schema_fingerprint,
-    validate_dataset_name,
-)
+from lakehouse.catalog.rules import schema_fingerprint, validate_dataset_name
 
 __all__ = [
     "Catalog",
@@ -40,10 +37,10 @@ __all__ = [
     "DatasetExists",
     "DatasetNotFound",
     "DatasetVersion",
+    "IcebergCatalog",
     "InvalidDatasetName",
     "InvalidRegistration",
     "Manifest",
-    "ManifestCatalog",
     "MissingObjects",
     "RegisterRequest",
     "Registration",
@@ -52,6 +49,8 @@ __all__ = [
     "TableVersion",
     "VersionNotFound",
     "catalog_router",
+    "column_typing",
+    "database_url",
     "schema_fingerprint",
     "validate_dataset_name",
 ]

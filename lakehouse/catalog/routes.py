@@ -12,7 +12,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 
 from lakehouse.catalog.interface import Catalog, Manifest, RegisterRequest
-from lakehouse.catalog.service import manifest_etag
+from lakehouse.catalog.rules import manifest_etag
 from lakehouse.http_errors import error_responses
 
 

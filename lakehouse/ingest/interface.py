@@ -7,7 +7,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from lakehouse.catalog import Column, Manifest
+from lakehouse.catalog import Column, CommitMode, Manifest
 from lakehouse.ingest.convert import WidenedColumn
 
 
@@ -53,13 +53,18 @@ class Ingestor(Protocol):
         """Remove what a crashed run left in the spool directory. Called once at start-up."""
 
     async def close(self) -> None:
-        """Stop background work (pending deletes of replaced objects)."""
+        """Release what ``start`` set up."""
 
     async def ingest(
-        self, name: str | None, upload: Upload, types: str | None = None
+        self,
+        name: str | None,
+        upload: Upload,
+        types: str | None = None,
+        mode: CommitMode = CommitMode.AUTO,
     ) -> IngestResult:
-        """Ingest one upload as dataset ``name``. Nothing is left in storage, the
-        catalog or the spool directory after any error.
+        """Ingest one upload as a new version of dataset ``name`` (``mode``: see
+        ``CommitMode``). Nothing is left in storage, the catalog or the spool directory
+        after any error.
 
         Raises:
             MissingDatasetName, InvalidDatasetName: no or a bad ``name`` (400).
@@ -67,6 +72,7 @@ class Ingestor(Protocol):
             EmptyCSV, InvalidCSV, RaggedRows, NotUTF8: the upload is not usable CSV (400).
             UploadIncomplete: the client stopped sending mid-body (400).
             UploadTooLarge: raised by the admitted ``upload.chunks`` (413).
-            SchemaConflict: the dataset exists with another schema (409).
+            DatasetExists: ``create`` of a dataset that exists (409).
+            SchemaConflict: the columns cannot be combined with the dataset's (409).
             StorageUnavailable: the store failed (502).
         """

@@ -8,6 +8,7 @@ and ``ingest.max_concurrent``, as the storage PUT route does for its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import msgspec
@@ -22,8 +23,9 @@ from litestar.openapi.spec import (
 )
 from litestar.params import FromQuery, QueryParameter
 
-from lakehouse.catalog import Manifest
+from lakehouse.catalog import CommitMode, Manifest
 from lakehouse.config import IngestSettings
+from lakehouse.errors import BadRequest
 from lakehouse.http_body import request_body
 from lakehouse.http_errors import error_responses
 from lakehouse.ingest.errors import IngestBusy, MissingFile, UnsupportedUpload, UploadTooLarge
@@ -143,7 +145,15 @@ async def ingest(
     types: Annotated[
         str | None, QueryParameter(description="Type overrides, e.g. zip:string,amount:double")
     ] = None,
+    mode: Annotated[
+        str | None,
+        QueryParameter(
+            description="create, append or replace; none: create, or replace when the "
+            "schema is the same"
+        ),
+    ] = None,
 ) -> IngestResponse:
+    commit_mode = _commit_mode(mode, request.query_params.keys())
     media_type, options = request.content_type
     multipart = media_type == "multipart/form-data"
     if not multipart and media_type not in RAW_TYPES:
@@ -161,8 +171,32 @@ async def ingest(
             chunks=body,
             boundary=options.get("boundary", "") if multipart else "",
         )
-        result = await ingestor.ingest(name, upload, types)
+        result = await ingestor.ingest(name, upload, types, commit_mode)
     return IngestResponse(**msgspec.structs.asdict(result.manifest), ingest=result.stats)
+
+
+QUERY_PARAMETERS = frozenset({"name", "types", "mode"})
+
+
+def _commit_mode(mode: str | None, parameters: Iterable[str]) -> CommitMode:
+    """``?mode=`` as a CommitMode; a 400 for an unknown mode or query parameter (a
+    typo silently ignored would write the data the wrong way)."""
+    unknown = sorted(set(parameters) - QUERY_PARAMETERS)
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter(s) {', '.join(unknown)}; this route takes "
+            f"{', '.join(sorted(QUERY_PARAMETERS))}",
+            details={"unknown": unknown},
+        )
+    if mode is None:
+        return CommitMode.AUTO
+    allowed = [m.value for m in CommitMode if m != CommitMode.AUTO]
+    if mode not in allowed:
+        raise BadRequest(
+            f"unknown mode {mode!r}; use one of {', '.join(allowed)}",
+            details={"mode": mode, "allowed": allowed},
+        )
+    return CommitMode(mode)
 
 
 def _no_body(request: Request[Any, Any, Any]) -> bool:

@@ -1,12 +1,11 @@
-"""The ingest service: spool, infer, convert, store, register.
+"""The ingest service: spool, infer, convert, store, commit.
 
 Two-phase publish: the Parquet file is written locally, stored under a new
-key ``datasets/<name>/<uuid>.parquet``, then registered; a failed register
-deletes that object, so a failed ingest leaves nothing behind. A re-ingest
-with the same schema replaces the data: the objects the previous manifest
-referenced are deleted ``retire_after_seconds`` after the new one is
-registered, so a query that started on the old manifest can still read them
-(ADR 0010).
+key ``datasets/<name>/data/<uuid>.parquet``, then committed to the catalog as
+a new version of the dataset; a failed commit deletes that object, so a failed
+ingest leaves nothing behind (ADR 0010). Files a new version no longer uses stay
+for the older versions (time travel); the orphan sweep deletes them once no
+retained version references them (ADR 0014).
 """
 
 from __future__ import annotations
@@ -16,11 +15,16 @@ import logging
 import time
 from pathlib import Path
 
+import msgspec
+
 from lakehouse.catalog import (
     Catalog,
     Column,
-    RegisterRequest,
+    ColumnTyping,
+    CommitMode,
+    CommitRequest,
     Registration,
+    SourceFile,
     validate_dataset_name,
 )
 from lakehouse.config import IngestSettings
@@ -71,11 +75,7 @@ class IngestService:
         catalog: Catalog,
         settings: IngestSettings,
         spool_dir: Path,
-        retire_after_seconds: float = 0.0,
     ) -> None:
-        """``retire_after_seconds``: how long objects a re-ingest replaced are
-        kept before they are deleted, so no query that started on the old
-        manifest is left without its files (0 deletes them at once)."""
         self.store = store
         self.catalog = catalog
         self.settings = settings
@@ -83,8 +83,6 @@ class IngestService:
         self.convert_options = ConvertOptions(
             row_group_rows=settings.row_group_rows, compression=settings.compression
         )
-        self.retire_after_seconds = retire_after_seconds
-        self._retiring: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Remove spool files a crashed run left behind.
@@ -106,18 +104,14 @@ class IngestService:
             log.info("removed %d stale spool file(s)", removed, extra={"dir": str(self.spool_dir)})
 
     async def close(self) -> None:
-        """Drop the pending deletes of replaced objects.
-
-        Those objects are no longer referenced; the orphan sweep at the next
-        start-up (or ``POST /admin/gc``) removes them once past its grace period.
-        """
-        tasks = list(self._retiring)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Nothing runs in the background."""
 
     async def ingest(
-        self, name: str | None, upload: Upload, types: str | None = None
+        self,
+        name: str | None,
+        upload: Upload,
+        types: str | None = None,
+        mode: CommitMode = CommitMode.AUTO,
     ) -> IngestResult:
         """Ingest one upload as dataset ``name`` (see ``Ingestor.ingest``)."""
         name = validate_name(name)
@@ -137,8 +131,15 @@ class IngestService:
             )
             timer.lap("convert")
             schema = [Column(name=c.name, type=c.type) for c in layout.columns]
-            registration = await self._publish(name, schema, parquet_path, converted.rows, timer)
-            await self._retire(registration.replaced_objects)
+            request = CommitRequest(
+                name=name,
+                schema=schema,
+                objects=[],
+                mode=mode,
+                source=SourceFile(name=spooled.file_name, sha256=spooled.sha256),
+                typing=_typing(layout, converted),
+            )
+            registration = await self._publish(request, parquet_path, timer)
             stats = _stats(spooled, layout, converted, schema, registration, timer)
             _log_ingest(name, stats, timer)
             return IngestResult(manifest=registration.manifest, stats=stats)
@@ -146,46 +147,22 @@ class IngestService:
             await asyncio.to_thread(_remove, upload_path, parquet_path)
 
     async def _publish(
-        self, name: str, schema: list[Column], parquet_path: Path, rows: int, timer: PhaseTimer
+        self, request: CommitRequest, parquet_path: Path, timer: PhaseTimer
     ) -> Registration:
-        """Store the Parquet file under a new key, then register it; a failed register
+        """Store the Parquet file under a new key, then commit it; a failed commit
         deletes the object again (the two-phase write of ADR 0010)."""
-        key = data_key(name)
+        key = data_key(request.name)
         await self.store.put_file(key, parquet_path)
         timer.lap("store")
         try:
-            registration = await self.catalog.register(
-                RegisterRequest(name=name, schema=schema, objects=[key], row_count=rows)
+            registration = await self.catalog.commit(
+                msgspec.structs.replace(request, objects=[key])
             )
         except BaseException:
             await self.store.delete(key, missing_ok=True)
             raise
-        timer.lap("register")
+        timer.lap("commit")
         return registration
-
-    async def _retire(self, keys: list[str]) -> None:
-        """Delete the objects a re-ingest replaced: now, or in the background after
-        ``retire_after_seconds``."""
-        if not keys:
-            return
-        if self.retire_after_seconds <= 0:
-            await self._delete(keys)
-            return
-        task = asyncio.create_task(self._delete_later(keys))
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
-
-    async def _delete_later(self, keys: list[str]) -> None:
-        await asyncio.sleep(self.retire_after_seconds)
-        await self._delete(keys)
-
-    async def _delete(self, keys: list[str]) -> None:
-        for old in keys:
-            try:
-                await self.store.delete(old, missing_ok=True)
-            except Exception:
-                # The new data is published; a leftover old object is garbage, not an error.
-                log.warning("could not delete replaced object", extra={"key": old}, exc_info=True)
 
 
 async def _spool(upload: Upload, path: Path) -> Spooled:
@@ -242,6 +219,20 @@ def _log_ingest(name: str, stats: IngestStats, timer: PhaseTimer) -> None:
             **{f"{phase}_seconds": round(took, 3) for phase, took in timer.phases.items()},
         },
     )
+
+
+def _typing(layout: CsvLayout, converted: ConvertResult) -> list[ColumnTyping]:
+    """How each column was typed, for the dataset's description."""
+    widened = {w.name: w.reason for w in converted.widened}
+    return [
+        ColumnTyping(
+            name=c.name,
+            type=c.type,
+            source="widened" if c.name in widened else c.source,
+            reason=widened.get(c.name, c.reason),
+        )
+        for c in layout.columns
+    ]
 
 
 def _defaulted(columns: list[InferredColumn]) -> list[DefaultedColumn]:

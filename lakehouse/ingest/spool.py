@@ -11,6 +11,7 @@ file next to the storage root, in 1 MiB writes done in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import BinaryIO
@@ -32,11 +33,14 @@ _QUOTE = pa.scalar(ord('"'), pa.uint8())
 
 
 class Spooled(msgspec.Struct):
-    """What was spooled: its size, and how many ``"`` bytes it holds (an odd
-    count is how the converter notices a quote perhaps never closed)."""
+    """What was spooled: its size, how many ``"`` bytes it holds (an odd count is
+    how the converter notices a quote perhaps never closed), its sha256, and the
+    file name the client gave (multipart only)."""
 
     size: int
     quotes: int
+    sha256: str = ""
+    file_name: str = ""
 
 
 class _BufferedWriter:
@@ -53,10 +57,16 @@ class _BufferedWriter:
         self.buffered = 0
         self.written = 0
         self.quotes = 0
+        self.digest = hashlib.sha256()
         self.in_flight: asyncio.Future[None] | None = None
 
-    def result(self) -> Spooled:
-        return Spooled(size=self.written, quotes=self.quotes)
+    def result(self, file_name: str = "") -> Spooled:
+        return Spooled(
+            size=self.written,
+            quotes=self.quotes,
+            sha256=self.digest.hexdigest(),
+            file_name=file_name,
+        )
 
     async def write(self, chunk: bytes | bytearray | memoryview) -> None:
         # The parser's events may be views of its buffer: keep a copy of those.
@@ -92,8 +102,11 @@ class _BufferedWriter:
             await asyncio.to_thread(self.handle.close)
 
     def _write(self, chunks: list[bytes]) -> None:
-        # Counted here, in the worker thread, while the block is at hand.
+        # Counted and hashed here, in the worker thread, while the block is at hand
+        # (both release the GIL on large buffers).
         self.quotes += sum(_count_quotes(chunk) for chunk in chunks)
+        for chunk in chunks:
+            self.digest.update(chunk)
         self.handle.writelines(chunks)
 
 
@@ -131,6 +144,7 @@ async def spool_multipart(chunks: AsyncIterable[bytes], boundary: str, target: P
     handle = await asyncio.to_thread(target.open, "wb")
     writer = _BufferedWriter(handle)
     found = False
+    file_name = ""
     try:
         in_file = False
         with PushMultipartParser(boundary, max_header_count=16) as parser:
@@ -138,6 +152,8 @@ async def spool_multipart(chunks: AsyncIterable[bytes], boundary: str, target: P
                 for event in parser.parse(chunk):
                     if isinstance(event, MultipartSegment):
                         in_file = event.name == FILE_FIELD and not found
+                        if in_file:
+                            file_name = event.filename or ""
                         found = found or in_file
                     elif event is None:
                         in_file = False
@@ -152,4 +168,4 @@ async def spool_multipart(chunks: AsyncIterable[bytes], boundary: str, target: P
         await writer.close()
     if not found:
         raise MissingFile(f"the multipart form has no field named {FILE_FIELD!r}")
-    return writer.result()
+    return writer.result(file_name)

@@ -47,8 +47,14 @@ def view_sql(manifest: Manifest, paths: Sequence[str]) -> str:
     """``CREATE OR REPLACE VIEW`` for one dataset; ``paths``: its objects as DuckDB reads them."""
     name = quote_identifier(manifest.name)
     if paths:
+        # The table's columns, in its order: files of older versions may lack columns
+        # added since (NULL there, by name) or hold columns dropped since.
+        select = ", ".join(quote_identifier(column.name) for column in manifest.schema)
         files = ", ".join(quote_literal(path) for path in paths)
-        return f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{files}])"
+        union = ", union_by_name = true" if len(paths) > 1 else ""
+        return (
+            f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM read_parquet([{files}]{union})"
+        )
     # No object (nothing to read_parquet): still a view with the dataset's columns.
     columns = []
     for column in manifest.schema:

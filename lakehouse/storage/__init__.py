@@ -18,7 +18,13 @@ from lakehouse.storage.errors import (
     StorageBusy,
     StorageUnavailable,
 )
-from lakehouse.storage.interface import DuckDBGrant, GrantsDuckDBAccess, ObjectInfo, ObjectStore
+from lakehouse.storage.interface import (
+    DuckDBGrant,
+    FileIOGrant,
+    GrantsDuckDBAccess,
+    ObjectInfo,
+    ObjectStore,
+)
 from lakehouse.storage.keys import validate_key, validate_prefix
 from lakehouse.storage.registry import PRIMARY, BucketInfo, BucketRegistry, UnknownBucket
 from lakehouse.storage.routes import put_limit
@@ -62,6 +68,7 @@ __all__ = [
     "BucketInfo",
     "BucketRegistry",
     "DuckDBGrant",
+    "FileIOGrant",
     "GrantsDuckDBAccess",
     "InvalidKey",
     "KeyConflict",

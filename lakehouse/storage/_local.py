@@ -26,7 +26,7 @@ from lakehouse.storage.errors import (
     ObjectTooLarge,
     StorageUnavailable,
 )
-from lakehouse.storage.interface import DuckDBGrant, ObjectInfo
+from lakehouse.storage.interface import DuckDBGrant, FileIOGrant, ObjectInfo
 from lakehouse.storage.keys import validate_key, validate_prefix
 
 log = logging.getLogger("lakehouse.storage")
@@ -91,6 +91,9 @@ class LocalObjectStore:
 
     def duckdb_grant(self, read_prefixes: Sequence[str]) -> DuckDBGrant:
         return DuckDBGrant(root=str(self.root) + os.sep, read_prefixes=tuple(read_prefixes))
+
+    def fileio_grant(self) -> FileIOGrant:
+        return FileIOGrant(root=str(self.root) + os.sep)
 
     # -- writes --------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lakehouse.limits import capped
 from lakehouse.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
-from lakehouse.storage.interface import DuckDBGrant, ObjectInfo
+from lakehouse.storage.interface import DuckDBGrant, FileIOGrant, ObjectInfo
 from lakehouse.storage.keys import validate_key, validate_prefix
 from lakehouse.storage.secrets import SecretsProvider
 
@@ -165,6 +165,21 @@ class S3ObjectStore:
         return DuckDBGrant(
             root=root, read_prefixes=tuple(read_prefixes), secret_sql=self._secret_sql(root)
         )
+
+    def fileio_grant(self) -> FileIOGrant:
+        properties = {
+            "s3.region": self.region,
+            "s3.path-style-access": "true" if self.path_style else "false",
+        }
+        if self.endpoint_url:
+            properties["s3.endpoint"] = self.endpoint_url
+        credentials = self._secrets.s3_credentials()
+        if credentials is not None:
+            properties["s3.access-key-id"] = credentials.access_key_id
+            properties["s3.secret-access-key"] = credentials.secret_access_key
+            if credentials.session_token:
+                properties["s3.session-token"] = credentials.session_token
+        return FileIOGrant(root=f"s3://{self.bucket}/", properties=properties)
 
     def _secret_sql(self, scope: str) -> str:
         """``CREATE SECRET`` for this bucket, from the SecretsProvider (ADR 0006)."""

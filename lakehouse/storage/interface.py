@@ -132,13 +132,44 @@ class DuckDBGrant:
         return self.root + validate_key(key)
 
 
+@dataclass(frozen=True)
+class FileIOGrant:
+    """What a table format library (pyiceberg's FileIO) needs to read and write the
+    store's files directly: issued by the backend, with the secrets provider's
+    credentials, never the config file's (ADR 0014)."""
+
+    root: str
+    """Where every key lives, as a file URI: ``/abs/root/`` or ``s3://bucket/``."""
+    properties: dict[str, str] = field(default_factory=dict, repr=False)
+    """FileIO properties (``s3.endpoint``, ``s3.access-key-id`` ...): hold credentials."""
+
+    def location(self, key: str) -> str:
+        """The URI of the object ``key``. Raises ``InvalidKey``."""
+        return self.root + validate_key(key)
+
+    def key(self, location: str) -> str | None:
+        """The key of a file URI under the root, else None (``file://`` is accepted)."""
+        path = location.removeprefix("file://") if self.root.startswith("/") else location
+        if not path.startswith(self.root):
+            return None
+        return path[len(self.root) :]
+
+
 @runtime_checkable
 class GrantsDuckDBAccess(Protocol):
-    """A backend DuckDB can read directly (both of ours can)."""
+    """A backend DuckDB and pyiceberg can reach directly (both of ours can)."""
 
     def duckdb_grant(self, read_prefixes: Sequence[str]) -> DuckDBGrant:
         """A grant to read the keys under ``read_prefixes``. May read the secrets
         provider (blocking: call it off the event loop once running).
+
+        Raises:
+            SecretsError: the secrets file exists but cannot be read.
+        """
+
+    def fileio_grant(self) -> FileIOGrant:
+        """Direct file access for a table format library. May read the secrets provider
+        (blocking: call it off the event loop once running).
 
         Raises:
             SecretsError: the secrets file exists but cannot be read.

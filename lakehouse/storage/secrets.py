@@ -32,13 +32,22 @@ class SecretsProvider(Protocol):
     def s3_credentials(self) -> S3Credentials | None:
         """Credentials for the S3 backend, or None to use the AWS default chain."""
 
+    def catalog_password(self) -> str | None:
+        """The password of the catalog database (PostgreSQL), or None."""
+
+
+class _CatalogSecrets(msgspec.Struct, forbid_unknown_fields=True):
+    password: str
+
 
 class _SecretsFile(msgspec.Struct, forbid_unknown_fields=True):
     s3: S3Credentials | None = None
+    catalog: _CatalogSecrets | None = None
 
 
 class FileSecretsProvider:
-    """Reads ``[s3] access_key_id / secret_access_key / session_token`` from a TOML file."""
+    """Reads ``[s3] access_key_id / secret_access_key / session_token`` and
+    ``[catalog] password`` from a TOML file."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -47,18 +56,25 @@ class FileSecretsProvider:
         return f"FileSecretsProvider(path={str(self.path)!r})"
 
     def s3_credentials(self) -> S3Credentials | None:
+        return self._read().s3
+
+    def catalog_password(self) -> str | None:
+        catalog = self._read().catalog
+        return catalog.password if catalog is not None else None
+
+    def _read(self) -> _SecretsFile:
         if not self.path.is_file():
-            return None
+            return _SecretsFile()
         try:
-            parsed = msgspec.toml.decode(self.path.read_bytes(), type=_SecretsFile)
+            return msgspec.toml.decode(self.path.read_bytes(), type=_SecretsFile)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             # The message names the key, never the value.
             raise SecretsError(f"secrets file {self.path} is invalid: {exc}") from None
-        return parsed.s3
 
 
 class EnvSecretsProvider:
-    """The standard AWS variables: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN."""
+    """The standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN) and LAKEHOUSE_CATALOG_PASSWORD."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if env is None else env
@@ -73,6 +89,9 @@ class EnvSecretsProvider:
             return None
         return S3Credentials(key_id, secret, self._env.get("AWS_SESSION_TOKEN", ""))
 
+    def catalog_password(self) -> str | None:
+        return self._env.get("LAKEHOUSE_CATALOG_PASSWORD") or None
+
 
 class ChainSecretsProvider:
     """The first provider that has credentials wins (file first, then environment)."""
@@ -84,11 +103,14 @@ class ChainSecretsProvider:
         return f"ChainSecretsProvider({', '.join(map(repr, self.providers))})"
 
     def s3_credentials(self) -> S3Credentials | None:
-        for provider in self.providers:
-            found = provider.s3_credentials()
-            if found is not None:
-                return found
-        return None
+        return next(
+            (found for p in self.providers if (found := p.s3_credentials()) is not None), None
+        )
+
+    def catalog_password(self) -> str | None:
+        return next(
+            (found for p in self.providers if (found := p.catalog_password()) is not None), None
+        )
 
 
 class SecretsError(Exception):

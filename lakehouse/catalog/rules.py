@@ -1,0 +1,135 @@
+"""The catalog's rules, whatever stores the tables: valid names, schema
+fingerprints, what a commit request may hold, how a conflict is described."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Iterable
+
+import msgspec
+
+from lakehouse.catalog.errors import (
+    InvalidDatasetName,
+    InvalidRegistration,
+    MissingObjects,
+    SchemaConflict,
+)
+from lakehouse.catalog.interface import Column, CommitRequest, Manifest, RegisterRequest
+from lakehouse.layout import DATASETS_PREFIX
+from lakehouse.storage import InvalidKey, ObjectNotFound, ObjectStore, validate_key
+
+log = logging.getLogger("lakehouse.catalog")
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# How many objects register() checks for existence at once.
+_HEAD_CONCURRENCY = 8
+_MAX_ROW_COUNT = 2**63 - 1  # stored as int64
+
+
+def validate_dataset_name(name: str) -> str:
+    """Return ``name`` if it is a valid dataset name, else raise ``InvalidDatasetName``.
+
+    Valid: an ASCII letter or underscore, then up to 127 letters, digits or
+    underscores, so every dataset name is a plain SQL identifier.
+    """
+    if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
+        raise InvalidDatasetName(
+            f"invalid dataset name {name!r}: use a letter or '_' followed by up to 127 "
+            "letters, digits or '_'",
+            details={"name": name, "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},
+        )
+    return name
+
+
+def schema_fingerprint(columns: Iterable[Column]) -> str:
+    """sha256 (hex) of the ordered (name, type) pairs.
+
+    The hashed bytes are the compact JSON array ``[["name","TYPE"],...]``
+    (UTF-8), which is unambiguous whatever characters names or types hold.
+    Names and types are hashed exactly as given: order matters, case matters.
+    """
+    pairs = [[column.name, column.type] for column in columns]
+    return hashlib.sha256(msgspec.json.encode(pairs)).hexdigest()
+
+
+def manifest_etag(manifest: Manifest) -> str:
+    """A strong etag of one manifest's content (changes on every register of it)."""
+    return hashlib.sha256(msgspec.json.encode(manifest)).hexdigest()[:32]
+
+
+async def check_objects_exist(store: ObjectStore, keys: list[str]) -> None:
+    limit = asyncio.Semaphore(_HEAD_CONCURRENCY)
+
+    async def missing(key: str) -> bool:
+        try:
+            async with limit:
+                await store.head(key)
+        except ObjectNotFound:
+            return True
+        return False
+
+    results = await asyncio.gather(*(missing(key) for key in keys))
+    absent = [key for key, is_missing in zip(keys, results, strict=True) if is_missing]
+    if absent:
+        raise MissingObjects(
+            f"{len(absent)} of the objects do not exist in storage",
+            details={"missing": absent},
+        )
+
+
+def validate_request(request: CommitRequest | RegisterRequest) -> None:
+    """Raise ``InvalidRegistration`` naming every problem of a nonsensical request."""
+    problems: list[str] = []
+    row_count = getattr(request, "row_count", 0)
+    if not 0 <= row_count <= _MAX_ROW_COUNT:
+        problems.append(f"row_count must be between 0 and {_MAX_ROW_COUNT}")
+    if not request.schema:
+        problems.append("schema must have at least one column")
+    if any(not column.name or not column.type for column in request.schema):
+        problems.append("every column needs a non-empty name and type")
+    names = [column.name.lower() for column in request.schema]
+    if len(set(names)) != len(names):
+        problems.append("a column name appears twice (names are case-insensitive)")
+    if len(set(request.objects)) != len(request.objects):
+        problems.append("objects lists a key twice")
+    problems.extend(object_key_problems(request.objects))
+    if problems:
+        raise InvalidRegistration("; ".join(problems), details={"problems": problems})
+
+
+def object_key_problems(keys: list[str]) -> list[str]:
+    """Data objects must be valid keys under ``datasets/`` (all the sandbox lets queries read)."""
+    problems = []
+    for key in keys:
+        try:
+            validate_key(key)
+        except InvalidKey as exc:
+            problems.append(exc.message)
+            continue
+        if not key.startswith(DATASETS_PREFIX):
+            problems.append(f"object {key!r} is not under {DATASETS_PREFIX!r}")
+    return problems
+
+
+def schema_conflict(existing: Manifest, offered: list[Column], reason: str) -> SchemaConflict:
+    """The 409 for columns that cannot be combined with a dataset's: ``details`` hold
+    both schemas, each with its fingerprint."""
+
+    def describe(columns: list[Column]) -> dict[str, object]:
+        return {
+            "schema_fingerprint": schema_fingerprint(columns),
+            "schema": [{"name": c.name, "type": c.type} for c in columns],
+        }
+
+    return SchemaConflict(
+        f"dataset {existing.name!r} exists with another schema: {reason}",
+        details={
+            "name": existing.name,
+            "dataset_id": existing.dataset_id,
+            "existing": describe(existing.schema),
+            "offered": describe(offered),
+        },
+    )
