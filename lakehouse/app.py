@@ -22,7 +22,13 @@ from litestar.openapi.spec import Components, SecurityScheme
 from lakehouse import __version__
 from lakehouse.admin import OrphanSweep, admin_router
 from lakehouse.auth import bearer_auth
-from lakehouse.catalog import Catalog, IcebergCatalog, catalog_router, database_url
+from lakehouse.catalog import (
+    Catalog,
+    IcebergCatalog,
+    catalog_router,
+    database_url,
+    datasets_router,
+)
 from lakehouse.config import Settings
 from lakehouse.http_body import CloseIfBodyUnread
 from lakehouse.http_errors import EXCEPTION_HANDLERS
@@ -186,12 +192,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def provide(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
-    # The product API lives under /v1; the same handlers answer at the G0 paths too.
+    # The product API lives under /v1; ingest and SQL answer at the G0 paths too.
     product_api = [ingest_route, sql_route]
     app = Litestar(
         route_handlers=[
             health,
-            Router("/v1", route_handlers=product_api),
+            Router("/v1", route_handlers=[*product_api, datasets_router]),
             Router("/", route_handlers=product_api),
             storage_router,
             catalog_router,

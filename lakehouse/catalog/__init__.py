@@ -24,6 +24,7 @@ from lakehouse.catalog.interface import (
     SourceFile,
     TableVersion,
 )
+from lakehouse.catalog.routes import datasets_router
 from lakehouse.catalog.routes import router as catalog_router
 from lakehouse.catalog.rules import schema_fingerprint, validate_dataset_name
 
@@ -51,6 +52,7 @@ __all__ = [
     "catalog_router",
     "column_typing",
     "database_url",
+    "datasets_router",
     "schema_fingerprint",
     "validate_dataset_name",
 ]

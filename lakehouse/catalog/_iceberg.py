@@ -842,6 +842,7 @@ def _history_entry(snapshot: Snapshot) -> DatasetVersion:
         source_file=extra.get(SOURCE_FILE),
         source_sha256=extra.get(SOURCE_SHA256),
         rollback_of=int(rollback) if rollback else None,
+        typing=column_typing(extra),
     )
 
 

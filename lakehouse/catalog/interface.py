@@ -122,6 +122,8 @@ class DatasetVersion(msgspec.Struct, frozen=True):
     source_sha256: str | None = None
     rollback_of: int | None = None
     """For a rollback: the version whose rows this one restored."""
+    typing: list[ColumnTyping] = []
+    """How ingest typed the columns of this version's new file (empty otherwise)."""
 
 
 class TableVersion(msgspec.Struct, frozen=True):

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 
-from lakehouse.catalog.interface import Catalog, Manifest, RegisterRequest
+from lakehouse.catalog.interface import (
+    Catalog,
+    ColumnTyping,
+    DatasetVersion,
+    Manifest,
+    RegisterRequest,
+)
 from lakehouse.catalog.rules import manifest_etag
 from lakehouse.http_errors import error_responses
 
@@ -129,4 +136,150 @@ router = Router(
     path="/catalog",
     route_handlers=[register, read_manifest, list_manifests, delete_manifest],
     tags=["catalog"],
+)
+
+
+# -- /v1/datasets: the product API over versioned datasets -------------------------------
+
+
+class DatasetSummary(msgspec.Struct, frozen=True):
+    """One line of ``GET /v1/datasets``."""
+
+    name: str
+    rows: int
+    columns: int
+    bytes: int
+    version: int
+    updated: dt.datetime
+
+
+class DescribedColumn(msgspec.Struct, frozen=True):
+    """A column of the current version, and how ingest typed it when it last wrote it."""
+
+    name: str
+    type: str
+    source: str | None = None
+    """``inferred``, ``override``, ``widened``; None when no ingest recorded it."""
+    reason: str | None = None
+
+
+class DatasetDetail(msgspec.Struct, frozen=True):
+    """``GET /v1/datasets/{name}``."""
+
+    name: str
+    dataset_id: str
+    version: int
+    snapshot_id: int | None
+    rows: int
+    bytes: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    columns: list[DescribedColumn]
+    files: list[str]
+
+
+class DatasetHistory(msgspec.Struct, frozen=True):
+    name: str
+    versions: list[DatasetVersion]
+
+
+@get(
+    "/", summary="Every dataset: rows, columns, size, current version", responses=error_responses()
+)
+async def list_datasets(catalog: NamedDependency[Catalog]) -> list[DatasetSummary]:
+    return [
+        DatasetSummary(
+            name=m.name,
+            rows=m.row_count,
+            columns=len(m.schema),
+            bytes=m.bytes,
+            version=m.version,
+            updated=m.updated_at,
+        )
+        for m in await catalog.list()
+    ]
+
+
+@get(
+    "/{name:str}",
+    summary="One dataset: schema (and how each column was typed), version, files",
+    responses=error_responses(400, 404),
+)
+async def describe_dataset(name: FromPath[str], catalog: NamedDependency[Catalog]) -> DatasetDetail:
+    manifest = await catalog.get(name)
+    typed: dict[str, ColumnTyping] = {}
+    for version in await catalog.history(name):  # oldest first: the latest typing wins
+        typed |= {column.name.lower(): column for column in version.typing}
+    columns = []
+    for column in manifest.schema:
+        typing = typed.get(column.name.lower())
+        recorded = typing is not None and typing.type == column.type
+        columns.append(
+            DescribedColumn(
+                name=column.name,
+                type=column.type,
+                source=typing.source if recorded and typing else None,
+                reason=typing.reason if recorded and typing else None,
+            )
+        )
+    return DatasetDetail(
+        name=manifest.name,
+        dataset_id=manifest.dataset_id,
+        version=manifest.version,
+        snapshot_id=manifest.snapshot_id,
+        rows=manifest.row_count,
+        bytes=manifest.bytes,
+        created_at=manifest.created_at,
+        updated_at=manifest.updated_at,
+        columns=columns,
+        files=manifest.objects,
+    )
+
+
+@get(
+    "/{name:str}/history",
+    summary="Every retained version: number, snapshot, time, operation, rows, source file",
+    responses=error_responses(400, 404),
+)
+async def dataset_history(name: FromPath[str], catalog: NamedDependency[Catalog]) -> DatasetHistory:
+    versions = await catalog.history(name)
+    manifest = await catalog.get(name)
+    return DatasetHistory(name=manifest.name, versions=versions)
+
+
+@delete(
+    "/{name:str}",
+    summary="Delete a dataset and its history (its files go with the next orphan sweep)",
+    status_code=HTTP_200_OK,
+    responses=error_responses(400, 404, 502),
+)
+async def delete_dataset(name: FromPath[str], catalog: NamedDependency[Catalog]) -> Manifest:
+    return await catalog.delete(name)
+
+
+@post(
+    "/{name:str}/rollback",
+    summary="A new version whose rows (and columns) are those of ?version=n",
+    status_code=HTTP_200_OK,
+    responses=error_responses(400, 404, 409, 502),
+)
+async def rollback_dataset(
+    name: FromPath[str],
+    catalog: NamedDependency[Catalog],
+    version: Annotated[int, QueryParameter(description="The version to restore", ge=1)],
+) -> Manifest:
+    registration = await catalog.rollback(name, version)
+    return registration.manifest
+
+
+datasets_router = Router(
+    path="/datasets",
+    route_handlers=[
+        list_datasets,
+        describe_dataset,
+        dataset_history,
+        delete_dataset,
+        rollback_dataset,
+    ],
+    tags=["datasets"],
 )

@@ -10,25 +10,31 @@ and fsspec's abstract suites); a new implementation joins by adding a param.
   failures off). It also shows what the backend really holds, temp files and
   unfinished multipart uploads included (``leftovers``). ``store`` is its store.
 - ``catalog_backend``: each Catalog, loaded, over an ObjectStore of its own:
-  ManifestCatalog on ``local`` and on ``s3``. ``reopen()`` gives a new
-  instance over the same storage, as after a restart.
+  IcebergCatalog (SQLite catalog database) on ``local`` and on ``s3``.
+  ``reopen()`` gives a new instance over the same storage and database, as
+  after a restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lakehouse.catalog import Catalog, ManifestCatalog
 from lakehouse.storage import ObjectStore
-from tests.support.backends import CatalogBackend, StoreBackend, open_backend
+from tests.support.backends import (
+    CatalogBackend,
+    StoreBackend,
+    iceberg_catalog_opener,
+    open_backend,
+)
 
 OBJECT_STORES = ["local", "s3", "flaky-local"]
-CATALOGS: dict[str, tuple[Callable[[ObjectStore], Catalog], str]] = {
-    "manifest-local": (ManifestCatalog, "local"),
-    "manifest-s3": (ManifestCatalog, "s3"),
+CATALOGS: dict[str, tuple[Callable[..., Any], str]] = {
+    "iceberg-local": (iceberg_catalog_opener, "local"),
+    "iceberg-s3": (iceberg_catalog_opener, "s3"),
 }
 
 
@@ -50,9 +56,10 @@ def store(store_backend: StoreBackend) -> ObjectStore:
 async def catalog_backend(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[CatalogBackend]:
-    open_catalog, store_kind = CATALOGS[request.param]
-    _, store = await open_backend(store_kind, request, tmp_path)
-    backend = CatalogBackend(request.param, store, open_catalog)
+    make_opener, store_kind = CATALOGS[request.param]
+    settings, store = await open_backend(store_kind, request, tmp_path)
+    backend = CatalogBackend(request.param, store, make_opener(settings))
     backend.catalog = await backend.reopen()
     yield backend
+    await backend.close()
     await store.close()

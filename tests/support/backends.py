@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from lakehouse.catalog import Catalog
+from lakehouse.catalog import Catalog, IcebergCatalog, database_url
 from lakehouse.config import MiB, Settings
-from lakehouse.storage import ObjectStore
+from lakehouse.layout import scratch_dir
+from lakehouse.storage import GrantsDuckDBAccess, ObjectStore
 from tests.support.settings import make_settings
 from tests.support.storage import FlakyStore, leftovers, new_store
 
@@ -38,12 +41,34 @@ class CatalogBackend:
     store: ObjectStore
     open_catalog: Callable[[ObjectStore], Catalog]
     catalog: Catalog = field(init=False)
+    opened: list[Catalog] = field(default_factory=list)
 
     async def reopen(self) -> Catalog:
         """A new catalog over the same storage, loaded: what a restart sees."""
         catalog = self.open_catalog(self.store)
+        self.opened.append(catalog)
         await catalog.load()
         return catalog
+
+    async def close(self) -> None:
+        for catalog in self.opened:
+            await catalog.close()
+
+
+def iceberg_catalog_opener(settings: Settings) -> Callable[[ObjectStore], Catalog]:
+    """Opens IcebergCatalogs over a store, all sharing one SQLite catalog database
+    under the settings' data directory (as the app does)."""
+    data_dir = settings.storage.data_dir
+    catalog_settings = msgspec.structs.replace(settings.catalog, refresh_seconds=0.05)
+
+    def open_catalog(store: ObjectStore) -> Catalog:
+        assert isinstance(store, GrantsDuckDBAccess)
+        url = partial(database_url, "", data_dir, lambda: None)
+        return IcebergCatalog(
+            store, store.fileio_grant, url, catalog_settings, scratch_dir(data_dir, "catalog")
+        )
+
+    return open_catalog
 
 
 async def open_backend(
