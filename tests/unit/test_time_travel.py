@@ -4,6 +4,7 @@ in-memory catalog that keeps versions, and the rewrite's parts against plain Duc
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from lakehouse.query import (
     InvalidQuery,
     Params,
     QueryService,
+    QueryTimeout,
     SandboxViolation,
     TableNotFound,
 )
@@ -262,6 +264,8 @@ async def test_parameters_in_at_clauses(service: QueryService) -> None:
     assert await ids(service, sql, [1, 2]) == [2, 3]
     sql = "SELECT id FROM w AT (VERSION => $v) WHERE id >= $low ORDER BY id"
     assert await ids(service, sql, {"v": 1, "low": 2}) == [2]
+    sql = "SELECT id FROM w AT (VERSION => $1) WHERE id > $1 ORDER BY id"
+    assert await ids(service, sql, [2]) == [3]
     sql = "SELECT id FROM w AT (TIMESTAMP => $t::TIMESTAMP) ORDER BY id"
     assert await ids(service, sql, {"t": _sql_time(at(4.5))}) == [1, 2]
 
@@ -328,6 +332,19 @@ async def test_at_expressions_of_the_wrong_kind_are_invalid(
 ) -> None:
     with pytest.raises(InvalidQuery, match=message):
         await service.execute(f"SELECT * FROM w AT ({at_clause})")
+
+
+async def test_a_slow_catalog_counts_against_the_time_limit(
+    service: QueryService, catalog: VersionedCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def slow_as_of(name: str, **_: Any) -> TableVersion:
+        await asyncio.sleep(10)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(catalog, "as_of", slow_as_of)
+    with pytest.raises(QueryTimeout):
+        await service.execute("SELECT * FROM w AT (VERSION => 1)", timeout=0.2)
+    assert await rows(service, "SELECT count(*) AS n FROM w") == [{"n": 6}]  # cursor back
 
 
 async def test_the_alias_after_at_is_duckdbs_syntax_error(service: QueryService) -> None:
