@@ -18,8 +18,9 @@ runs, on DuckDB's own parse tree (``json_serialize_sql``), never on its text:
    ``FROM``); the catalog's ``VersionNotFound`` passes through.
 4. ``TimeTravel.rewrite`` (worker thread): each reference becomes
    ``read_parquet([<that version's objects>], union_by_name = true)`` under the
-   reference's alias, or the dataset's name (so ``w.col`` still binds); a
-   version with no object becomes a typed empty subquery. Parameters only the
+   reference's alias, or the dataset's name (so ``w.col`` still binds; a column
+   qualified with the schema, ``main.w.col``, does not); a version with no
+   object becomes a typed empty subquery. Parameters only the
    AT expressions used are dropped and the others renumbered (DuckDB refuses a
    parameter the statement does not use); ``json_deserialize_sql`` gives the
    SQL that runs.
