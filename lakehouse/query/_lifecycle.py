@@ -33,10 +33,18 @@ class Engine:
     """One database with its pool and views. A fatal DuckDB error breaks it for good;
     the lifecycle then opens a new one and retires this one (closed once idle)."""
 
-    def __init__(self, database: Database, pool: CursorPool, views: ViewRegistrar) -> None:
+    def __init__(
+        self,
+        database: Database,
+        pool: CursorPool,
+        views: ViewRegistrar,
+        address: Callable[[str], str],
+    ) -> None:
+        """``address``: how this database addresses a storage key (the grant's ``address``)."""
         self.database = database
         self.pool = pool
         self.views = views
+        self.address = address
         self.broken = False
         self.retired = False
         self.closed = False

@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from lakehouse.errors import LakehouseError
 from lakehouse.query._lifecycle import Engine, EngineLifecycle
+from lakehouse.query._time_travel import TimeTravel
 from lakehouse.query.encoders import Encoder, ResultFormat, make_encoder
 from lakehouse.query.errors import (
     EngineRestarted,
@@ -77,6 +78,7 @@ class Run:
         self._engine = engine
         self._cursor = cursor
         self._timeout = timeout
+        self._deadline = deadline
         self._reason: str | None = None  # "timeout" once the timer fired
         self._in_flight: concurrent.futures.Future[Any] | None = None
         self._released = False
@@ -129,6 +131,14 @@ class Run:
             if future.done():
                 self._in_flight = None
 
+    async def within_deadline(self, work: Awaitable[T]) -> T:
+        """Await ``work`` on the event loop (the catalog, say) within the query's time limit."""
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                return await work
+        except TimeoutError:
+            raise self._timeout_error() from None
+
     def _interrupted(self) -> LakehouseError:
         if self._reason == "timeout":
             return self._timeout_error()
@@ -144,9 +154,21 @@ class Run:
 
     # -- worker-thread side ------------------------------------------------------
 
-    def start(self, sql: str, params: Params, fmt: ResultFormat) -> bytes:
+    def find_time_travel(self, sql: str, params: Params) -> TimeTravel | None:
+        """Check the statement as written (ADR 0008), then find its AT references."""
+        check_statement(self._cursor, sql)
+        return TimeTravel.parse(self._cursor, sql, params)
+
+    def rewrite_time_travel(self, travel: TimeTravel) -> tuple[str, Params]:
+        """The statement with its AT references read from the versions' files."""
+        return travel.rewrite(self._cursor, self._engine.address)
+
+    def start(self, sql: str, params: Params, fmt: ResultFormat, *, checked: bool = False) -> bytes:
+        """Execute ``sql`` and encode the first chunk; ``checked``: the sandbox has already
+        passed the statement the user sent (``sql`` is its time-travel rewrite)."""
         cursor = self._cursor
-        check_statement(cursor, sql)
+        if not checked:
+            check_statement(cursor, sql)
         cursor.execute(sql, params if params else None)
         self._reader = cursor.to_arrow_reader(BATCH_ROWS)
         self._encoder = make_encoder(fmt, self._reader.schema)

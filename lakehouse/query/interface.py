@@ -45,6 +45,8 @@ class QueryEngine(Protocol):
             ForbiddenStatement: not a read-only statement (403).
             SandboxViolation: a file, setting or function outside the sandbox (403).
             TableNotFound: no dataset or view by that name (404).
+            VersionNotFound: ``AT (VERSION => n)`` / ``AT (TIMESTAMP => t)`` names no
+                retained version of the dataset; details name the range (404).
             FileNotFound: a dataset object vanished under the query (404).
             QueryTimeout: past its time limit, or waited that long for a connection (408).
             DatasetChanged, EngineRestarted, ShuttingDown: retry later (503).

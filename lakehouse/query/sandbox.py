@@ -200,6 +200,13 @@ def _inner_select(sql: str) -> str:
     return sql
 
 
+def split_explain(sql: str) -> tuple[str, str]:
+    """``(prefix, statement)``: the ``EXPLAIN [ANALYZE]`` prefix of a checked statement
+    (``""`` when there is none) and the read statement it explains (or ``sql`` itself)."""
+    inner = _inner_select(sql)
+    return sql[: len(sql) - len(inner)], inner
+
+
 def check_functions(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Refuse calls to table functions off the allow-list, denied scalar functions, and
     file paths that are not literals or hold a ``..`` segment (ADR 0008).

@@ -4,6 +4,9 @@ A query's life: ``ensure_fresh`` (one string comparison when nothing
 changed) -> borrow a cursor -> in a worker thread: parse and check the
 statement, execute, read Arrow batches and encode them -> hand back the
 first chunk, and an async iterator for the rest when the result is large.
+A statement with ``AT (VERSION => n)`` / ``AT (TIMESTAMP => t)`` is checked
+as written, its versions looked up in the catalog, and rewritten to read
+their files before it runs (``_time_travel``); any other pays one regex.
 
 The time limit covers the whole run (waiting for a cursor, execution and
 streaming): it starts before a cursor is borrowed, bounds that wait, then a
@@ -33,6 +36,7 @@ from lakehouse.catalog import Catalog
 from lakehouse.config import QuerySettings
 from lakehouse.query._lifecycle import Engine, EngineLifecycle
 from lakehouse.query._run import Params, QueryResult, Run
+from lakehouse.query._time_travel import mentions_at_clause
 from lakehouse.query.encoders import MEDIA_TYPES, ResultFormat
 from lakehouse.query.engine import CursorPool, Database
 from lakehouse.query.errors import QueryTimeout
@@ -113,7 +117,7 @@ class QueryService:
         self.read_roots = grant.read_roots
         try:
             views = ViewRegistrar(self._catalog, admin, grant.address, self.executor)
-            engine = Engine(database, CursorPool(cursors), views)
+            engine = Engine(database, CursorPool(cursors), views, grant.address)
             await views.ensure_fresh()
         except BaseException:
             # Not self.executor: close() may be shutting it down (a cancelled rebuild).
@@ -153,7 +157,7 @@ class QueryService:
         """Run one read-only statement and start encoding its result.
 
         Raises ``InvalidQuery`` (400), ``ForbiddenStatement`` /
-        ``SandboxViolation`` (403), ``TableNotFound`` (404),
+        ``SandboxViolation`` (403), ``TableNotFound`` / ``VersionNotFound`` (404),
         ``QueryTimeout`` (408), ``QueryFailed`` (500). Cancelling the caller
         interrupts the query. When ``rest`` is not None the cursor stays
         borrowed until it has been iterated to the end or closed.
@@ -165,7 +169,11 @@ class QueryService:
         await engine.views.ensure_fresh()
         run = await self._borrow(engine, limit, deadline)
         try:
-            head = await run.step(lambda: run.start(sql, params, fmt))
+            checked = False
+            if mentions_at_clause(sql):
+                sql, params = await self._time_travel(run, sql, params)
+                checked = True
+            head = await run.step(lambda: run.start(sql, params, fmt, checked=checked))
         except BaseException:
             run.release()
             raise
@@ -178,6 +186,17 @@ class QueryService:
             )
             return QueryResult(media_type, head, None)
         return QueryResult(media_type, head, run.stream())
+
+    async def _time_travel(self, run: Run, sql: str, params: Params) -> tuple[str, Params]:
+        """``sql`` (checked by the sandbox as written) with its ``AT (VERSION => n)`` /
+        ``AT (TIMESTAMP => t)`` references read from those versions' files, and the
+        parameters that statement takes. DuckDB work in the query's worker steps; the
+        catalog is asked on the event loop."""
+        travel = await run.step(lambda: run.find_time_travel(sql, params))
+        if travel is None:
+            return sql, params
+        await run.within_deadline(travel.resolve(self._catalog))
+        return await run.step(lambda: run.rewrite_time_travel(travel))
 
     async def _borrow(self, engine: Engine, limit: float, deadline: float) -> Run:
         """A run on one of ``engine``'s cursors, waiting for a free one until ``deadline``."""

@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 
 import duckdb
 
-from lakehouse.catalog import Catalog, Manifest
+from lakehouse.catalog import Catalog, Column, Manifest
 from lakehouse.errors import LakehouseError
 from lakehouse.query.errors import QueryFailed
 
@@ -56,13 +56,19 @@ def view_sql(manifest: Manifest, paths: Sequence[str]) -> str:
             f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM read_parquet([{files}]{union})"
         )
     # No object (nothing to read_parquet): still a view with the dataset's columns.
+    return f"CREATE OR REPLACE VIEW {name} AS {empty_select(manifest.name, manifest.schema)}"
+
+
+def empty_select(dataset: str, schema: Sequence[Column]) -> str:
+    """A ``SELECT`` of no rows with ``schema``'s columns and types: a dataset (or one of
+    its versions) with no object. Raises ``ValueError`` for a type we do not splice."""
     columns = []
-    for column in manifest.schema:
+    for column in schema:
         if not _SAFE_TYPE.fullmatch(column.type):
-            raise ValueError(f"unsafe column type {column.type!r} in dataset {manifest.name!r}")
+            raise ValueError(f"unsafe column type {column.type!r} in dataset {dataset!r}")
         columns.append(f"CAST(NULL AS {column.type}) AS {quote_identifier(column.name)}")
     select = ", ".join(columns) if columns else "NULL AS empty"
-    return f"CREATE OR REPLACE VIEW {name} AS SELECT {select} WHERE false"
+    return f"SELECT {select} WHERE false"
 
 
 class ViewRegistrar:
