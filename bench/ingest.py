@@ -7,7 +7,9 @@ the real server (local backend, temp data dir), times `curl -F file=@...`
 (median of N) and, in the same run, DuckDB's
 `COPY (FROM read_csv(...)) TO ... (FORMAT parquet)` statement; prints both,
 the ratio, and the server's peak RSS growth (VmHWM - RSS at start) during
-ingest of the 500k and the 2M file (a fresh server for each).
+ingest of the 500k and the 2M file (a fresh server for each). Every ingest
+includes its Iceberg commit. Last, the latency of a 10-row append
+(`?mode=append`, curl's own time_total, median and p95 of --appends).
 """
 
 from __future__ import annotations
@@ -62,8 +64,28 @@ def curl_ingest(url: str, csv: Path, name: str) -> float:
     return took
 
 
-def server_run(csv: Path, runs: int, compression: str | None) -> tuple[float, int]:
-    """(median seconds, peak RSS growth in bytes) on a fresh server."""
+def append_latencies(url: str, csv: Path, count: int) -> list[float]:
+    """Seconds per 10-row append to one dataset, as curl measured them."""
+    times = []
+    for _ in range(count):
+        result = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+             "-H", "Content-Type: text/csv", "--data-binary", f"@{csv}",
+             f"{url}/v1/ingest?name=small&mode=append"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        code, took = result.stdout.split()
+        if code != "200":
+            raise RuntimeError(f"append answered {code}: {result.stderr}")
+        times.append(float(took))
+    return times
+
+
+def server_run(
+    csv: Path, runs: int, compression: str | None, appends: int = 0
+) -> tuple[float, int, list[float]]:
+    """(median seconds, peak RSS growth in bytes, 10-row append latencies) on a
+    fresh server."""
     with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as tmp:
         settings = Settings()
         settings.storage.data_dir = str(Path(tmp) / "data")
@@ -75,9 +97,13 @@ def server_run(csv: Path, runs: int, compression: str | None) -> tuple[float, in
             baseline = server.peak_rss_bytes()
             times = [curl_ingest(server.url, csv, "workers") for _ in range(runs)]
             growth = server.peak_rss_bytes() - baseline
+            ten_rows = Path(tmp) / "ten_rows.csv"
+            with csv.open() as source, ten_rows.open("w") as target:
+                target.writelines(line for _, line in zip(range(11), source, strict=False))
+            latencies = append_latencies(server.url, ten_rows, appends)
         finally:
             server.stop()
-    return statistics.median(times), growth
+    return statistics.median(times), growth, latencies
 
 
 def main() -> int:
@@ -85,21 +111,26 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--compression", choices=["zstd", "snappy", "gzip", "none"])
     parser.add_argument("--skip-2m", action="store_true")
+    parser.add_argument("--appends", type=int, default=50, help="10-row appends to time")
     args = parser.parse_args()
 
     small = fixture(500_000, "workers_500k.csv")
     with tempfile.TemporaryDirectory(prefix="duck-bench-") as tmp:
         duck = duckdb_copy(small, args.runs, Path(tmp))
-    http, growth_500k = server_run(small, args.runs, args.compression)
+    http, growth_500k, appends = server_run(small, args.runs, args.compression, args.appends)
     size = small.stat().st_size / MiB
     print(f"workers_500k.csv: {size:.1f} MiB, median of {args.runs}")
     print(f"  DuckDB COPY (in-process, statement): {duck:.3f} s")
     print(f"  HTTP ingest (curl -F):               {http:.3f} s")
     print(f"  ratio HTTP / DuckDB:                 {http / duck:.2f}x  (target <= 1.3x)")
     print(f"  server peak RSS growth, 500k:        {growth_500k / MiB:.0f} MiB  (target <= 300)")
+    if appends:
+        p95 = statistics.quantiles(appends, n=20)[-1] if len(appends) > 1 else appends[0]
+        print(f"  10-row append (?mode=append), {len(appends)}x: median "
+              f"{statistics.median(appends) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")  # fmt: skip
     if not args.skip_2m:
         big = fixture(2_000_000, "workers_2m.csv")
-        http_2m, growth_2m = server_run(big, 1, args.compression)
+        http_2m, growth_2m, _ = server_run(big, 1, args.compression)
         print(f"  HTTP ingest 2M rows ({big.stat().st_size / MiB:.0f} MiB): {http_2m:.3f} s")
         ratio = growth_2m / max(growth_500k, 1)
         print(f"  server peak RSS growth, 2M:          {growth_2m / MiB:.0f} MiB  "

@@ -5,9 +5,11 @@ Under the storage root (a local directory or a bucket)::
     datasets/<name>/                 a dataset's Iceberg table; the only area SQL may read:
               data/<uuid>.parquet      its data files (G0's sit directly under the prefix)
               metadata/                its Iceberg metadata
-    _catalog/...                     the catalog's own records (SQLite catalog, G0 manifests)
+    _catalog/...                     the catalog's own records (G0 manifests)
     _tmp/<purpose>/                  local scratch space (ingest spool, DuckDB spill);
                                      never an object, each purpose cleans its own
+    _state/                          local state kept across restarts (the default
+                                     SQLite catalog database); never an object
 
 A file or key segment that starts with ``IN_PROGRESS_PREFIX`` is a write in
 progress (a temp file about to be renamed, a spool file): no key may name one,
@@ -33,7 +35,13 @@ MANIFEST_SUFFIX = ".parquet"
 SCRATCH_PREFIX = "_tmp/"
 """The scratch area under the local data directory: never an object."""
 
-RESERVED_PREFIXES = (CATALOG_PREFIX, SCRATCH_PREFIX)
+STATE_PREFIX = "_state/"
+"""Local state under ``data_dir`` kept across restarts (the SQLite catalog): never an object."""
+
+LOCAL_ONLY_PREFIXES = (SCRATCH_PREFIX, STATE_PREFIX)
+"""Directories under a local data root that hold no objects: not listed, not readable."""
+
+RESERVED_PREFIXES = (CATALOG_PREFIX, SCRATCH_PREFIX, STATE_PREFIX)
 """Key prefixes only the lakehouse itself writes: the raw storage API refuses them
 (a bad manifest there would hide a dataset)."""
 
@@ -56,7 +64,7 @@ def data_key(name: str) -> str:
 
 def catalog_database(data_dir: str | Path) -> Path:
     """The default (SQLite) catalog database, under the local data directory."""
-    return Path(data_dir) / CATALOG_PREFIX / "iceberg.db"
+    return Path(data_dir) / STATE_PREFIX / "catalog.db"
 
 
 def manifest_key(name: str) -> str:

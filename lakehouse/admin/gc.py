@@ -1,10 +1,11 @@
-"""The orphan sweep: delete dataset objects that no manifest references.
+"""The orphan sweep: delete files under ``datasets/`` that no retained version of
+any dataset references (its data files, manifests and metadata files).
 
-Orphans are left by a crash between writing an object and registering it,
-or between a re-ingest's register and its delete of the replaced object
-(the two-phase write of ADR 0010). Only objects older than the grace period
-are removed, so an ingest whose object is written but not yet registered is
-never touched.
+Orphans are left by a crash between writing a data file and committing it (the
+two-phase write of ADR 0010), by commits that lost a race (their metadata file),
+by expired versions and by deleted datasets (ADR 0014). Only files older than
+the grace period are removed, so an ingest whose file is written but not yet
+committed is never touched.
 """
 
 from __future__ import annotations
@@ -100,4 +101,4 @@ class OrphanSweep:
 
 
 async def _referenced_keys(catalog: Catalog) -> set[str]:
-    return {key for manifest in await catalog.list() for key in manifest.objects}
+    return await catalog.referenced_keys()

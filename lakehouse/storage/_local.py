@@ -17,7 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
-from lakehouse.layout import IN_PROGRESS_PREFIX, SCRATCH_PREFIX
+from lakehouse.layout import IN_PROGRESS_PREFIX, LOCAL_ONLY_PREFIXES
 from lakehouse.limits import capped
 from lakehouse.storage.errors import (
     InvalidKey,
@@ -51,14 +51,14 @@ class LocalObjectStore:
         """Temp files left by a crash mid-write. At start-up no write of this
         process is in flight, and no other process writes under this root.
 
-        The top-level scratch directory (``_tmp/``: ingest spool, DuckDB
-        spill) is not walked: its users clean their own files.
+        The top-level local-only directories (``_tmp/``: ingest spool, DuckDB
+        spill; ``_state/``: the SQLite catalog) are not walked: their users clean
+        their own files.
         """
         removed = 0
-        scratch = SCRATCH_PREFIX.rstrip("/")
         for dirpath, dirnames, filenames in os.walk(self.root):
-            if dirpath == str(self.root) and scratch in dirnames:
-                dirnames.remove(scratch)
+            if dirpath == str(self.root):
+                dirnames[:] = [d for d in dirnames if f"{d}/" not in LOCAL_ONLY_PREFIXES]
             for name in filenames:
                 if name.startswith(IN_PROGRESS_PREFIX):
                     (Path(dirpath) / name).unlink(missing_ok=True)
@@ -76,6 +76,8 @@ class LocalObjectStore:
         Blocking (resolving follows symlinks on disk): call it in a worker thread.
         """
         validate_key(key)
+        if key.startswith(LOCAL_ONLY_PREFIXES):
+            raise InvalidKey(f"object key {key!r} names this server's local files, not an object")
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root) or path == self.root:
             raise InvalidKey(f"object key {key!r} resolves outside the storage root")
@@ -232,7 +234,7 @@ class LocalObjectStore:
                 if name.startswith(IN_PROGRESS_PREFIX) or full.is_symlink():
                     continue
                 key = full.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
+                if key.startswith(prefix) and not key.startswith(LOCAL_ONLY_PREFIXES):
                     try:
                         found.append(_info(key, full.stat()))
                     except FileNotFoundError:

@@ -1,7 +1,7 @@
 """Storage errors: both backends raise these, never OSError or botocore's.
 
 InvalidKey (400)          the key is unsafe or malformed
-ReservedKey (403)         PUT or DELETE under _catalog/ or _tmp/ through the storage API
+ReservedKey (403)         PUT or DELETE under _catalog/, _tmp/ or _state/ through the storage API
 ObjectNotFound (404)      no object under the key
 KeyConflict (409)         local backend: the key's path collides with another object's
 ObjectTooLarge (413)      more than the allowed bytes arrived

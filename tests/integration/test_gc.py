@@ -1,4 +1,5 @@
-"""The orphan sweep: unreferenced dataset objects go, referenced and young ones stay."""
+"""The orphan sweep: files no retained version references go (after the grace period);
+referenced and young ones stay."""
 
 from __future__ import annotations
 
@@ -30,12 +31,16 @@ async def test_gc_removes_only_old_unreferenced_objects(
         await store.put(orphan, b"PAR1 orphan")
         await store.put(other, b"PAR1 orphan")
 
+        before = {info.key for info in await store.list("datasets/")}
         response = await client.post("/admin/gc")
         assert response.status_code == 200
         report = response.json()
         assert sorted(report["removed"]) == sorted([orphan, other])
         keys = {info.key for info in await store.list("datasets/")}
-        assert keys == set(manifest["objects"])
+        # The data file and the table's metadata stay; only the orphans went.
+        assert keys == before - {orphan, other}
+        assert set(manifest["objects"]) <= keys
+        assert any(key.startswith("datasets/kept/metadata/") for key in keys)
         # The dataset still answers queries after the sweep.
         count = await client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM kept"})
         assert count.json() == [{"n": 2}]
@@ -61,26 +66,28 @@ async def test_startup_sweeps_leftovers(settings: Settings, store: ObjectStore) 
     assert await store.list("datasets/") == []
 
 
-async def test_data_of_an_unreadable_manifest_is_not_swept(
+async def test_data_of_an_unreadable_table_is_not_swept(
     settings: Settings, store: ObjectStore
 ) -> None:
-    """A manifest that cannot be read hides its dataset, but its data must survive
-    the sweep: repairing the manifest brings the dataset back."""
+    """A table whose metadata cannot be read hides its dataset, but its files must
+    survive the sweep: repairing the metadata brings the dataset back."""
     settings.catalog.orphan_grace_seconds = 0
     async with AsyncTestClient(app=create_app(settings)) as client:
         manifest = await ingest(client, "People")
-    manifest_key = "_catalog/manifests/people.parquet"
-    good_manifest = await store.get(manifest_key)
-    await store.put(manifest_key, b"this is not parquet")
+    files = [info.key for info in await store.list("datasets/people/")]
+    assert set(manifest["objects"]) < set(files)
+    [metadata_key] = [key for key in files if key.endswith(".metadata.json")][-1:]
+    good_metadata = await store.get(metadata_key)
+    await store.put(metadata_key, b"this is not Iceberg metadata")
 
     async with AsyncTestClient(app=create_app(settings)) as client:
         listing = (await client.get("/catalog/list")).json()
         assert listing["datasets"] == []
         report = (await client.post("/admin/gc")).json()
         assert report["removed"] == []
-    assert [info.key for info in await store.list("datasets/")] == manifest["objects"]
+    assert [info.key for info in await store.list("datasets/people/")] == files
 
-    await store.put(manifest_key, good_manifest)
+    await store.put(metadata_key, good_metadata)
     async with AsyncTestClient(app=create_app(settings)) as client:
         count = await client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM People"})
         assert count.json() == [{"n": 2}]
@@ -88,13 +95,20 @@ async def test_data_of_an_unreadable_manifest_is_not_swept(
 
 async def test_storage_api_cannot_write_catalog_or_spool(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
     await ingest(client, "kept")
-    for key in ("_catalog/manifests/kept.parquet", "_tmp/ingest/x.csv"):
+    for key in ("_catalog/manifests/kept.parquet", "_tmp/ingest/x.csv", "_state/catalog.db"):
         put = await client.put(f"/storage/put/{key}", content=b"garbage")
         assert put.status_code == 403
         assert put.json()["error"]["code"] == "reserved_key"
         deleted = await client.delete(f"/storage/delete/{key}")
         assert deleted.status_code == 403
-    # Reading the catalog's files stays allowed, and the dataset is intact.
-    assert (await client.get("/storage/get/_catalog/manifests/kept.parquet")).status_code == 200
+    # The catalog database is never an object: neither listed nor readable.
+    listed = (await client.get("/storage/list?prefix=_state/")).json()
+    assert listed == []
+    assert (await client.get("/storage/get/_state/catalog.db")).status_code in (400, 404)
+    # A table's Iceberg metadata is readable (other engines read it the same way).
+    objects = (await client.get("/storage/list?prefix=datasets/kept/metadata/")).json()
+    metadata = [o["key"] for o in objects if o["key"].endswith(".metadata.json")]
+    assert metadata
+    assert (await client.get(f"/storage/get/{metadata[-1]}")).status_code == 200
     count = await client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM kept"})
     assert count.json() == [{"n": 2}]

@@ -7,7 +7,6 @@ App tests run on both storage backends through the ``settings`` fixture.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import decimal
 from typing import Any
@@ -184,18 +183,8 @@ async def test_type_override(client: Client, store: ObjectStore) -> None:
 
 
 async def test_reingest_replaces_data_and_conflict_leaves_no_orphan(
-    store: ObjectStore, settings: Settings
+    client: Client, store: ObjectStore, settings: Settings
 ) -> None:
-    from lakehouse.app import create_app
-
-    # Replaced objects are deleted once a query on the old manifest would have
-    # timed out (plus a margin): keep that short here.
-    settings.query.timeout_seconds = 0.1
-    async with AsyncTestClient(app=create_app(settings)) as client:
-        await _reingest_and_conflict(client, store, settings)
-
-
-async def _reingest_and_conflict(client: Client, store: ObjectStore, settings: Settings) -> None:
     first = (await ingest(client, "people", b"id,name\n1,a\n")).json()
     second_response = await client.post(
         "/ingest?name=people", content=b"id,name\n2,b\n3,c\n", headers={"content-type": "text/csv"}
@@ -203,26 +192,26 @@ async def _reingest_and_conflict(client: Client, store: ObjectStore, settings: S
     assert second_response.status_code == 200, second_response.text
     second = second_response.json()
     assert second["dataset_id"] == first["dataset_id"]
+    assert (first["version"], second["version"]) == (1, 2)
     assert second["ingest"]["replaced_objects"] == first["objects"]
-    # Still there for queries that started on the old manifest, then gone.
-    keys = sorted(info.key for info in await store.list("datasets/people/"))
+    # The replaced file stays: version 1 still reads it (time travel).
+    keys = sorted(k.key for k in await store.list("datasets/people/") if "/data/" in k.key)
     assert keys == sorted(first["objects"] + second["objects"])
-    for _ in range(200):
-        keys = [info.key for info in await store.list("datasets/people/")]
-        if keys == second["objects"]:
-            break
-        await asyncio.sleep(0.05)
-    assert keys == second["objects"]
     assert (await read_dataset(store, second)).column("id").to_pylist() == [2, 3]
+    now = await client.post("/v1/sql", json={"sql": "SELECT id FROM people ORDER BY id"})
+    assert now.json() == [{"id": 2}, {"id": 3}]
+    then = await client.post("/v1/sql", json={"sql": "SELECT id FROM people AT (VERSION => 1)"})
+    assert then.json() == [{"id": 1}]
 
     conflict = await ingest(client, "people", b"id,name,extra\n4,d,x\n")
     assert conflict.status_code == 409, conflict.text
     assert conflict.json()["error"]["code"] == "schema_conflict"
-    assert [info.key for info in await store.list("datasets/")] == second["objects"]
+    data_keys = sorted(k.key for k in await store.list("datasets/") if "/data/" in k.key)
+    assert data_keys == keys
     manifest = (await client.get("/catalog/manifest/people")).json()
     assert manifest["objects"] == second["objects"]
     assert manifest["row_count"] == 2
-    await assert_nothing_left(client, store, settings, datasets=1)
+    assert manifest["version"] == 2
 
 
 BAD_INPUTS: dict[str, tuple[str, dict[str, Any], int, str]] = {

@@ -31,10 +31,15 @@ async def assert_nothing_left(
     settings: Settings,
     datasets: int = 0,
 ) -> None:
-    """No (extra) catalog entry, no object under datasets/, no spool file."""
+    """No (extra) catalog entry, no data file under datasets/ but the current
+    versions' (one each), no file of a dataset that does not exist, no spool file."""
     listing = (await client.get("/catalog/list")).json()
     assert len(listing["datasets"]) == datasets
     keys = [info.key for info in await store.list("datasets/")]
-    assert len(keys) == datasets, keys
+    data_files = sorted(key for key in keys if "/metadata/" not in key)
+    assert data_files == sorted(o for m in listing["datasets"] for o in m["objects"]), keys
+    assert len(data_files) == datasets, keys
+    names = {m["name"].lower() for m in listing["datasets"]}
+    assert {key.split("/")[1] for key in keys} <= names, keys
     spool = spool_dir(settings)
     assert not spool.exists() or list(spool.iterdir()) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 from aiobotocore.session import get_session
 
 from lakehouse.config import MiB, Settings
-from lakehouse.layout import MANIFEST_PREFIX
+from lakehouse.layout import MANIFEST_PREFIX, STATE_PREFIX
 from lakehouse.storage import (
     LocalObjectStore,
     ObjectInfo,
@@ -34,13 +34,16 @@ def new_store(settings: Settings) -> ObjectStore:
 
 async def leftovers(settings: Settings, prefix: str = "") -> list[str]:
     """Everything a failed write could have left: files (temp files too) under
-    the local root, or objects and unfinished multipart uploads in the bucket."""
+    the local root but the server's own state (the SQLite catalog), or objects and
+    unfinished multipart uploads in the bucket."""
     if settings.storage.backend == "local":
         root = Path(settings.storage.data_dir)
         return sorted(
-            p.relative_to(root).as_posix()
+            key
             for p in root.rglob("*")
-            if p.is_file() and p.relative_to(root).as_posix().startswith(prefix)
+            if p.is_file()
+            and (key := p.relative_to(root).as_posix()).startswith(prefix)
+            and not key.startswith(STATE_PREFIX)
         )
     s3 = settings.storage.s3
     async with get_session().create_client(
