@@ -1,8 +1,9 @@
-"""Crash safety: SIGKILL during an ingest or a register, then restart.
+"""Crash safety: SIGKILL during an ingest, a commit or an append, then restart.
 
-After the restart the catalog is consistent (every manifest's objects exist
-and read), the interrupted dataset is absent or complete, and the start-up
-sweep (grace period 0 here) has removed whatever the crash left behind.
+After the restart the catalog is consistent (every current version's files exist
+and read), the interrupted version is absent or complete (never part of it), and
+the start-up sweep (grace period 0 here) has removed whatever the crash left
+behind: a second sweep finds nothing unreferenced.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def assert_consistent(server: LakehouseServer, data_dir: Path, interrupted: str)
     on_disk = {
         str(p.relative_to(data_dir)) for p in (data_dir / "datasets").rglob("*") if p.is_file()
     }
-    assert on_disk == referenced
+    assert referenced <= on_disk
+    report = httpx.post(f"{server.url}/admin/gc").json()
+    assert report["removed"] == []
+    assert report["scanned"] == report["referenced"] == len(on_disk)
     # ... and no spool or temp files survive the restart.
     leftovers = [p for p in data_dir.rglob("*") if p.is_file() and p.name.startswith(".tmp")]
     assert leftovers == []
@@ -128,21 +132,12 @@ def test_sigkill_between_object_write_and_register(
     server = start(local_settings, tmp_path)
     data_dir = Path(local_settings.storage.data_dir)
     ingest_base(server)
-    target = data_dir / "datasets" / "interrupted"
     killed = threading.Event()
     saw_object = threading.Event()
-
-    def kill_when_object_appears() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed.is_set():
-            if target.is_dir() and any(not p.name.startswith(".tmp") for p in target.iterdir()):
-                saw_object.set()
-                break
-            time.sleep(0.0005 * (attempt + 1))
-        os.kill(server.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
-        killed.set()
-
-    killer = threading.Thread(target=kill_when_object_appears)
+    killer = threading.Thread(
+        target=_kill_when_a_data_file_appears,
+        args=(server, data_dir / "datasets" / "interrupted" / "data", attempt, killed, saw_object),
+    )
     killer.start()
     with contextlib.suppress(httpx.TransportError):
         httpx.post(
@@ -161,6 +156,68 @@ def test_sigkill_between_object_write_and_register(
         print(f"attempt {attempt}: interrupted dataset {outcome}")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_sigkill_during_an_append_leaves_the_version_complete_or_absent(
+    local_settings: Settings, tmp_path: Path, attempt: int
+) -> None:
+    """Kill while an append's file is stored and its commit runs: afterwards the
+    dataset is at version 1 with its 2 rows, or at version 2 with every appended row."""
+    server = start(local_settings, tmp_path)
+    data_dir = Path(local_settings.storage.data_dir)
+    ingest_base(server)
+    data = data_dir / "datasets" / "base" / "data"
+    existing = {p.name for p in data.iterdir()}
+    killed = threading.Event()
+    saw_object = threading.Event()
+    killer = threading.Thread(
+        target=_kill_when_a_data_file_appears,
+        args=(server, data, attempt, killed, saw_object, existing),
+    )
+    killer.start()
+    with contextlib.suppress(httpx.TransportError):
+        httpx.post(
+            f"{server.url}/v1/ingest?name=base&mode=append",
+            content=HEADER + b"".join(ROW % i for i in range(100, 200_100)),
+            headers={"Content-Type": "text/csv"},
+            timeout=60,
+        )
+    killer.join()
+    assert saw_object.is_set(), "the kill did not happen after the data file was written"
+    server.stop()
+    server.start()
+    try:
+        assert_consistent(server, data_dir, "base")
+        manifest = httpx.get(f"{server.url}/catalog/manifest/base").json()
+        assert (manifest["version"], manifest["row_count"]) in {(1, 2), (2, 200_002)}
+        history = httpx.get(f"{server.url}/v1/datasets/base/history").json()["versions"]
+        assert [v["total_rows"] for v in history] == [2, 200_002][: manifest["version"]]
+        print(f"attempt {attempt}: append {'landed' if manifest['version'] == 2 else 'absent'}")
+    finally:
+        server.stop()
+
+
+def _kill_when_a_data_file_appears(
+    server: LakehouseServer,
+    directory: Path,
+    attempt: int,
+    killed: threading.Event,
+    saw_object: threading.Event,
+    existing: frozenset[str] | set[str] = frozenset(),
+) -> None:
+    """SIGKILL the server the moment a new, complete data file is in ``directory``:
+    the commit is then in flight or about to be (what exactly is hit varies)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not killed.is_set():
+        if directory.is_dir() and any(
+            not p.name.startswith(".tmp") and p.name not in existing for p in directory.iterdir()
+        ):
+            saw_object.set()
+            break
+        time.sleep(0.0005 * (attempt + 1))
+    os.kill(server.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    killed.set()
 
 
 def _names(server: LakehouseServer) -> set[str]:
