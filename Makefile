@@ -1,6 +1,7 @@
 # The two commands a fresh machine needs (Python 3.11 + make):
 #   make run    set up .venv and run the server on 127.0.0.1:3110
-#   make test   set up .venv and run the whole test suite
+#   make test   set up .venv and run the whole test suite (PostgreSQL: installed with
+#               apt-get when run as root and missing, else a message saying how)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +19,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lakehouse serve
 
+# The suite starts a throwaway PostgreSQL from the server installed on the machine.
 test: $(STAMP)
+	scripts/ensure_postgres.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

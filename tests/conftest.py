@@ -2,6 +2,9 @@
 
 - ``moto``: moto's S3 server, one per session; each S3 test makes a bucket of its own.
 - ``local_settings``: a fresh Settings for the local backend under tmp_path.
+- ``postgres``: a throwaway PostgreSQL server (tests/support/postgres.py), one per
+  session, started only when a test asks for it. Its ``url()`` has no password;
+  ``password`` is separate. Fails (never skips) when PostgreSQL is not installed.
 
 The tiers' own fixtures live in their conftest: ``integration/`` (the
 ``settings`` parametrised over the backends, ``client``, ``server``,
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.config import Settings
+from tests.support.postgres import PostgresNotFound, PostgresServer
 from tests.support.servers import MotoServer
 from tests.support.settings import make_settings
 
@@ -23,6 +27,22 @@ from tests.support.settings import make_settings
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoServer]:
     server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    # A missing PostgreSQL fails the tests that need it, with or without CI: `make test`
+    # installs it (scripts/ensure_postgres.sh), so its absence is a broken setup, not a skip.
+    server = PostgresServer()
+    missing = None
+    try:
+        server.start()
+    except PostgresNotFound as exc:
+        missing = str(exc)
+    if missing:
+        pytest.fail(missing, pytrace=False)
     yield server
     server.stop()
 
