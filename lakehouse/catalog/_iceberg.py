@@ -80,11 +80,12 @@ from lakehouse.catalog.rules import (
 )
 from lakehouse.config import CatalogSettings
 from lakehouse.layout import catalog_database, data_key, dataset_prefix
-from lakehouse.storage import FileIOGrant, ObjectStore
+from lakehouse.storage import FileIOGrant, ObjectStore, StorageUnavailable
 
 log = logging.getLogger("lakehouse.catalog")
 
 T = TypeVar("T")
+R = TypeVar("R", Registration, Registration | None)
 
 NAMESPACE = "lakehouse"
 """The namespace every dataset's table is in: ``<catalog name>.lakehouse.<name>``."""
@@ -105,6 +106,9 @@ TABLE_PROPERTIES = {
     "write.metadata.previous-versions-max": "10",
     # Lost races are retried by us (with the schema re-checked), not inside pyiceberg.
     "commit.retry.num-retries": "0",
+    # Appends merge small manifests, so reading a version stays a few file reads.
+    "commit.manifest-merge.enabled": "true",
+    "commit.manifest.min-count-to-merge": "16",
 }
 
 COMMIT_ATTEMPTS = 30
@@ -159,6 +163,8 @@ class IcebergCatalog:
         self._files: OrderedDict[int, list[DataFile]] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._compacting: set[str] = set()  # tables with a compaction in flight here
+        self._fresh: dict[str, _Entry] = {}  # tables as this process's commits left them
 
     def __repr__(self) -> str:
         return f"IcebergCatalog(name={self._settings.name!r}, datasets={len(self._entries)})"
@@ -292,31 +298,35 @@ class IcebergCatalog:
     async def compact(self, name: str) -> Registration | None:
         entry = self._entry(name)
         lower = name.lower()
-        async with self._lock(lower):
-            table = await self._run(self._load_table, lower)
-            snapshot = table.current_snapshot()
-            if snapshot is None:
-                return None
-            files = await self._run(self._data_files, table, snapshot)
-            if len(files) < 2:
-                return None
-            key = data_key(lower)
-            merged = self._scratch_dir / f"compact-{key.rsplit('/', 1)[-1]}"
-            try:
-                await self._run(_merge_files, table, snapshot, merged)
-                await self._store.put_file(key, merged)
-            finally:
-                await asyncio.to_thread(merged.unlink, missing_ok=True)
-            try:
-                registration = await self._run(
-                    self._compact_once, lower, snapshot.snapshot_id, files, key
-                )
-            except BaseException:
-                await self._store.delete(key, missing_ok=True)
-                raise
-        await self._after_commit(entry.manifest.name)
-        if registration is None:  # the table moved on meanwhile: the next round merges
+        # No table lock while merging: appends go on meanwhile. The merged file replaces
+        # exactly the files it was read from, in a commit that checks they are all still
+        # current (appends since only added files), so the row count stays exact.
+        table = await self._run(self._load_table, lower)
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            return None
+        files = await self._run(self._data_files, table, snapshot)
+        if len(files) < 2:
+            return None
+        key = data_key(lower)
+        merged = self._scratch_dir / f"compact-{key.rsplit('/', 1)[-1]}"
+        try:
+            await self._run(_merge_files, table, snapshot, merged)
+            await self._store.put_file(key, merged)
+        finally:
+            await asyncio.to_thread(merged.unlink, missing_ok=True)
+        try:
+            registration = await self._with_retries(
+                lower, lambda: self._compact_once(lower, files, key), "compaction"
+            )
+        except BaseException:
+            # The outcome is unknown: the sweep removes the file if it was not committed.
+            log.warning("compaction commit failed", extra={"dataset": name}, exc_info=True)
+            raise
+        if registration is None:  # another compaction took those files: nothing to do
             await self._store.delete(key, missing_ok=True)
+            return None
+        await self._after_commit(entry.manifest.name)
         return registration
 
     async def delete(self, name: str) -> Manifest:
@@ -327,9 +337,7 @@ class IcebergCatalog:
         log.info("dataset deleted", extra={"dataset": entry.manifest.name})
         return entry.manifest
 
-    async def _with_retries(
-        self, name: str, attempt: Callable[[], Registration], what: str
-    ) -> Registration:
+    async def _with_retries(self, name: str, attempt: Callable[[], R], what: str) -> R:
         async with self._lock(name.lower()):
             for tries in range(1, COMMIT_ATTEMPTS + 1):
                 try:
@@ -346,22 +354,33 @@ class IcebergCatalog:
 
     async def _after_commit(self, name: str) -> None:
         """Refresh the cache at once (the writer sees its commit), expire old versions,
-        and merge small files when an append left too many."""
-        await self._refresh()
-        lower = name.lower()
-        entry = self._entries.get(lower)
-        if entry is None:
-            return
-        await self._run(self._expire, entry.table)
-        limit = self._settings.compact_after_files
-        if limit and len(entry.manifest.objects) >= limit:
-            self._spawn(self._compact_in_background(entry.manifest.name))
+        and merge small files when an append left too many. Never raises: the commit
+        has landed, and a failed upkeep must not make the caller think otherwise."""
+        try:
+            lower = name.lower()
+            fresh = self._fresh.pop(lower, None)
+            if fresh is not None:
+                self._entries = {**self._entries, lower: fresh}
+            await self._refresh()
+            if lower not in self._entries:
+                return
+            await self._run(self._expire, self._entries[lower].table)
+            entry = self._entries.get(lower)
+            limit = self._settings.compact_after_files
+            crowded = entry is not None and limit and len(entry.manifest.objects) >= limit
+            if entry is not None and crowded and lower not in self._compacting:
+                self._compacting.add(lower)
+                self._spawn(self._compact_in_background(entry.manifest.name))
+        except Exception:
+            log.warning("upkeep after a commit failed", extra={"dataset": name}, exc_info=True)
 
     async def _compact_in_background(self, name: str) -> None:
         try:
             await self.compact(name)
         except Exception:
             log.warning("compaction failed", extra={"dataset": name}, exc_info=True)
+        finally:
+            self._compacting.discard(name.lower())
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -386,6 +405,11 @@ class IcebergCatalog:
                     entries[lower] = await self._run(self._load_entry, lower)
                 except (NoSuchTableError, CommitFailedException):
                     continue  # dropped or replaced meanwhile: the next refresh sees it
+                except (StorageUnavailable, CatalogUnavailable) as exc:
+                    # Transient: keep serving what we had; the next refresh tries again.
+                    log.warning("cannot reload table %s: %s", lower, exc.message)
+                    if lower in self._entries:
+                        entries[lower] = self._entries[lower]
                 except Exception as exc:
                     log.error(
                         "skipping unreadable table %s: %s",
@@ -517,10 +541,12 @@ class IcebergCatalog:
                         )
             else:
                 tx.add_files(paths, snapshot_properties=properties, check_duplicate_files=False)
+        after = self._remember(table)
+        kept = set(after.objects)
         return Registration(
-            manifest=self._manifest(table),
+            manifest=after,
             created=False,
-            replaced_objects=before.objects if replace else [],
+            replaced_objects=[key for key in before.objects if key not in kept],
         )
 
     def _create(
@@ -545,7 +571,7 @@ class IcebergCatalog:
             # Another replica created it first: a lost race like any other.
             raise CommitFailedException(f"table {lower} was created concurrently") from None
         table = self._load_table(lower)
-        return Registration(manifest=self._manifest(table), created=True, replaced_objects=[])
+        return Registration(manifest=self._remember(table), created=True, replaced_objects=[])
 
     def _rollback_once(self, name: str, version: int) -> Registration:
         table = self._load_table(name.lower())
@@ -567,16 +593,14 @@ class IcebergCatalog:
                 for path, data_file in wanted.items():
                     if path not in current:
                         overwrite.append_data_file(data_file)
-        after = self._manifest(table)
+        after = self._remember(table)
         replaced = [key for key in before.objects if key not in set(after.objects)]
         return Registration(manifest=after, created=False, replaced_objects=replaced)
 
-    def _compact_once(
-        self, lower: str, snapshot_id: int, merged: list[DataFile], key: str
-    ) -> Registration | None:
+    def _compact_once(self, lower: str, merged: list[DataFile], key: str) -> Registration | None:
         table = self._load_table(lower)
-        current = table.current_snapshot()
-        if current is None or current.snapshot_id != snapshot_id:
+        current = {f.file_path for f in self._current_files(table)}
+        if any(f.file_path not in current for f in merged):
             return None
         with (
             table.transaction() as tx,
@@ -588,7 +612,14 @@ class IcebergCatalog:
                 parquet_file_to_data_file(table.io, tx.table_metadata, self._location(key))
             )
         before = [self._key(f.file_path) for f in merged]
-        return Registration(manifest=self._manifest(table), created=False, replaced_objects=before)
+        return Registration(manifest=self._remember(table), created=False, replaced_objects=before)
+
+    def _remember(self, table: Table) -> Manifest:
+        """The manifest of a table this process just committed, kept for ``_after_commit``
+        to put in the cache (saving a reload of what is already in hand)."""
+        manifest = self._manifest(table)
+        self._fresh[manifest.name.lower()] = _Entry(table.metadata_location, table, manifest)
+        return manifest
 
     def _drop(self, lower: str) -> None:
         try:
@@ -598,7 +629,8 @@ class IcebergCatalog:
 
     def _expire(self, table: Table) -> None:
         """Expire the versions past the policy: older than ``keep_days`` and not among
-        the last ``keep_versions`` (the current one never)."""
+        the last ``keep_versions`` (the current one never). Another replica may be
+        doing the same: whatever it expired first is simply skipped."""
         snapshots = _snapshots(table)
         keep = max(self._settings.keep_versions, 1)
         cutoff_ms = (time.time() - self._settings.keep_days * 86400) * 1000
@@ -609,12 +641,13 @@ class IcebergCatalog:
             if s.timestamp_ms < cutoff_ms
             and (current is None or s.snapshot_id != current.snapshot_id)
         ]
-        if not expired:
+        # In batches (a tenth of what is kept): each expiry is a commit of its own.
+        if len(expired) < max(1, keep // 10):
             return
         try:
             table.maintenance.expire_snapshots().by_ids(expired).commit()
-        except CommitFailedException:
-            return  # a concurrent commit: the next one expires them
+        except (CommitFailedException, ValueError):
+            return  # raced with another commit or expiry: the next commit expires them
         for snapshot_id in expired:
             self._files.pop(snapshot_id, None)
 
@@ -676,7 +709,16 @@ class IcebergCatalog:
         return key
 
     async def _run(self, work: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+        """``work`` in a catalog thread; database and file errors become ours."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            # Not chained: the driver's message may name the connection.
+            raise CatalogUnavailable(f"the catalog database failed: {type(exc).__name__}") from None
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"reading or writing a table's files failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
     # Last: inside the class body, ``list`` names this method from here on.
     async def list(self) -> list[Manifest]:
@@ -722,33 +764,41 @@ def _check_types(columns: list[Column]) -> None:
 def _evolution(
     existing: Manifest, offered: list[Column], *, drop_missing: bool
 ) -> tuple[list[Column], list[Column]]:
-    """(columns to add, columns to drop) to take ``offered`` files; ``SchemaConflict``
-    when a column changes type (Iceberg widens none of the types ingest writes)."""
+    """(columns to add, columns to drop) to take ``offered`` files. When the files
+    replace the rows (``drop_missing``), a column that changes its type is dropped and
+    added anew; otherwise that is a ``SchemaConflict`` (Iceberg widens none of the
+    types ingest writes in place)."""
     current = {c.name.lower(): c for c in existing.schema}
     offered_names = {c.name.lower() for c in offered}
-    changed = [
-        f"{c.name}: {current[c.name.lower()].type} -> {c.type}"
-        for c in offered
-        if c.name.lower() in current and current[c.name.lower()] != c
-    ]
-    if changed:
-        raise schema_conflict(
-            existing, offered, "a column cannot change its type (" + "; ".join(changed) + ")"
+    retyped = [c for c in offered if c.name.lower() in current and current[c.name.lower()] != c]
+    if retyped and not drop_missing:
+        changed = "; ".join(
+            f"{c.name}: {current[c.name.lower()].type} -> {c.type}" for c in retyped
         )
-    added = [c for c in offered if c.name.lower() not in current]
-    dropped = [c for c in existing.schema if drop_missing and c.name.lower() not in offered_names]
+        raise schema_conflict(
+            existing,
+            offered,
+            f"a column cannot change its type when rows are appended ({changed}); use mode=replace",
+        )
+    added = [c for c in offered if c.name.lower() not in current or c in retyped]
+    dropped = [current[c.name.lower()] for c in retyped] + [
+        c for c in existing.schema if drop_missing and c.name.lower() not in offered_names
+    ]
     return added, dropped
 
 
 def _evolve(tx: Transaction, added: list[Column], dropped: list[Column]) -> None:
-    """Drop, then add columns, in the transaction (by name: the files carry no ids)."""
-    if not added and not dropped:
-        return
-    with tx.update_schema() as update:
-        for column in dropped:
-            update.delete_column(column.name)
-        for column in added:
-            update.add_column(column.name, to_iceberg_type(column.type))
+    """Drop, then add columns, in the transaction (by name: the files carry no ids).
+    Two schema updates: a name dropped in one can come back, with a new type and field
+    id, in the next."""
+    if dropped:
+        with tx.update_schema() as update:
+            for column in dropped:
+                update.delete_column(column.name)
+    if added:
+        with tx.update_schema() as update:
+            for column in added:
+                update.add_column(column.name, to_iceberg_type(column.type))
 
 
 def _snapshot_properties(request: CommitRequest) -> dict[str, str]:

@@ -28,6 +28,7 @@ from lakehouse.catalog import (
     validate_dataset_name,
 )
 from lakehouse.config import IngestSettings
+from lakehouse.errors import LakehouseError
 from lakehouse.ingest.convert import ConvertOptions, ConvertResult, convert_csv
 from lakehouse.ingest.errors import EmptyCSV, MissingDatasetName
 from lakehouse.ingest.interface import (
@@ -149,8 +150,10 @@ class IngestService:
     async def _publish(
         self, request: CommitRequest, parquet_path: Path, timer: PhaseTimer
     ) -> Registration:
-        """Store the Parquet file under a new key, then commit it; a failed commit
-        deletes the object again (the two-phase write of ADR 0010)."""
+        """Store the Parquet file under a new key, then commit it; a refused commit
+        deletes the object again (the two-phase write of ADR 0010). After any other
+        failure the commit may have landed (a lost connection to the catalog database):
+        the file stays, and the orphan sweep removes it if no version references it."""
         key = data_key(request.name)
         await self.store.put_file(key, parquet_path)
         timer.lap("store")
@@ -158,8 +161,9 @@ class IngestService:
             registration = await self.catalog.commit(
                 msgspec.structs.replace(request, objects=[key])
             )
-        except BaseException:
-            await self.store.delete(key, missing_ok=True)
+        except LakehouseError as exc:
+            if exc.status_code < 500:  # refused before anything was committed
+                await self.store.delete(key, missing_ok=True)
             raise
         timer.lap("commit")
         return registration
