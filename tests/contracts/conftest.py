@@ -12,7 +12,7 @@ and fsspec's abstract suites); a new implementation joins by adding a param.
 - ``catalog_backend``: each Catalog, loaded, over an ObjectStore of its own:
   IcebergCatalog (SQLite catalog database) on ``local`` and on ``s3``.
   ``reopen()`` gives a new instance over the same storage and database, as
-  after a restart.
+  after a restart (or another replica), optionally with other settings.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ async def catalog_backend(
 ) -> AsyncIterator[CatalogBackend]:
     make_opener, store_kind = CATALOGS[request.param]
     settings, store = await open_backend(store_kind, request, tmp_path)
-    backend = CatalogBackend(request.param, store, make_opener(settings))
+    backend = CatalogBackend(request.param, store, settings, make_opener)
     backend.catalog = await backend.reopen()
     yield backend
     await backend.close()

@@ -1,9 +1,12 @@
-"""Catalog over HTTP, on every storage backend: the real server and restarts,
-idempotent register, conflicts, names, concurrency, corrupt manifests, version."""
+"""The G0 catalog routes (/catalog/*) over HTTP, on every storage backend: a view of
+each dataset's current version. The real server and restarts, register (201 create,
+200 same schema, 409 other schema, 400), names, concurrency, G0 manifests converted
+at start, version. The objects are real Parquet files (the catalog reads them)."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,17 +15,35 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from lakehouse.catalog import schema_fingerprint
-from lakehouse.catalog.interface import Column
-from lakehouse.layout import MANIFEST_PREFIX
+from lakehouse.catalog import Column, Manifest, schema_fingerprint
+from lakehouse.catalog._codec import encode_manifest
+from lakehouse.layout import MANIFEST_PREFIX, manifest_key
 from lakehouse.storage import ObjectStore
-from tests.support.catalog import OTHER_SCHEMA, SCHEMA, put_objects, register_body
+from tests.support.catalog import (
+    COLUMNS,
+    OTHER_COLUMNS,
+    OTHER_SCHEMA,
+    ROWS,
+    SCHEMA,
+    put_objects,
+    register_body,
+)
 from tests.support.servers import LakehouseServer
 
 
 def manifest_of(body: dict[str, Any]) -> dict[str, Any]:
     """A register response minus the fields that describe the request, not the dataset."""
     return {k: v for k, v in body.items() if k not in ("created", "replaced_objects")}
+
+
+async def sizes(store: ObjectStore, keys: list[str]) -> int:
+    return sum([(await store.head(key)).size for key in keys])
+
+
+async def listed(client: httpx.AsyncClient | AsyncTestClient) -> list[str]:  # type: ignore[type-arg]
+    response = await client.get("/catalog/list")
+    assert response.status_code == 200
+    return [m["name"] for m in response.json()["datasets"]]
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -56,8 +77,14 @@ async def test_register_list_restart_idempotent_and_conflict(
     assert body["created"] is True
     assert body["name"] == "Workers"
     assert body["schema"] == SCHEMA
-    assert body["row_count"] == 10
+    assert body["row_count"] == ROWS
     assert body["schema_fingerprint"] == schema_fingerprint(msgspec.convert(SCHEMA, list[Column]))
+    assert body["objects"] == first_objects
+    assert body["replaced_objects"] == []
+    assert body["version"] == 1
+    assert isinstance(body["snapshot_id"], int)
+    assert body["bytes"] == await sizes(store, first_objects)
+    assert created.headers["location"] == "/catalog/manifest/Workers"
     manifest = manifest_of(body)
 
     listing = (await http.get("/catalog/list")).json()
@@ -65,23 +92,26 @@ async def test_register_list_restart_idempotent_and_conflict(
     single = await http.get("/catalog/manifest/workers")
     assert single.status_code == 200
     assert single.json() == manifest
-    assert single.headers["etag"]
-    assert [i.key for i in await store.list(MANIFEST_PREFIX)] == [
-        "_catalog/manifests/workers.parquet"
-    ]
+    assert single.headers["etag"] == created.headers["etag"]
+    unchanged = await http.get(
+        "/catalog/manifest/Workers", headers={"If-None-Match": single.headers["etag"]}
+    )
+    assert unchanged.status_code == 304
+    # Datasets are Iceberg tables now: no G0 manifest is written.
+    assert await store.list(MANIFEST_PREFIX) == []
 
     server.restart()
 
     after = (await http.get("/catalog/list")).json()
     assert after["datasets"] == [manifest]
-    # The version is a hash of the content, so the same storage gives the same version.
+    # The same storage and catalog database give the same version.
     assert after["version"] == listing["version"]
     again = await http.get("/catalog/manifest/WORKERS")
     assert again.json() == manifest
     assert again.headers["etag"] == single.headers["etag"]
 
     # Same name (any case) + same fingerprint: 200, same dataset, objects replaced.
-    second_objects = await put_objects(store, "datasets/workers/b.parquet")
+    second_objects = await put_objects(store, "datasets/workers/b.parquet", rows=25)
     updated = await http.post(
         "/catalog/register",
         json=register_body("WORKERS", second_objects, row_count=25),
@@ -94,13 +124,18 @@ async def test_register_list_restart_idempotent_and_conflict(
     assert update["objects"] == second_objects
     assert update["replaced_objects"] == first_objects
     assert update["row_count"] == 25
+    assert update["version"] == 2
+    assert update["snapshot_id"] != manifest["snapshot_id"]
+    assert update["bytes"] == await sizes(store, second_objects)
     assert update["created_at"] == manifest["created_at"]
     assert update["updated_at"] > manifest["updated_at"]
+    assert updated.headers["etag"] != created.headers["etag"]
 
     # Same name, another schema: 409 showing both schemas and fingerprints.
+    other_objects = await put_objects(store, "datasets/workers/c.parquet", columns=OTHER_COLUMNS)
     conflict = await http.post(
         "/catalog/register",
-        json=register_body("workers", second_objects, schema=OTHER_SCHEMA),
+        json=register_body("workers", other_objects, schema=OTHER_SCHEMA),
     )
     error = assert_error(conflict, 409, "schema_conflict")
     details = error["details"]
@@ -116,14 +151,14 @@ async def test_twenty_concurrent_registers_all_survive_restart(
     server: LakehouseServer, store: ObjectStore, http: httpx.AsyncClient
 ) -> None:
     names = [f"ds_{i:02d}" for i in range(20)]
-    for name in names:
-        await put_objects(store, f"datasets/{name}/part-0.parquet")
+    for i, name in enumerate(names):
+        await put_objects(store, f"datasets/{name}/part-0.parquet", start=100 * i)
 
     responses = await asyncio.gather(
         *(
             http.post(
                 "/catalog/register",
-                json=register_body(name, [f"datasets/{name}/part-0.parquet"], row_count=i),
+                json=register_body(name, [f"datasets/{name}/part-0.parquet"]),
             )
             for i, name in enumerate(names)
         )
@@ -140,37 +175,57 @@ async def test_twenty_concurrent_registers_all_survive_restart(
         response = await http.get(f"/catalog/manifest/{name}")
         assert response.status_code == 200
         assert response.json() == registered[name]
-    assert len(await store.list(MANIFEST_PREFIX)) == 20
+        assert response.json()["version"] == 1
 
 
-async def test_corrupt_manifest_is_logged_and_skipped_at_start(
+async def test_g0_manifests_are_converted_at_start_and_unreadable_ones_logged(
     server: LakehouseServer, store: ObjectStore, http: httpx.AsyncClient
 ) -> None:
-    for name in ("alpha", "beta"):
-        objects = await put_objects(store, f"datasets/{name}/x.parquet")
-        response = await http.post("/catalog/register", json=register_body(name, objects))
-        assert response.status_code == 201
-    good = await store.get("_catalog/manifests/alpha.parquet")
-    # Garbage, a truncated real manifest, and a valid manifest under the wrong name.
+    """A data directory or bucket G0 wrote: its manifests become tables when the server
+    starts; the ones it cannot read stay, logged as errors naming their key."""
+    objects = await put_objects(store, "datasets/alpha/x.parquet", "datasets/alpha/y.parquet")
+    now = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    g0 = Manifest(
+        dataset_id="7d1c3a4e-0000-4000-8000-000000000001",
+        name="Alpha",
+        schema_fingerprint=schema_fingerprint(COLUMNS),
+        schema=COLUMNS,
+        objects=objects,
+        row_count=2 * ROWS,
+        created_at=now,
+        updated_at=now,
+    )
+    good = encode_manifest(g0)
+    await store.put(manifest_key("alpha"), good)
+    # Garbage, and a truncated real manifest.
     await store.put("_catalog/manifests/garbage.parquet", b"this is not parquet")
     await store.put("_catalog/manifests/gamma.parquet", good[: len(good) // 2])
-    await store.put("_catalog/manifests/delta.parquet", good)
 
     server.restart()
 
     listing = (await http.get("/catalog/list")).json()
-    assert [m["name"] for m in listing["datasets"]] == ["alpha", "beta"]
-    logged = [msgspec.json.decode(line) for line in server.logs().splitlines() if line]
-    errors = {entry.get("key") for entry in logged if entry["level"] == "error"}
-    assert {
-        "_catalog/manifests/garbage.parquet",
+    [alpha] = listing["datasets"]
+    assert (alpha["name"], alpha["version"], alpha["row_count"]) == ("Alpha", 1, 2 * ROWS)
+    assert sorted(alpha["objects"]) == objects
+    assert alpha["schema"] == SCHEMA
+    assert sorted(i.key for i in await store.list(MANIFEST_PREFIX)) == [
         "_catalog/manifests/gamma.parquet",
-        "_catalog/manifests/delta.parquet",
-    } <= errors
-    # A later register of a name whose manifest was unreadable replaces the broken file.
-    objects = await put_objects(store, "datasets/gamma/x.parquet")
-    fresh = await http.post("/catalog/register", json=register_body("gamma", objects))
-    assert fresh.status_code == 201
+        "_catalog/manifests/garbage.parquet",
+    ]
+    logged = [msgspec.json.decode(line) for line in server.logs().splitlines() if line]
+    errors = " ".join(entry["msg"] for entry in logged if entry["level"] == "error")
+    assert "_catalog/manifests/garbage.parquet" in errors
+    assert "_catalog/manifests/gamma.parquet" in errors
+    # The converted dataset answers queries.
+    count = await http.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM alpha"})
+    assert count.status_code == 200, count.text
+    assert count.json() == [{"n": 2 * ROWS}]
+    # A register of a name whose manifest was unreadable creates the dataset.
+    fresh = await http.post(
+        "/catalog/register",
+        json=register_body("gamma", await put_objects(store, "datasets/gamma/x.parquet")),
+    )
+    assert fresh.status_code == 201, fresh.text
 
 
 # -- in-process app ------------------------------------------------------------
@@ -181,6 +236,7 @@ async def test_version_changes_on_register_and_delete_only(
     store: ObjectStore,  # type: ignore[type-arg]
 ) -> None:
     objects = await put_objects(store, "datasets/v/1.parquet")
+    others = await put_objects(store, "datasets/v/other.parquet", columns=OTHER_COLUMNS)
 
     async def version() -> str:
         response = await client.get("/catalog/list")
@@ -199,9 +255,13 @@ async def test_version_changes_on_register_and_delete_only(
     assert (await client.get("/catalog/manifest/v")).status_code == 200
     assert (await client.get("/catalog/manifest/nope")).status_code == 404
     conflict = await client.post(
-        "/catalog/register", json=register_body("v", objects, schema=OTHER_SCHEMA)
+        "/catalog/register", json=register_body("v", others, schema=OTHER_SCHEMA)
     )
     assert conflict.status_code == 409
+    wrong_rows = await client.post(
+        "/catalog/register", json=register_body("v", objects, row_count=4)
+    )
+    assert wrong_rows.status_code == 400
     assert (
         await client.post("/catalog/register", json=register_body("1v", objects))
     ).status_code == 400
@@ -210,9 +270,9 @@ async def test_version_changes_on_register_and_delete_only(
     not_modified = await client.get("/catalog/list", headers={"If-None-Match": f'"{after_create}"'})
     assert not_modified.status_code == 304
 
-    assert (
-        await client.post("/catalog/register", json=register_body("v", objects))
-    ).status_code == 200
+    update = await client.post("/catalog/register", json=register_body("v", objects))
+    assert update.status_code == 200
+    assert update.json()["version"] == 2
     after_update = await version()
     assert after_update not in (empty, after_create)
 
@@ -222,9 +282,8 @@ async def test_version_changes_on_register_and_delete_only(
     after_delete = await version()
     assert after_delete not in (after_create, after_update)
     assert (await client.get("/catalog/manifest/v")).status_code == 404
-    assert await store.list(MANIFEST_PREFIX) == []
-    # The data objects are the caller's: a catalog delete leaves them.
-    assert [i.key for i in await store.list("datasets/")] == objects
+    # The data objects are left for the orphan sweep.
+    assert set(objects) <= {i.key for i in await store.list("datasets/")}
 
 
 @pytest.mark.parametrize(
@@ -240,7 +299,7 @@ async def test_invalid_dataset_names_are_400(
     response = await client.post("/catalog/register", json=register_body(name, objects))
     error = assert_error(response, 400, "invalid_dataset_name")
     assert error["details"]["name"] == name
-    assert await store.list(MANIFEST_PREFIX) == []
+    assert await listed(client) == []
 
 
 async def test_names_at_the_limits_and_case_insensitive_identity(
@@ -297,6 +356,21 @@ async def test_names_at_the_limits_and_case_insensitive_identity(
             b'"objects":["datasets/x/never-written.parquet"],"row_count":0}',
             "missing_objects",
         ),
+        (  # a real Parquet file whose columns are not the request's
+            b'{"name":"x","schema":[{"name":"a","type":"BIGINT"}],'
+            b'"objects":["datasets/x/real.parquet"],"row_count":3}',
+            "invalid_registration",
+        ),
+        (  # the right columns, the wrong row count
+            b'{"name":"x","schema":[{"name":"id","type":"BIGINT"},{"name":"zip","type":"VARCHAR"}],'
+            b'"objects":["datasets/x/real.parquet"],"row_count":4}',
+            "invalid_registration",
+        ),
+        (  # not Parquet at all
+            b'{"name":"x","schema":[{"name":"id","type":"BIGINT"},{"name":"zip","type":"VARCHAR"}],'
+            b'"objects":["datasets/x/notes.parquet"],"row_count":3}',
+            "invalid_registration",
+        ),
     ],
 )
 async def test_bad_register_requests_are_400(
@@ -305,9 +379,11 @@ async def test_bad_register_requests_are_400(
     body: bytes,
     code: str,  # type: ignore[type-arg]
 ) -> None:
+    await put_objects(store, "datasets/x/real.parquet")
+    await store.put("datasets/x/notes.parquet", b"id,zip\n1,00001\n")
     response = await client.post(
         "/catalog/register", content=body, headers={"Content-Type": "application/json"}
     )
     assert_error(response, 400, code)
-    assert await store.list(MANIFEST_PREFIX) == []
+    assert await listed(client) == []
     assert (await client.get("/catalog/manifest/x")).status_code == 404

@@ -39,13 +39,15 @@ class CatalogBackend:
 
     name: str
     store: ObjectStore
-    open_catalog: Callable[[ObjectStore], Catalog]
+    settings: Settings
+    make_opener: Callable[[Settings], Callable[[ObjectStore], Catalog]]
     catalog: Catalog = field(init=False)
     opened: list[Catalog] = field(default_factory=list)
 
-    async def reopen(self) -> Catalog:
-        """A new catalog over the same storage, loaded: what a restart sees."""
-        catalog = self.open_catalog(self.store)
+    async def reopen(self, settings: Settings | None = None) -> Catalog:
+        """A new catalog over the same storage and catalog database, loaded: what a
+        restart (or another replica) sees; ``settings`` replaces the backend's."""
+        catalog = self.make_opener(settings or self.settings)(self.store)
         self.opened.append(catalog)
         await catalog.load()
         return catalog

@@ -15,7 +15,7 @@ from pathlib import Path
 from aiobotocore.session import get_session
 
 from lakehouse.config import MiB, Settings
-from lakehouse.layout import MANIFEST_PREFIX, STATE_PREFIX
+from lakehouse.layout import STATE_PREFIX
 from lakehouse.storage import (
     LocalObjectStore,
     ObjectInfo,
@@ -95,22 +95,39 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 class FlakyStore(LocalObjectStore):
-    """A LocalObjectStore whose manifest writes/deletes fail while ``failing`` is set.
+    """A LocalObjectStore whose operations on keys under ``failing_prefix`` (every key
+    by default) raise StorageUnavailable while ``failing`` is set, as a store whose
+    disk or network failed.
 
     While ``failing`` is off it is a LocalObjectStore, and the ObjectStore
     contract suite checks that it still honours the protocol.
     """
 
     failing = False
+    failing_prefix = ""
+
+    def _check(self, key: str) -> None:
+        if self.failing and key.startswith(self.failing_prefix):
+            raise StorageUnavailable("disk on fire (test)")
 
     async def put(
         self, key: str, data: bytes | AsyncIterable[bytes], *, max_bytes: int | None = None
     ) -> ObjectInfo:
-        if self.failing and key.startswith(MANIFEST_PREFIX):
-            raise StorageUnavailable("disk on fire (test)")
+        self._check(key)
         return await super().put(key, data, max_bytes=max_bytes)
 
+    async def put_file(self, key: str, path: Path) -> ObjectInfo:
+        self._check(key)
+        return await super().put_file(key, path)
+
+    async def get(self, key: str) -> bytes:
+        self._check(key)
+        return await super().get(key)
+
+    async def head(self, key: str) -> ObjectInfo:
+        self._check(key)
+        return await super().head(key)
+
     async def delete(self, key: str, *, missing_ok: bool = False) -> None:
-        if self.failing and key.startswith(MANIFEST_PREFIX):
-            raise StorageUnavailable("disk on fire (test)")
+        self._check(key)
         await super().delete(key, missing_ok=missing_ok)
