@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import logging
 import random
 import time
@@ -527,7 +528,7 @@ class IcebergCatalog:
             )
         added, dropped = _evolution(before, request.schema, drop_missing=replace)
         with table.transaction() as tx:
-            _evolve(tx, added, dropped)
+            _evolve(tx, added, dropped, request.schema if replace else None)
             if replace:
                 if tx.table_metadata.name_mapping() is None:  # a table made elsewhere
                     mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
@@ -584,7 +585,7 @@ class IcebergCatalog:
         current = {f.file_path: f for f in self._current_files(table)}
         wanted = {f.file_path: f for f in self._data_files(table, target)}
         with table.transaction() as tx:
-            _evolve(tx, added, dropped)
+            _evolve(tx, added, dropped, target_schema)
             properties = {ROLLBACK_OF: str(version)}
             with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
                 for path, data_file in current.items():
@@ -787,10 +788,13 @@ def _evolution(
     return added, dropped
 
 
-def _evolve(tx: Transaction, added: list[Column], dropped: list[Column]) -> None:
-    """Drop, then add columns, in the transaction (by name: the files carry no ids).
-    Two schema updates: a name dropped in one can come back, with a new type and field
-    id, in the next."""
+def _evolve(
+    tx: Transaction, added: list[Column], dropped: list[Column], order: list[Column] | None
+) -> None:
+    """Drop, then add columns, in the transaction (by name: the files carry no ids),
+    then put them in ``order`` (the files' order, when they become the whole table).
+    Separate schema updates: a name dropped in one can come back, with a new type and
+    field id, in the next."""
     if dropped:
         with tx.update_schema() as update:
             for column in dropped:
@@ -799,6 +803,12 @@ def _evolve(tx: Transaction, added: list[Column], dropped: list[Column]) -> None
         with tx.update_schema() as update:
             for column in added:
                 update.add_column(column.name, to_iceberg_type(column.type))
+    names = [c.name for c in order or []]
+    if names and [f.name for f in tx.table_metadata.schema().fields] != names:
+        with tx.update_schema() as update:
+            update.move_first(names[0])
+            for previous, name in itertools.pairwise(names):
+                update.move_after(name, previous)
 
 
 def _snapshot_properties(request: CommitRequest) -> dict[str, str]:

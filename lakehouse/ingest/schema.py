@@ -92,7 +92,8 @@ class InferredColumn(msgspec.Struct):
     name: str
     type: str
     source: str = "inferred"
-    """``inferred``, ``override`` or ``widened``."""
+    """``inferred``, ``override`` (``?types=``), ``dataset`` (an append took the
+    dataset's wider type) or ``widened``."""
     reason: str | None = None
     """Why a column became VARCHAR although some values looked typed."""
 
@@ -344,3 +345,29 @@ def _apply_overrides(columns: list[InferredColumn], overrides: dict[str, str]) -
         column.type = type_name
         column.source = "override"
         column.reason = None
+
+
+# Inferred type -> the table types a value of it converts to without loss, for appends.
+_LOSSLESS: dict[str, frozenset[str]] = {
+    BIGINT: frozenset({VARCHAR, DOUBLE, DECIMAL}),
+    DOUBLE: frozenset({VARCHAR}),
+    DECIMAL: frozenset({VARCHAR}),
+    BOOLEAN: frozenset({VARCHAR}),
+    DATE: frozenset({VARCHAR, TIMESTAMP}),
+    TIMESTAMP: frozenset({VARCHAR}),
+    TIMESTAMPTZ: frozenset({VARCHAR}),
+}
+
+
+def conforming_overrides(
+    columns: Iterable[InferredColumn], table_types: dict[str, str]
+) -> dict[str, str]:
+    """For an append: the inferred columns to write as the table's wider type (a zip
+    column of this week's file that happens to hold no leading zero stays text, an
+    all-integer amount stays DOUBLE). ``table_types``: lower-case name -> type."""
+    return {
+        c.name: table_types[c.name.lower()]
+        for c in columns
+        if c.source == "inferred"
+        and table_types.get(c.name.lower(), c.type) in _LOSSLESS.get(c.type, frozenset())
+    }

@@ -23,6 +23,7 @@ from lakehouse.catalog import (
     ColumnTyping,
     CommitMode,
     CommitRequest,
+    DatasetNotFound,
     Registration,
     SourceFile,
     validate_dataset_name,
@@ -37,7 +38,13 @@ from lakehouse.ingest.interface import (
     IngestStats,
     Upload,
 )
-from lakehouse.ingest.schema import CsvLayout, InferredColumn, infer_layout, parse_type_overrides
+from lakehouse.ingest.schema import (
+    CsvLayout,
+    InferredColumn,
+    conforming_overrides,
+    infer_layout,
+    parse_type_overrides,
+)
 from lakehouse.ingest.spool import Spooled, spool_multipart, spool_raw
 from lakehouse.layout import SPOOL_PREFIX, data_key, spool_paths
 from lakehouse.storage import ObjectStore
@@ -126,6 +133,8 @@ class IngestService:
             layout = await asyncio.to_thread(
                 infer_layout, upload_path, self.settings.sample_rows, overrides
             )
+            if mode == CommitMode.APPEND:
+                layout = await self._conform(name, layout, upload_path, overrides)
             timer.lap("infer")
             converted = await asyncio.to_thread(
                 convert_csv, upload_path, layout, parquet_path, self.convert_options, spooled.quotes
@@ -146,6 +155,28 @@ class IngestService:
             return IngestResult(manifest=registration.manifest, stats=stats)
         finally:
             await asyncio.to_thread(_remove, upload_path, parquet_path)
+
+    async def _conform(
+        self, name: str, layout: CsvLayout, path: Path, overrides: dict[str, str]
+    ) -> CsvLayout:
+        """Re-type inferred columns to the dataset's wider types where no value is lost."""
+        try:
+            manifest = await self.catalog.get(name)
+        except DatasetNotFound:
+            return layout
+        table_types = {c.name.lower(): c.type for c in manifest.schema}
+        wider = conforming_overrides(layout.columns, table_types)
+        if not wider:
+            return layout
+        layout = await asyncio.to_thread(
+            infer_layout, path, self.settings.sample_rows, {**overrides, **wider}
+        )
+        reason = f"the dataset {manifest.name!r} has this type"
+        layout.columns = [
+            msgspec.structs.replace(c, source="dataset", reason=reason) if c.name in wider else c
+            for c in layout.columns
+        ]
+        return layout
 
     async def _publish(
         self, request: CommitRequest, parquet_path: Path, timer: PhaseTimer
