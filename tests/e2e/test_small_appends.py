@@ -60,6 +60,7 @@ def test_automatic_compaction_leaves_few_files(small_appends: appends.Report) ->
 @pytest.mark.xfail(strict=True, reason=ROW_GROUPS_BUG)
 def test_a_compacted_file_has_few_row_groups(small_appends: appends.Report) -> None:
     [key] = small_appends.compacted_files
+    assert small_appends.data_dir is not None
     footer = pq.read_metadata(small_appends.data_dir / key)
     assert footer.num_rows == APPENDS * appends.ROWS_PER_APPEND
     assert footer.num_row_groups == 1  # 3,000 rows, far below ingest.row_group_rows

@@ -302,7 +302,7 @@ async def test_every_version_reads_the_same_in_pyiceberg_and_duckdb(
 async def assert_values_made_it(catalog: SqlCatalog) -> None:
     """The comparisons above are not vacuous: pyiceberg's rows hold the awkward values."""
     table = snapshot_table(catalog, "People")
-    first, second = sorted(table.metadata.snapshots, key=lambda s: s.sequence_number)[:2]
+    first, second = sorted(table.metadata.snapshots, key=lambda s: s.sequence_number or 0)[:2]
     v1 = {r["id"]: r for r in table.scan(snapshot_id=first.snapshot_id).to_arrow().to_pylist()}
     assert v1[1]["note"] == 'say "hi", ok'
     assert v1[2]["note"] == "Größe ✓ 日本語"
@@ -371,7 +371,7 @@ async def test_a_dropped_column_added_again_keeps_its_old_values_for_other_reade
     await ingest(client, "t", "a\n9\n", "replace")  # b is dropped
     await ingest(client, "t", "a,b\n10,back\n", "append")  # b comes back, a new field id
     table = snapshot_table(pyiceberg_catalog(settings), "t")
-    first = min(table.metadata.snapshots, key=lambda s: s.sequence_number)
+    first = min(table.metadata.snapshots, key=lambda s: s.sequence_number or 0)
     answer = await ours(client, "SELECT * FROM t AT (VERSION => 1)")
     assert sorted(answer.to_pylist(), key=repr) == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
     scanned = duckdb_scan(iceberg_duckdb, table.metadata_location, first.snapshot_id)
