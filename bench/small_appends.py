@@ -3,7 +3,7 @@
     .venv/bin/python bench/small_appends.py [--appends 1000] [--repetitions 21]
 
 Starts the real server (local backend, temp data dir, keep_versions=10, keep_days=0,
-compact_after_files=32), appends sequentially, ingests the same rows as one file
+compact_after_files=16), appends sequentially, ingests the same rows as one file
 into a second dataset, then times count(*) and a group-by on both (medians,
 alternating) as automatic compaction left the table and again after
 POST /admin/compact; prints the append time and the ratios, then the checks of

@@ -84,7 +84,7 @@ class CatalogSettings(_Section):
     """Snapshot expiry keeps at least the last this many versions of a dataset ..."""
     keep_days: float = 7.0
     """... and every version younger than this many days."""
-    compact_after_files: int = 32
+    compact_after_files: int = 16
     """An append that leaves a dataset with this many data files or more merges them
     into one, in the background, as a new version (0: never; ``POST /admin/compact``)."""
     orphan_grace_seconds: int = 3600

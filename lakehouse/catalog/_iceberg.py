@@ -114,6 +114,8 @@ TABLE_PROPERTIES = {
 
 COMMIT_ATTEMPTS = 30
 """Lost commit races retried before the commit fails (each after a short random wait)."""
+MERGED_ROW_GROUP_ROWS = 122_880
+"""Rows per row group of a compacted file (ingest's default too)."""
 FILES_CACHE_SIZE = 4096
 """Snapshots whose data files are remembered (a snapshot never changes)."""
 
@@ -907,14 +909,24 @@ def _history_entry(snapshot: Snapshot) -> DatasetVersion:
 
 
 def _merge_files(table: Table, snapshot: Snapshot, target: Path) -> None:
-    """Write the snapshot's rows into one Parquet file, batch by batch, with plain
-    Arrow types and no field ids (like ingest's files: the name mapping applies)."""
+    """Write the snapshot's rows into one Parquet file with plain Arrow types and no
+    field ids (like ingest's files: the name mapping applies), in row groups of
+    ``MERGED_ROW_GROUP_ROWS`` (one per scan batch would keep the small files' tiny
+    row groups)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     reader = table.scan(snapshot_id=snapshot.snapshot_id).to_arrow_batch_reader()
     schema = pa.schema([pa.field(f.name, _plain(f.type)) for f in reader.schema])
+    pending: list[pa.RecordBatch] = []
+    rows = 0
     with pq.ParquetWriter(target, schema, compression="zstd") as writer:
         for batch in reader:
-            writer.write_batch(batch.cast(schema))
+            pending.append(batch.cast(schema))
+            rows += batch.num_rows
+            if rows >= MERGED_ROW_GROUP_ROWS:
+                writer.write_table(pa.Table.from_batches(pending), MERGED_ROW_GROUP_ROWS)
+                pending, rows = [], 0
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending), MERGED_ROW_GROUP_ROWS)
 
 
 def _plain(arrow: pa.DataType) -> pa.DataType:

@@ -46,7 +46,7 @@ from lakehouse.errors import LakehouseError
 from lakehouse.layout import DATASETS_PREFIX
 from lakehouse.query.errors import InvalidQuery, QueryFailed, TableNotFound
 from lakehouse.query.sandbox import split_explain
-from lakehouse.query.views import empty_select, quote_literal
+from lakehouse.query.views import empty_select, quote_identifier, quote_literal
 
 if TYPE_CHECKING:  # _run imports this module
     from lakehouse.query._run import Params
@@ -336,8 +336,10 @@ def _relation(
                 f"object key: {exc}"
             ) from exc
     if paths:
+        # The version's columns in its own order (files may order them differently).
         files = ", ".join(quote_literal(path) for path in paths)
-        sql = f"SELECT * FROM read_parquet([{files}], union_by_name = true)"
+        columns = ", ".join(quote_identifier(column.name) for column in table.schema)
+        sql = f"SELECT * FROM (SELECT {columns} FROM read_parquet([{files}], union_by_name = true))"
     else:
         try:
             sql = f"SELECT * FROM ({empty_select(table.name, table.schema)})"

@@ -37,7 +37,7 @@ def configure(settings: Settings) -> Settings:
     settings.logging.level = "warning"
     settings.catalog.keep_versions = 10
     settings.catalog.keep_days = 0
-    settings.catalog.compact_after_files = 32
+    settings.catalog.compact_after_files = 16
     return settings
 
 

@@ -423,7 +423,8 @@ def test_a_statement_duckdb_cannot_serialize_is_invalid_with_its_message(
 
 async def test_the_rewritten_statement(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
     catalog = VersionedCatalog()
-    catalog.add("w", at(2), WORKERS, [write(data_dir, "datasets/w/a.parquet", {"id": [1]})])
+    files = [write(data_dir, "datasets/w/a.parquet", {"id": [1], "name": ["a"]})]
+    catalog.add("w", at(2), WORKERS, files)
     catalog.add("w", at(1), WORKERS, [])
     sql = "SELECT w.id FROM w AT (VERSION => $1) JOIN w AS e AT (VERSION => 2) ON $2"
     travel = TimeTravel.parse(con, sql, [1, True])
@@ -434,8 +435,9 @@ async def test_the_rewritten_statement(con: duckdb.DuckDBPyConnection, data_dir:
     await travel.resolve(catalog)  # type: ignore[arg-type]
     rewritten, params = travel.rewrite(con, lambda key: f"/root/{key}")
     assert rewritten == (
-        "SELECT w.id FROM read_parquet(main.list_value('/root/datasets/w/a.parquet'), "
-        "(union_by_name = CAST('t' AS BOOLEAN))) AS w INNER JOIN "
+        'SELECT w.id FROM (SELECT id, "name" FROM '
+        "read_parquet(main.list_value('/root/datasets/w/a.parquet'), "
+        "(union_by_name = CAST('t' AS BOOLEAN)))) AS w INNER JOIN "
         '(SELECT CAST(NULL AS BIGINT) AS id, CAST(NULL AS VARCHAR) AS "name" '
         "WHERE CAST('f' AS BOOLEAN)) AS e ON ($1)"
     )
