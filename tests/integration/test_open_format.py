@@ -380,7 +380,7 @@ async def test_a_dropped_column_added_again_keeps_its_old_values_for_other_reade
     assert_same(answer, theirs, "version 1: ours vs pyiceberg")
 
 
-def test_time_travel_keeps_the_column_order(client: Client) -> None:
+async def test_time_travel_keeps_the_column_order(client: Client) -> None:
     await ingest(client, "t", "a,b\n1,x\n", "create")
     await ingest(client, "t", "b,c,a\ny,5,2\n", "append")
     dataset = (await client.get("/v1/datasets/t")).json()
