@@ -73,7 +73,7 @@ class SecretsSettings(_Section):
 class CatalogSettings(_Section):
     uri: str = ""
     """SQLAlchemy URL of the Iceberg SQL catalog's database. Empty: SQLite in
-    ``data_dir/_catalog/iceberg.db``. For several replicas: PostgreSQL, e.g.
+    ``data_dir/_state/catalog.db``. For several replicas: PostgreSQL, e.g.
     ``postgresql+psycopg://lakehouse@db.internal/lakehouse`` (the password comes from
     the secrets provider, never from here)."""
     name: str = "lakehouse"

@@ -109,7 +109,7 @@ TABLE_PROPERTIES = {
     "commit.retry.num-retries": "0",
     # Appends merge small manifests, so reading a version stays a few file reads.
     "commit.manifest-merge.enabled": "true",
-    "commit.manifest.min-count-to-merge": "16",
+    "commit.manifest.min-count-to-merge": "4",
 }
 
 COMMIT_ATTEMPTS = 30

@@ -45,7 +45,7 @@ from lakehouse.catalog import Catalog, DatasetNotFound, InvalidDatasetName, Tabl
 from lakehouse.errors import LakehouseError
 from lakehouse.layout import DATASETS_PREFIX
 from lakehouse.query.errors import InvalidQuery, QueryFailed, TableNotFound
-from lakehouse.query.sandbox import split_explain
+from lakehouse.query.sandbox import json_nodes, split_explain
 from lakehouse.query.views import empty_select, quote_identifier, quote_literal
 
 if TYPE_CHECKING:  # _run imports this module
@@ -355,7 +355,7 @@ def _bind_parameters(document: dict[str, Any], params: Params) -> Params:
     fit the statement: DuckDB's own error then names the problem."""
     if not params:
         return params
-    nodes = [node for node in _objects(document) if node.get("class") == "PARAMETER"]
+    nodes = [node for node in json_nodes(document) if node.get("class") == "PARAMETER"]
     used = {str(node.get("identifier", "")) for node in nodes}
     if isinstance(params, Mapping):
         return {name: value for name, value in params.items() if name in used}
@@ -366,14 +366,3 @@ def _bind_parameters(document: dict[str, Any], params: Params) -> Params:
     for node in nodes:
         node["identifier"] = renumbered[str(node["identifier"])]
     return [params[int(old) - 1] for old in order]
-
-
-def _objects(value: Any) -> Iterator[dict[str, Any]]:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            yield item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)

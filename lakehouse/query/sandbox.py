@@ -223,7 +223,7 @@ def check_functions(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise ForbiddenStatement(
             f"the statement could not be checked: {message}", details={"statement_type": "SELECT"}
         )
-    for node in _nodes(tree):
+    for node in json_nodes(tree):
         if node.get("type") == "TABLE_FUNCTION":
             _check_table_function(node.get("function") or {})
         elif node.get("type") == "BASE_TABLE":
@@ -283,7 +283,7 @@ def _check_path(text: str) -> None:
         )
 
 
-def _nodes(value: Any) -> Iterator[dict[str, Any]]:
+def json_nodes(value: Any) -> Iterator[dict[str, Any]]:
     """Every JSON object in the tree, depth first (no recursion limit on deep SQL)."""
     stack = [value]
     while stack:
