@@ -112,3 +112,38 @@ async def test_storage_api_cannot_write_catalog_or_spool(client: AsyncTestClient
     assert (await client.get(f"/storage/get/{metadata[-1]}")).status_code == 200
     count = await client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM kept"})
     assert count.json() == [{"n": 2}]
+
+
+async def test_files_of_expired_versions_are_swept_and_retained_ones_kept(
+    settings: Settings, store: ObjectStore
+) -> None:
+    settings.catalog.orphan_grace_seconds = 0
+    settings.catalog.keep_versions = 1  # expire everything but the current version ...
+    settings.catalog.keep_days = 0  # ... however young
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        first = await ingest(client, "kept")
+        second = (
+            await client.post(
+                "/v1/ingest?name=kept&mode=replace",
+                content=b"id,city\n3,Joliet\n",
+                headers={"Content-Type": "text/csv"},
+            )
+        ).json()
+        assert second["version"] == 2
+        history = (await client.get("/v1/datasets/kept/history")).json()["versions"]
+        assert [v["version"] for v in history] == [2]
+        gone = await client.post("/v1/sql", json={"sql": "SELECT * FROM kept AT (VERSION => 1)"})
+        assert gone.status_code == 404
+        assert gone.json()["error"]["code"] == "version_not_found"
+
+        report = (await client.post("/admin/gc")).json()
+        assert set(first["objects"]) <= set(report["removed"])
+        keys = {info.key for info in await store.list("datasets/kept/")}
+        assert not keys & set(first["objects"])
+        assert set(second["objects"]) <= keys
+        count = await client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM kept"})
+        assert count.json() == [{"n": 1}]
+        # What the sweep left is exactly what the table still references.
+        again = (await client.post("/admin/gc")).json()
+        assert again["removed"] == []
+        assert again["scanned"] == again["referenced"]
