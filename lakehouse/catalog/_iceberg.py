@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import logging
 import random
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -160,10 +161,12 @@ class IcebergCatalog:
         self._entries: dict[str, _Entry] = {}
         self._unreadable: dict[str, str] = {}  # lower-case name -> metadata location
         self._g0_unreadable: list[str] = []
+        self._unloaded: set[str] = set()  # listed, but the last load failed for a passing reason
         self._version = _etag({})
         self._refresh_lock = asyncio.Lock()
         self._table_locks: dict[str, asyncio.Lock] = {}
         self._files: OrderedDict[int, list[DataFile]] = OrderedDict()
+        self._files_lock = threading.Lock()
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._compacting: set[str] = set()  # tables with a compaction in flight here
@@ -219,7 +222,9 @@ class IcebergCatalog:
         return self._version
 
     async def unreadable(self) -> list[str]:
-        return sorted(set(self._unreadable) | set(self._g0_unreadable))
+        # Tables the last refresh could not load for a passing reason count too: the
+        # sweep must never work from a partial picture.
+        return sorted(set(self._unreadable) | set(self._g0_unreadable) | self._unloaded)
 
     async def get(self, name: str) -> Manifest:
         return self._entry(name).manifest
@@ -245,6 +250,8 @@ class IcebergCatalog:
         )
 
     async def referenced_keys(self) -> set[str]:
+        # Fresh, not the cache: another replica may have committed since the last poll.
+        await self._refresh()
         entries = list(self._entries.values())
         found: set[str] = set()
         for entry in entries:
@@ -314,7 +321,8 @@ class IcebergCatalog:
         key = data_key(lower)
         merged = self._scratch_dir / f"compact-{key.rsplit('/', 1)[-1]}"
         try:
-            await self._run(_merge_files, table, snapshot, merged)
+            # Not the catalog's threads: a long merge must not hold up commits and reads.
+            await asyncio.to_thread(_merge_files, table, snapshot, merged)
             await self._store.put_file(key, merged)
         finally:
             await asyncio.to_thread(merged.unlink, missing_ok=True)
@@ -401,6 +409,7 @@ class IcebergCatalog:
             listing = await self._run(self._listing)
             entries = {n: e for n, e in self._entries.items() if listing.get(n) == e.location}
             unreadable = {n: loc for n, loc in self._unreadable.items() if listing.get(n) == loc}
+            unloaded: set[str] = set()
             for lower, location in listing.items():
                 if lower in entries or lower in unreadable:
                     continue
@@ -411,6 +420,7 @@ class IcebergCatalog:
                 except (StorageUnavailable, CatalogUnavailable) as exc:
                     # Transient: keep serving what we had; the next refresh tries again.
                     log.warning("cannot reload table %s: %s", lower, exc.message)
+                    unloaded.add(lower)
                     if lower in self._entries:
                         entries[lower] = self._entries[lower]
                 except Exception as exc:
@@ -423,6 +433,7 @@ class IcebergCatalog:
                     unreadable[lower] = location
             self._entries = entries
             self._unreadable = unreadable
+            self._unloaded = unloaded
             self._version = _etag({n: e.location for n, e in entries.items()} | unreadable)
 
     def _listing(self) -> dict[str, str]:
@@ -479,18 +490,20 @@ class IcebergCatalog:
 
     def _data_files(self, table: Table, snapshot: Snapshot) -> list[DataFile]:
         """The live data files of a snapshot (cached: a snapshot never changes)."""
-        cached = self._files.get(snapshot.snapshot_id)
-        if cached is not None:
-            self._files.move_to_end(snapshot.snapshot_id)
-            return cached
+        with self._files_lock:  # the catalog's worker threads share the cache
+            cached = self._files.get(snapshot.snapshot_id)
+            if cached is not None:
+                self._files.move_to_end(snapshot.snapshot_id)
+                return cached
         files = [
             entry.data_file
             for manifest in snapshot.manifests(table.io)
             for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
         ]
-        self._files[snapshot.snapshot_id] = files
-        if len(self._files) > FILES_CACHE_SIZE:
-            self._files.popitem(last=False)
+        with self._files_lock:
+            self._files[snapshot.snapshot_id] = files
+            if len(self._files) > FILES_CACHE_SIZE:
+                self._files.popitem(last=False)
         return files
 
     def _table_files(self, table: Table) -> set[str]:
@@ -651,8 +664,9 @@ class IcebergCatalog:
             table.maintenance.expire_snapshots().by_ids(expired).commit()
         except (CommitFailedException, ValueError):
             return  # raced with another commit or expiry: the next commit expires them
-        for snapshot_id in expired:
-            self._files.pop(snapshot_id, None)
+        with self._files_lock:
+            for snapshot_id in expired:
+                self._files.pop(snapshot_id, None)
 
     def _current_files(self, table: Table) -> list[DataFile]:
         snapshot = table.current_snapshot()
@@ -773,7 +787,16 @@ def _evolution(
     types ingest writes in place)."""
     current = {c.name.lower(): c for c in existing.schema}
     offered_names = {c.name.lower() for c in offered}
-    retyped = [c for c in offered if c.name.lower() in current and current[c.name.lower()] != c]
+    respelled = [
+        f"{c.name} is spelled {current[c.name.lower()].name} in the dataset"
+        for c in offered
+        if c.name.lower() in current and current[c.name.lower()].name != c.name
+    ]
+    if respelled:
+        raise schema_conflict(existing, offered, "; ".join(respelled))
+    retyped = [
+        c for c in offered if c.name.lower() in current and current[c.name.lower()].type != c.type
+    ]
     if retyped and not drop_missing:
         changed = "; ".join(
             f"{c.name}: {current[c.name.lower()].type} -> {c.type}" for c in retyped
@@ -783,7 +806,8 @@ def _evolution(
             offered,
             f"a column cannot change its type when rows are appended ({changed}); use mode=replace",
         )
-    added = [c for c in offered if c.name.lower() not in current or c in retyped]
+    retyped_names = {c.name.lower() for c in retyped}
+    added = [c for c in offered if c.name.lower() not in current or c.name.lower() in retyped_names]
     dropped = [current[c.name.lower()] for c in retyped] + [
         c for c in existing.schema if drop_missing and c.name.lower() not in offered_names
     ]

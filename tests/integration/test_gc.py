@@ -147,3 +147,30 @@ async def test_files_of_expired_versions_are_swept_and_retained_ones_kept(
         again = (await client.post("/admin/gc")).json()
         assert again["removed"] == []
         assert again["scanned"] == again["referenced"]
+
+
+async def test_a_table_that_fails_to_load_keeps_its_files(
+    settings: Settings, store: ObjectStore
+) -> None:
+    """A table whose metadata cannot be fetched (here: its metadata file is gone, as an
+    outage would look) is not in the catalog's picture: the sweep must spare its files
+    rather than take them for orphans."""
+    settings.catalog.orphan_grace_seconds = 0
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        manifest = await ingest(client, "people")
+    files = [info.key for info in await store.list("datasets/people/")]
+    [metadata_key] = [key for key in files if key.endswith(".metadata.json")][-1:]
+    saved = await store.get(metadata_key)
+    await store.delete(metadata_key)
+
+    async with AsyncTestClient(app=create_app(settings)) as client:  # start-up sweep
+        report = (await client.post("/admin/gc")).json()
+        assert report["removed"] == []
+    remaining = [info.key for info in await store.list("datasets/people/")]
+    assert remaining == [key for key in files if key != metadata_key]
+    assert set(manifest["objects"]) <= set(remaining)
+
+    await store.put(metadata_key, saved)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        count = await client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM people"})
+        assert count.json() == [{"n": 2}]
