@@ -32,6 +32,11 @@ MANIFEST_SUFFIX = ".parquet"
 """G0's manifests, one per dataset: ``_catalog/manifests/<lower-case name>.parquet``
 (ADR 0003); converted to Iceberg tables at start-up, then deleted."""
 
+DELETED_PREFIX = f"{CATALOG_PREFIX}deleted/"
+"""One marker per recently deleted dataset (``_catalog/deleted/<lower-case name>``): the
+orphan sweep spares its files for a grace period, so replicas and queries still reading
+them are not cut off."""
+
 SCRATCH_PREFIX = "_tmp/"
 """The scratch area under the local data directory: never an object."""
 

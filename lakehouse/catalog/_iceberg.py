@@ -81,7 +81,7 @@ from lakehouse.catalog.rules import (
     validate_request,
 )
 from lakehouse.config import CatalogSettings
-from lakehouse.layout import catalog_database, data_key, dataset_prefix
+from lakehouse.layout import DELETED_PREFIX, catalog_database, data_key, dataset_prefix
 from lakehouse.storage import FileIOGrant, ObjectStore, StorageUnavailable
 
 log = logging.getLogger("lakehouse.catalog")
@@ -222,9 +222,23 @@ class IcebergCatalog:
         return self._version
 
     async def unreadable(self) -> list[str]:
-        # Tables the last refresh could not load for a passing reason count too: the
-        # sweep must never work from a partial picture.
-        return sorted(set(self._unreadable) | set(self._g0_unreadable) | self._unloaded)
+        # Tables the last refresh could not load for a passing reason count too (the
+        # sweep must never work from a partial picture), and datasets deleted less than
+        # the grace period ago.
+        deleted = await self._recently_deleted()
+        return sorted(set(self._unreadable) | set(self._g0_unreadable) | self._unloaded | deleted)
+
+    async def _recently_deleted(self) -> set[str]:
+        """Names with a deletion marker younger than the grace period; older markers go."""
+        grace = dt.timedelta(seconds=self._settings.orphan_grace_seconds)
+        now = dt.datetime.now(dt.UTC)
+        names = set()
+        for info in await self._store.list(DELETED_PREFIX):
+            if now - info.last_modified < grace:
+                names.add(info.key[len(DELETED_PREFIX) :])
+            else:
+                await self._store.delete(info.key, missing_ok=True)
+        return names
 
     async def get(self, name: str) -> Manifest:
         return self._entry(name).manifest
@@ -342,8 +356,11 @@ class IcebergCatalog:
 
     async def delete(self, name: str) -> Manifest:
         entry = self._entry(name)
-        async with self._lock(name.lower()):
-            await self._run(self._drop, name.lower())
+        lower = name.lower()
+        async with self._lock(lower):
+            # The marker first: from now on the sweep spares the files for a grace period.
+            await self._store.put(f"{DELETED_PREFIX}{lower}", entry.manifest.dataset_id.encode())
+            await self._run(self._drop, lower)
         await self._refresh()
         log.info("dataset deleted", extra={"dataset": entry.manifest.name})
         return entry.manifest

@@ -149,8 +149,9 @@ class Catalog(Protocol):
         """
 
     async def unreadable(self) -> list[str]:
-        """Names (lower-case) of datasets whose manifest exists but could not be read at
-        load; their data must not be mistaken for orphans."""
+        """Names (lower-case) whose files the orphan sweep must spare although no retained
+        version references them: datasets whose table (or G0 manifest) could not be read,
+        and datasets deleted less than ``orphan_grace_seconds`` ago."""
 
     async def commit(self, request: CommitRequest) -> Registration:
         """Make the request's files a new version of the dataset (see ``CommitMode``).

@@ -3,6 +3,8 @@ referenced and young ones stay."""
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar.testing import AsyncTestClient
 
 from lakehouse.app import create_app
@@ -174,3 +176,26 @@ async def test_a_table_that_fails_to_load_keeps_its_files(
     async with AsyncTestClient(app=create_app(settings)) as client:
         count = await client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM people"})
         assert count.json() == [{"n": 2}]
+
+
+async def test_a_deleted_dataset_keeps_its_files_for_the_grace_period(
+    settings: Settings, store: ObjectStore
+) -> None:
+    """Files older than the grace period, of a dataset deleted a moment ago: another
+    replica or a running query may still read them, so they outlive the delete by the
+    grace period, then go."""
+    settings.catalog.orphan_grace_seconds = 2
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        manifest = await ingest(client, "gone")
+        files = {info.key for info in await store.list("datasets/gone/")}
+        await asyncio.sleep(2.2)  # the files are now older than the grace period
+        deleted = await client.delete("/v1/datasets/gone")
+        assert deleted.status_code == 200
+        report = (await client.post("/admin/gc")).json()
+        assert report["removed"] == []
+        assert {info.key for info in await store.list("datasets/gone/")} == files
+        await asyncio.sleep(2.2)  # now the delete is older than the grace period too
+        report = (await client.post("/admin/gc")).json()
+        assert set(report["removed"]) == files
+        assert set(manifest["objects"]) <= files
+        assert await store.list("datasets/gone/") == []
