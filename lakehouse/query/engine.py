@@ -46,6 +46,21 @@ def httpfs_extension_path() -> Path:
     return path
 
 
+SPILL_DIR_PREFIX = "spill-"
+"""Each process's private DuckDB spill directory under the spill parent starts with this."""
+
+
+def remove_stale_spill_dirs(spill_parent: Path) -> int:
+    """Remove the spill directories a killed process left (blocking: a worker thread).
+    Called once at start-up, before this process opens a database, so none is in use."""
+    if not spill_parent.is_dir():
+        return 0
+    stale = [p for p in spill_parent.iterdir() if p.name.startswith(SPILL_DIR_PREFIX)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
+
+
 def default_memory_limit() -> str:
     """Half the machine's RAM (DuckDB's own default is 80%, too much next to the
     server's other work); DuckDB's default when the size is unknown."""
@@ -64,7 +79,7 @@ class Database:
         ``spill_parent``: where the private spill directory of this process goes (on the
         data's disk, not the system /tmp, often a small tmpfs)."""
         spill_parent.mkdir(parents=True, exist_ok=True)
-        self._temp_dir = Path(tempfile.mkdtemp(prefix="spill-", dir=spill_parent)).resolve()
+        self._temp_dir = Path(tempfile.mkdtemp(prefix=SPILL_DIR_PREFIX, dir=spill_parent)).resolve()
         config: dict[str, str | bool | int | float | list[str]] = {
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,

@@ -38,7 +38,7 @@ from lakehouse.query._lifecycle import Engine, EngineLifecycle
 from lakehouse.query._run import Params, QueryResult, Run
 from lakehouse.query._time_travel import mentions_at_clause
 from lakehouse.query.encoders import MEDIA_TYPES, ResultFormat
-from lakehouse.query.engine import CursorPool, Database
+from lakehouse.query.engine import CursorPool, Database, remove_stale_spill_dirs
 from lakehouse.query.errors import QueryTimeout
 from lakehouse.query.views import ViewRegistrar
 from lakehouse.storage import DuckDBGrant
@@ -86,7 +86,11 @@ class QueryService:
         return self._lifecycle.current.views
 
     async def start(self) -> None:
-        """Open and lock the database, fill the pool, create the views."""
+        """Remove spill files a killed process left, then open and lock the database,
+        fill the pool, create the views."""
+        removed = await asyncio.to_thread(remove_stale_spill_dirs, self._spill_dir)
+        if removed:
+            log.info("removed %d stale DuckDB spill director(ies)", removed)
         await self._lifecycle.start()
         log.info(
             "query engine ready",

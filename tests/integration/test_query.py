@@ -415,3 +415,24 @@ def _duckdb_root(app: App) -> str:
     store = app.services.store
     assert isinstance(store, GrantsDuckDBAccess)
     return store.duckdb_grant([]).root
+
+
+async def test_spill_directories_of_a_killed_process_are_removed_at_start_up(
+    settings: Settings,
+) -> None:
+    """A SIGKILLed server leaves its private spill directory (files DuckDB wrote while a
+    query ran past its memory limit); the next start removes it before opening DuckDB."""
+    spill_parent = Path(settings.storage.data_dir) / "_tmp" / "duckdb"
+    stale = spill_parent / "spill-killed0"
+    stale.mkdir(parents=True)
+    (stale / "duckdb_temp_storage-0.tmp").write_bytes(b"\0" * 4096)
+    other = spill_parent / "not-a-spill-dir"
+    other.mkdir()
+    services = build_services(settings)
+    async with AsyncTestClient(app=create_app(settings, services)) as http:
+        assert not stale.exists()
+        assert other.exists()  # only what the query module names its own
+        [ours] = [p for p in spill_parent.iterdir() if p.name.startswith("spill-")]
+        response = await sql(http, "SELECT 1 AS one")
+        assert response.json() == [{"one": 1}]
+    assert not ours.exists()  # and its own goes at a clean stop
