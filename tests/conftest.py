@@ -1,6 +1,8 @@
 """Fixtures every tier uses.
 
 - ``moto``: moto's S3 server, one per session; each S3 test makes a bucket of its own.
+- ``fault_proxy``: a fault-injecting HTTP proxy in front of that moto server, one per
+  test (tests/support/fault_proxy.py); point a backend's endpoint at its ``endpoint_url``.
 - ``local_settings``: a fresh Settings for the local backend under tmp_path.
 - ``postgres``: a throwaway PostgreSQL server (tests/support/postgres.py), one per
   session, started only when a test asks for it. Its ``url()`` has no password;
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.config import Settings
+from tests.support.fault_proxy import FaultProxy
 from tests.support.postgres import PostgresNotFound, PostgresServer
 from tests.support.servers import MotoServer
 from tests.support.settings import make_settings
@@ -29,6 +32,13 @@ def moto() -> Iterator[MotoServer]:
     server = MotoServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fault_proxy(moto: MotoServer) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(("127.0.0.1", moto.port)).start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture(scope="session")
