@@ -135,7 +135,7 @@ async def test_client_disconnect_mid_ingest_is_not_a_server_error(
                 break
             await asyncio.sleep(0.01)
         else:
-            raise AssertionError("the server never spooled the upload: the disconnect came too early")
+            raise AssertionError("the server never spooled the upload before the disconnect")
     finally:
         await request.close()
     async with httpx.AsyncClient(base_url=server.url) as http:

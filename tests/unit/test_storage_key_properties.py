@@ -46,10 +46,10 @@ def test_no_key_escapes_the_root(tmp_path: Path, key: str) -> None:
     async def attempt() -> None:
         try:
             info = await store.put(key, b"x")
-        except InvalidKey as exc:
+        except InvalidKey:
             # The one key the store refuses although it is valid: a segment the
             # filesystem cannot name (S3 would take it).
-            assert not accepted or LONG in key.split("/"), exc
+            assert not accepted or LONG in key.split("/")
             return
         assert accepted
         written = (root / info.key).resolve()
