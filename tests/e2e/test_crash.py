@@ -187,19 +187,22 @@ def kill_between_write_and_commit(
         except httpx.TransportError as exc:
             answer.append(exc)
 
-    with catalog_write_locked(settings):
-        request = threading.Thread(target=post)
-        request.start()
-        deadline = time.monotonic() + 20
-        while not (new := complete_objects(settings, data_prefix) - before):
-            assert request.is_alive(), f"answered before its data file was seen: {answer}"
-            assert time.monotonic() < deadline, "no data file was written"
-            time.sleep(0.01)
-        # The commit is still waiting for the lock: nothing answered the client yet.
-        assert request.is_alive(), f"answered before the kill: {answer}"
-        server.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
-        request.join(30)
-    assert server.stop() == -signal.SIGKILL
+    request = threading.Thread(target=post)
+    try:
+        with catalog_write_locked(settings):
+            request.start()
+            deadline = time.monotonic() + 20
+            while not (new := complete_objects(settings, data_prefix) - before):
+                assert request.is_alive(), f"answered before its data file was seen: {answer}"
+                assert time.monotonic() < deadline, "no data file was written"
+                time.sleep(0.01)
+            # The commit is still waiting for the lock: nothing answered the client yet.
+            assert request.is_alive(), f"answered before the kill: {answer}"
+            server.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+            request.join(30)
+    finally:
+        exit_code = server.stop(signal.SIGKILL)  # also when an assertion failed above
+    assert exit_code == -signal.SIGKILL
     [killed_request] = answer
     assert isinstance(killed_request, httpx.TransportError), killed_request
     [key] = new
