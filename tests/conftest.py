@@ -3,14 +3,16 @@
 - ``moto``: moto's S3 server, one per session; each S3 test makes a bucket of its own.
 - ``fault_proxy``: a fault-injecting HTTP proxy in front of that moto server, one per
   test (tests/support/fault_proxy.py); point a backend's endpoint at its ``endpoint_url``.
+- ``settings``: a fresh Settings per test, parametrised over the storage
+  backends (``local`` under tmp_path, ``s3`` on the moto server with a bucket of
+  its own). Tests that use it run once per backend.
 - ``local_settings``: a fresh Settings for the local backend under tmp_path.
 - ``postgres``: a throwaway PostgreSQL server (tests/support/postgres.py), one per
   session, started only when a test asks for it. Its ``url()`` has no password;
   ``password`` is separate. Fails (never skips) when PostgreSQL is not installed.
 
-The tiers' own fixtures live in their conftest: ``integration/`` (the
-``settings`` parametrised over the backends, ``client``, ``server``,
-``store``) and ``contracts/`` (every implementation of each protocol).
+The tiers' own fixtures live in their conftest: ``integration/`` (``client``,
+``server``, ``store``) and ``contracts/`` (every implementation of each protocol).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from lakehouse.config import Settings
 from tests.support.fault_proxy import FaultProxy
 from tests.support.postgres import PostgresNotFound, PostgresServer
 from tests.support.servers import MotoServer
-from tests.support.settings import make_settings
+from tests.support.settings import BACKENDS, make_settings
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +57,12 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.fail(missing, pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    moto = request.getfixturevalue("moto") if request.param == "s3" else None
+    return make_settings(request.param, tmp_path, moto)
 
 
 @pytest.fixture

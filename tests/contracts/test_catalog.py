@@ -328,10 +328,13 @@ async def test_concurrent_registers_of_one_name_are_serialized(
     created = [r for r in results if not isinstance(r, BaseException) and r.created]
     assert len(created) == 1
     winner = created[0].manifest
+    # Exactly the five offering the other schema than the winner's are conflicts.
+    conflicts = [i for i, r in enumerate(results) if isinstance(r, SchemaConflict)]
+    assert conflicts == [i for i in range(10) if columns[i % 2] != winner.schema]
+    assert len(conflicts) == 5
     for result in results:
-        if isinstance(result, BaseException):
-            assert isinstance(result, SchemaConflict)
-        else:
+        if not isinstance(result, SchemaConflict):
+            assert not isinstance(result, BaseException), result
             assert result.manifest.dataset_id == winner.dataset_id
     landed = [r for r in results if not isinstance(r, BaseException)]
     assert sorted(r.manifest.version for r in landed) == list(range(1, len(landed) + 1))

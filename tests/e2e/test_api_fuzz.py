@@ -1,10 +1,13 @@
 """Fuzzing the HTTP API with schemathesis, from the app's own OpenAPI schema.
 
-A real ``lakehouse serve`` (local backend) answers generated requests for
-every operation in the app's schema; each response must not be a 5xx and
-must match what the schema declares for that operation: a documented status
-code, a documented Content-Type, and a body that validates against the
-documented schema (the one error shape for every 4xx).
+A real ``lakehouse serve`` answers generated requests for every operation in
+the app's schema; each response must not be a 5xx and must match what the
+schema declares for that operation: a documented status code, a documented
+Content-Type, and a body that validates against the documented schema (the
+one error shape for every 4xx). Three servers are fuzzed: the local backend
+(the most cases), S3 on moto, and the local backend with an auth token, where
+every generated request carries the bearer header (and the schema is the one
+that declares it).
 
 Checks deliberately left out:
 - ``negative_data_rejection``: it wants every schema-invalid request refused
@@ -13,15 +16,17 @@ Checks deliberately left out:
 - ``positive_data_acceptance``: it wants every schema-valid request answered
   2xx, but a well-typed dataset name need not exist (404) and a well-typed
   SQL string need not parse (400); the schema cannot say which do.
-- stateful checks (``use_after_free``, ``ensure_resource_availability``) and
-  ``ignored_auth``: the server runs without a token here (tests/integration/test_auth.py
-  covers auth), and links between operations are not declared.
+- stateful checks (``use_after_free``, ``ensure_resource_availability``): links
+  between operations are not declared.
+- ``ignored_auth``: requests without the token are checked below, more simply
+  (every operation answers 401), and in tests/integration/test_auth.py.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,11 +46,16 @@ from lakehouse.app import create_app
 from lakehouse.config import Settings
 from lakehouse.ingest.routes import IngestResponse
 from lakehouse.query.routes import SqlRequest
-from tests.support.servers import LakehouseServer
+from tests.support.servers import LakehouseServer, MotoServer
 from tests.support.settings import make_settings
 
 MAX_EXAMPLES = 50
 """Per operation (plus schemathesis's explicit and coverage cases): about 900 requests, ~10 s."""
+MAX_EXAMPLES_AGAIN = 10
+"""Per operation on S3 and with a token: the same code answers, so fewer cases suffice."""
+
+TOKEN = "fuzz-token-0001"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 CHECKS = [
     not_a_server_error,
@@ -54,50 +64,125 @@ CHECKS = [
     response_schema_conformance,
 ]
 
-# (operation, status) -> responses seen; the last test reports and checks the tally.
-SEEN: Counter[tuple[str, int]] = Counter()
+# (server, operation, status) -> responses seen; the last tests report and check the tally.
+SEEN: Counter[tuple[str, str, int]] = Counter()
 
 SEED_CSV = b"worker_id,name,state,hourly_rate\n1,Ada,IL,31.5\n2,Grace,CA,28.0\n"
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseServer]:
-    workdir = tmp_path_factory.mktemp("fuzz")
-    server_settings = make_settings("local", workdir, None)
+def _start_fuzz_server(
+    workdir: Path, backend: str, moto: MotoServer | None, token: str = ""
+) -> LakehouseServer:
+    server_settings = make_settings(backend, workdir, moto)
     server_settings.logging.level = "info"
+    server_settings.server.auth_token = token
     server = LakehouseServer(server_settings, workdir).start()
     # One real dataset, so generated SQL and names sometimes meet existing data.
     seeded = httpx.post(
         f"{server.url}/v1/ingest?name=workers",
         content=SEED_CSV,
-        headers={"Content-Type": "text/csv"},
+        headers={"Content-Type": "text/csv", **(AUTH if token else {})},
     )
     assert seeded.status_code == 200, seeded.text
-    yield server
+    return server
+
+
+def _stop_fuzz_server(server: LakehouseServer) -> None:
     server.stop()
     assert "unhandled error" not in server.logs(), server.logs()
 
 
-def _app_openapi() -> dict[str, Any]:
-    return create_app(Settings()).openapi_schema.to_schema()
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseServer]:
+    server = _start_fuzz_server(tmp_path_factory.mktemp("fuzz"), "local", None)
+    yield server
+    _stop_fuzz_server(server)
 
 
-# Built in-process at collection time (the server is not up yet), and checked below
-# to be the very schema the server serves. schemathesis.pytest.from_fixture would
-# load it from the server, but it fails on pytest 9 ('Function' has no '_nodeid').
+@pytest.fixture(scope="module")
+def s3_fuzz_server(
+    tmp_path_factory: pytest.TempPathFactory, moto: MotoServer
+) -> Iterator[LakehouseServer]:
+    server = _start_fuzz_server(tmp_path_factory.mktemp("fuzz-s3"), "s3", moto)
+    yield server
+    _stop_fuzz_server(server)
+
+
+@pytest.fixture(scope="module")
+def token_fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseServer]:
+    server = _start_fuzz_server(tmp_path_factory.mktemp("fuzz-token"), "local", None, TOKEN)
+    yield server
+    _stop_fuzz_server(server)
+
+
+def _app_openapi(token: str = "") -> dict[str, Any]:
+    app_settings = Settings()
+    app_settings.server.auth_token = token
+    return create_app(app_settings).openapi_schema.to_schema()
+
+
+# Built in-process at collection time (the servers are not up yet), and checked below
+# to be the very schemas the servers serve. schemathesis.pytest.from_fixture would
+# load them from a server, but it fails on pytest 9 ('Function' has no '_nodeid').
 schema = schemathesis.openapi.from_dict(_app_openapi())
+token_schema = schemathesis.openapi.from_dict(_app_openapi(TOKEN))
+
+
+def _fuzz_settings(max_examples: int) -> settings:
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        database=None,
+    )
+
+
+def _call(
+    case: schemathesis.Case,
+    server: LakehouseServer,
+    kind: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    # Set on the case itself: it wins over an Authorization header schemathesis made up.
+    case.headers = {**(case.headers or {}), **(headers or {})}
+    response = case.call_and_validate(base_url=server.url, checks=CHECKS, timeout=30)
+    SEEN[(kind, case.operation.label, response.status_code)] += 1
 
 
 @schema.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    database=None,
-)
+@_fuzz_settings(MAX_EXAMPLES)
 def test_api_conforms_to_its_schema(case: schemathesis.Case, fuzz_server: LakehouseServer) -> None:
-    response = case.call_and_validate(base_url=fuzz_server.url, checks=CHECKS, timeout=30)
-    SEEN[(case.operation.label, response.status_code)] += 1
+    _call(case, fuzz_server, "local")
+
+
+@schema.parametrize()
+@_fuzz_settings(MAX_EXAMPLES_AGAIN)
+def test_api_on_s3_conforms_to_its_schema(
+    case: schemathesis.Case, s3_fuzz_server: LakehouseServer
+) -> None:
+    _call(case, s3_fuzz_server, "s3")
+
+
+@token_schema.parametrize()
+@_fuzz_settings(MAX_EXAMPLES_AGAIN)
+def test_api_with_a_token_conforms_to_its_schema(
+    case: schemathesis.Case, token_fuzz_server: LakehouseServer
+) -> None:
+    _call(case, token_fuzz_server, "token", AUTH)
+
+
+def test_without_the_token_every_operation_but_health_is_401(
+    token_fuzz_server: LakehouseServer,
+) -> None:
+    for operation in token_schema.get_all_operations():
+        api = operation.ok()
+        path = api.path.replace("{key}", "k").replace("{name}", "workers")
+        response = httpx.request(api.method.upper(), f"{token_fuzz_server.url}{path}")
+        if api.path == "/health":
+            assert response.status_code == 200
+        else:
+            assert response.status_code == 401, (api.method, api.path)
+            assert response.json()["error"]["code"] == "unauthorized"
 
 
 def test_fuzzed_schema_is_the_one_served(fuzz_server: LakehouseServer) -> None:
@@ -141,14 +226,16 @@ def test_bearer_scheme_declared_only_with_a_token() -> None:
     assert "401" in openapi["paths"]["/v1/sql"]["post"]["responses"]
 
 
-def test_fuzzing_reached_every_operation_and_both_outcomes() -> None:
-    """Guards against a fuzz run that quietly generated nothing (runs after the fuzz tests)."""
-    if not SEEN:
-        pytest.skip("only meaningful in the same run as test_api_conforms_to_its_schema")
-    operations = {operation for operation, _ in SEEN}
-    statuses = Counter(status for (_, status), n in SEEN.items() for _ in range(n))
-    total = sum(SEEN.values())
-    print(f"\nfuzz: {total} requests, {len(operations)} operations, by status {dict(statuses)}")
-    assert len(operations) == len(list(schema.get_all_operations()))
+@pytest.mark.parametrize("kind", ["local", "s3", "token"])
+def test_fuzzing_reached_every_operation_and_both_outcomes(kind: str) -> None:
+    """Guards against a fuzz run that quietly generated nothing (runs after the fuzz
+    tests, in the same run: alone, it fails)."""
+    seen = {(operation, status): n for (k, operation, status), n in SEEN.items() if k == kind}
+    operations = {operation for operation, _ in seen}
+    statuses = Counter(status for (_, status), n in seen.items() for _ in range(n))
+    print(f"\nfuzz {kind}: {sum(seen.values())} requests, by status {dict(statuses)}")
+    assert len(operations) == len(list(schema.get_all_operations())), "fuzzing did not run"
     assert any(200 <= status < 300 for status in statuses)
     assert any(400 <= status < 500 for status in statuses)
+    if kind == "token":  # with the header, nothing is refused for want of it
+        assert 401 not in statuses

@@ -1,8 +1,7 @@
 """Fixtures of the integration tier.
 
-- ``settings``: a fresh Settings per test, parametrised over the storage
-  backends (``local`` under tmp_path, ``s3`` on a real moto server with a
-  bucket of its own). Tests that use it run once per backend.
+- ``settings`` (from tests/conftest.py): a fresh Settings per test, once per
+  storage backend.
 - ``client``: the app in-process (fast), lifespan run, for ``settings``.
 - ``server``: a real ``lakehouse serve`` subprocess for ``settings``.
 - ``store``: the started ObjectStore the app would use for ``settings``.
@@ -20,13 +19,6 @@ from lakehouse.app import build_services, create_app
 from lakehouse.config import Settings
 from lakehouse.storage import ObjectStore
 from tests.support.servers import LakehouseServer
-from tests.support.settings import BACKENDS, make_settings
-
-
-@pytest.fixture(params=BACKENDS)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    moto = request.getfixturevalue("moto") if request.param == "s3" else None
-    return make_settings(request.param, tmp_path, moto)
 
 
 @pytest.fixture

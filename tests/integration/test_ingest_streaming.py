@@ -130,10 +130,12 @@ async def test_client_disconnect_mid_ingest_is_not_a_server_error(
     spool = spool_dir(settings)
     try:
         await request.send_chunk(b"id,city\n" + b"1,Chicago\n" * 50_000)
-        for _ in range(200):  # until the server is visibly spooling the upload
+        for _ in range(500):  # until the server is visibly spooling the upload
             if spool.is_dir() and any(spool.iterdir()):
                 break
             await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the server never spooled the upload before the disconnect")
     finally:
         await request.close()
     async with httpx.AsyncClient(base_url=server.url) as http:
