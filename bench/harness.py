@@ -238,7 +238,16 @@ class BareServer:
             [sys.executable, str(REPO / "bench" / "bare_granian.py"), str(port), str(threads),
              *paths],
         )  # fmt: skip
-        wait_until_ready(self.url, self.proc)
+        ready_or_stopped(self.url, self.proc)
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+def ready_or_stopped(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Wait for a server just started; stop it if it never answers, so none outlives us."""
+    try:
+        wait_until_ready(url, proc, timeout)
+    except BaseException:
+        stop_process(proc)
+        raise

@@ -32,6 +32,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +51,13 @@ from bench.harness import (  # noqa: E402
     ingested_server,
     python_p50,
     python_throughput,
+    ready_or_stopped,
     run_wrk,
     sql_request,
     wrk_available,
 )
 from bench.query import QUERIES  # noqa: E402
-from tests.support.servers import free_port, stop_process, wait_until_ready  # noqa: E402
+from tests.support.servers import free_port, stop_process  # noqa: E402
 
 OURS, ROAPI, BARE = "ours", "ROAPI", "bare Granian + DuckDB"
 
@@ -114,7 +116,7 @@ class RoapiServer:
                  "--addr-flight-sql", f"127.0.0.1:{free_port()}", "-t", f"{NAME}={parquet}"],
                 stdout=out, stderr=out,
             )  # fmt: skip
-        wait_until_ready(self.url, self.proc, timeout=120)
+        ready_or_stopped(self.url, self.proc, timeout=120)
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -267,9 +269,11 @@ def main() -> int:
 
     with ingested_server(fixture()) as (server, manifest, paths):
         duckdb.sql(f"COPY (SELECT * FROM read_parquet({paths!r})) TO '{parquet}' (FORMAT parquet)")
-        roapi = RoapiServer(parquet, OUT / "roapi.log")
-        bare = BareServer(0, [str(parquet)])
-        try:
+        with ExitStack() as running:
+            roapi = RoapiServer(parquet, OUT / "roapi.log")
+            running.callback(roapi.stop)
+            bare = BareServer(0, [str(parquet)])
+            running.callback(bare.stop)
             targets = [
                 Target(OURS, server.url, sql_request),
                 Target(ROAPI, roapi.url, roapi_request),
@@ -280,9 +284,6 @@ def main() -> int:
                   f"x {len(plan)} runs x {len(targets)} targets of {args.seconds:g} s")  # fmt: skip
             warm_up(targets, plan)
             samples = run_rounds(targets, plan, args.rounds, args.seconds, use_wrk)
-        finally:
-            bare.stop()
-            roapi.stop()
 
     names = [t.name for t in targets]
     table = markdown_table(summarize(samples, plan, names), names)
