@@ -70,7 +70,7 @@ class Client:
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port)
+        self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
 
     def send(self, request: Request) -> bytes:
         self.conn.request(request.method, request.path, request.body or None, request.headers)
@@ -222,7 +222,7 @@ def python_throughput(url: str, request: Request, clients: int, seconds: float) 
     ]
     for proc in procs:
         proc.start()
-    total = sum(queue.get() for _ in procs)
+    total: int = sum(queue.get() for _ in procs)
     for proc in procs:
         proc.join()
     return total / seconds
