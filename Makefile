@@ -7,12 +7,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench smoke clean
+.PHONY: run test lint typecheck bench bench-peers smoke clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+# The bench extra (ROAPI, for bench/peers.py) only where the side-by-side benchmark runs.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 install: $(STAMP)
 
@@ -38,6 +45,11 @@ smoke: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+
+# Ours vs ROAPI vs bare Granian + DuckDB, same data; wrk if installed (apt-get install wrk).
+# BENCH_PEERS_ARGS="--rounds 2 --seconds 1" is a ~1 minute smoke run.
+bench-peers: $(BENCH_STAMP)
+	$(BIN)/python bench/peers.py $(BENCH_PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

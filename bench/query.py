@@ -27,20 +27,13 @@ like (``--no-bare`` skips it).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import multiprocessing
 import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -48,17 +41,19 @@ sys.path.insert(0, str(REPO))
 import duckdb  # noqa: E402  # after the path tweak so `lakehouse` imports from the repo
 import msgspec  # noqa: E402
 
-from lakehouse.config import Settings  # noqa: E402
-from scripts.gen_workers import ensure_generated  # noqa: E402
-from tests.support.servers import (  # noqa: E402
-    LakehouseServer,
-    free_port,
-    stop_process,
-    wait_until_ready,
+from bench.harness import (  # noqa: E402
+    NAME,
+    BareServer,
+    Client,
+    fixture,
+    ingested_server,
+    python_throughput,
+    run_wrk,
+    sql_request,
+    wrk_available,
 )
+from lakehouse.config import Settings  # noqa: E402
 
-OUT = REPO / "bench" / "out"
-NAME = "workers_500k"
 QUERIES = {
     "SELECT 1": "SELECT 1",
     "count(*)": f"SELECT count(*) FROM {NAME}",
@@ -68,31 +63,10 @@ QUERIES = {
 }
 
 
-def fixture() -> Path:
-    return ensure_generated(500_000, OUT / f"{NAME}.csv")
-
-
 def stats(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return statistics.median(ordered), p99
-
-
-class Http:
-    """One keep-alive connection."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port)
-
-    def post_sql(self, sql: str) -> bytes:
-        body = json.dumps({"sql": sql}).encode()
-        self.conn.request("POST", "/v1/sql", body, {"Content-Type": "application/json"})
-        response = self.conn.getresponse()
-        data = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{response.status}: {data[:300]!r}")
-        return data
 
 
 def timed(fn: Callable[[], object], n: int) -> list[float]:
@@ -115,25 +89,6 @@ def in_process(con: duckdb.DuckDBPyConnection, sql: str) -> bytes:
     return msgspec.json.encode(rows)
 
 
-def _client(
-    url: str,
-    sql: str,
-    seconds: float,
-    start_at: float,
-    out: multiprocessing.Queue,  # type: ignore[type-arg]
-) -> None:
-    client = Http(url)
-    client.post_sql(sql)
-    while time.time() < start_at:
-        time.sleep(0.001)
-    done = 0
-    deadline = start_at + seconds
-    while time.time() < deadline:
-        client.post_sql(sql)
-        done += 1
-    out.put(done)
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -151,62 +106,8 @@ def loaded(
 
 def throughput(url: str, sql: str, clients: int, seconds: float, load: str) -> float:
     if load == "wrk":
-        return wrk_throughput(url, sql, clients, seconds)
-    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    start_at = time.time() + 1.0
-    procs = [
-        multiprocessing.Process(target=_client, args=(url, sql, seconds, start_at, queue))
-        for _ in range(clients)
-    ]
-    for proc in procs:
-        proc.start()
-    total = sum(queue.get() for _ in procs)
-    for proc in procs:
-        proc.join()
-    return total / seconds
-
-
-def wrk_throughput(url: str, sql: str, clients: int, seconds: float) -> float:
-    """requests/s from ``wrk`` (one thread, ``clients`` keep-alive connections)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        body = json.dumps({"sql": sql})
-        script.write(
-            f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
-            'wrk.headers["Content-Type"] = "application/json"\n'
-        )
-    try:
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "-s", script.name, f"{url}/v1/sql"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-    finally:
-        os.unlink(script.name)
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    match = re.search(r"Requests/sec:\s*([\d.]+)", out)
-    assert match, out
-    return float(match.group(1))
-
-
-class BareServer:
-    """bench/bare_granian.py in a subprocess."""
-
-    def __init__(self, threads: int, paths: list[str]) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(REPO / "bench" / "bare_granian.py"),
-                str(port),
-                str(threads),
-                *paths,
-            ]
-        )
-        wait_until_ready(self.url, self.proc)
-
-    def stop(self) -> None:
-        stop_process(self.proc)
+        return run_wrk(url, sql_request(sql), clients, seconds).requests_per_second
+    return python_throughput(url, sql_request(sql), clients, seconds)
 
 
 def main() -> int:
@@ -217,96 +118,82 @@ def main() -> int:
     parser.add_argument("--duckdb-threads", type=int, default=0, help="[query] threads")
     parser.add_argument("--pool-size", type=int, default=4, help="[query] pool_size")
     parser.add_argument(
-        "--load", choices=["wrk", "procs"], default="wrk" if shutil.which("wrk") else "procs"
+        "--load", choices=["wrk", "procs"], default="wrk" if wrk_available() else "procs"
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved load runs")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-Granian floor")
     args = parser.parse_args()
-    if args.load == "wrk" and not shutil.which("wrk"):
+    if args.load == "wrk" and not wrk_available():
         print("wrk is not on PATH: falling back to Python client processes (--load procs)")
         args.load = "procs"
     generator = "wrk" if args.load == "wrk" else "Python client processes"
     print(f"load generator: {generator}")
 
-    csv_path = fixture()
-    with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as tmp:
-        settings = Settings()
-        settings.storage.data_dir = str(Path(tmp) / "data")
-        settings.secrets.file = str(Path(tmp) / "none.toml")
+    def configure(settings: Settings) -> None:
         settings.logging.level = "warning"
         settings.query.threads = args.duckdb_threads
         settings.query.pool_size = args.pool_size
-        server = LakehouseServer(settings, Path(tmp)).start()
-        try:
-            result = subprocess.run(
-                ["curl", "-sS", "-f", "-H", "Content-Type: text/csv", "--data-binary",
-                 f"@{csv_path}", f"{server.url}/v1/ingest?name={NAME}"],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            manifest = json.loads(result.stdout)
-            manifest = manifest.get("manifest", manifest)
-            paths = [str(Path(settings.storage.data_dir) / key) for key in manifest["objects"]]
-            con = duckdb.connect()
-            con.execute(f"CREATE VIEW {NAME} AS SELECT * FROM read_parquet({paths!r})")
-            client = Http(server.url)
-            bare = None if args.no_bare else BareServer(args.duckdb_threads, paths)
-            bare_client = Http(bare.url) if bare else None
 
-            print(f"query benchmark: {NAME} ({manifest['row_count']} rows), "
-                  f"{args.requests} sequential requests on one keep-alive connection")  # fmt: skip
-            header = (f"{'query':<13} {'HTTP med':>9} {'HTTP p99':>9} {'in-proc med':>12} "
-                      f"{'in-proc p99':>12} {'ratio':>6} {'overhead':>9}")  # fmt: skip
+    with ingested_server(fixture(), configure) as (server, manifest, paths):
+        con = duckdb.connect()
+        con.execute(f"CREATE VIEW {NAME} AS SELECT * FROM read_parquet({paths!r})")
+        client = Client(server.url)
+        bare = None if args.no_bare else BareServer(args.duckdb_threads, paths)
+        bare_client = Client(bare.url) if bare else None
+
+        print(f"query benchmark: {NAME} ({manifest['row_count']} rows), "
+              f"{args.requests} sequential requests on one keep-alive connection")  # fmt: skip
+        header = (f"{'query':<13} {'HTTP med':>9} {'HTTP p99':>9} {'in-proc med':>12} "
+                  f"{'in-proc p99':>12} {'ratio':>6} {'overhead':>9}")  # fmt: skip
+        if bare_client:
+            header += f" {'bare med':>9} {'vs bare':>8}"
+        print(header)
+        print("-" * len(header))
+        for label, sql in QUERIES.items():
+            over_http = json.loads(client.post_sql(sql))
+            here = json.loads(in_process(con, sql))
+            # Same rows (LIMIT without ORDER BY may pick others: compare the count).
+            key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+            assert len(over_http) == len(here)
+            if len(here) < 1000:
+                assert sorted(map(key, over_http)) == sorted(map(key, here)), label
+            http_med, http_p99 = stats(timed(lambda s=sql: client.post_sql(s), args.requests))
+            local_med, local_p99 = stats(timed(lambda s=sql: in_process(con, s), args.requests))
+            line = (
+                f"{label:<13} {http_med * 1e3:>7.2f}ms {http_p99 * 1e3:>7.2f}ms "
+                f"{local_med * 1e3:>10.2f}ms {local_p99 * 1e3:>10.2f}ms "
+                f"{http_med / local_med:>6.2f} {(http_med - local_med) * 1e3:>+7.2f}ms"
+            )
             if bare_client:
-                header += f" {'bare med':>9} {'vs bare':>8}"
-            print(header)
-            print("-" * len(header))
-            for label, sql in QUERIES.items():
-                over_http = json.loads(client.post_sql(sql))
-                here = json.loads(in_process(con, sql))
-                # Same rows (LIMIT without ORDER BY may pick others: compare the count).
-                key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
-                assert len(over_http) == len(here)
-                if len(here) < 1000:
-                    assert sorted(map(key, over_http)) == sorted(map(key, here)), label
-                http_med, http_p99 = stats(timed(lambda s=sql: client.post_sql(s), args.requests))
-                local_med, local_p99 = stats(timed(lambda s=sql: in_process(con, s), args.requests))
-                line = (
-                    f"{label:<13} {http_med * 1e3:>7.2f}ms {http_p99 * 1e3:>7.2f}ms "
-                    f"{local_med * 1e3:>10.2f}ms {local_p99 * 1e3:>10.2f}ms "
-                    f"{http_med / local_med:>6.2f} {(http_med - local_med) * 1e3:>+7.2f}ms"
+                bare_med, _ = stats(
+                    timed(lambda s=sql, c=bare_client: c.post_sql(s), args.requests)
                 )
-                if bare_client:
-                    bare_med, _ = stats(
-                        timed(lambda s=sql, c=bare_client: c.post_sql(s), args.requests)
-                    )
-                    line += f" {bare_med * 1e3:>7.2f}ms {http_med / bare_med:>8.2f}"
-                print(line)
-            count_sql = QUERIES["count(*)"]
-            targets = {"ours": (server.url, server.proc.pid)}  # type: ignore[union-attr]
-            if bare:
-                targets["bare Granian"] = (bare.url, bare.proc.pid)
-            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
-            for _ in range(args.rounds):  # interleaved: both see the same neighbours' load
-                for name, (url, pid) in targets.items():
-                    runs[name].append(
-                        loaded(url, pid, count_sql, args.clients, args.seconds, args.load)
-                    )
-            print(f"count(*) at {args.clients} concurrent clients (load: {generator}, "
-                  f"{args.rounds} x {args.seconds:g} s, median):")  # fmt: skip
-            medians = {
-                name: (statistics.median(r for r, _ in got), statistics.median(c for _, c in got))
-                for name, got in runs.items()
-            }
-            for name, (rps, cpu) in medians.items():
-                line = f"  {name:<13} {rps:>7,.0f} requests/s  {cpu:>6.0f} us server CPU/request"
-                if name != "ours":
-                    ours_rps, ours_cpu = medians["ours"]
-                    line += f"  (ours/bare: {ours_rps / rps:.2f}x req/s, {ours_cpu / cpu:.2f}x CPU)"
-                print(line)
-            if bare:
-                bare.stop()
-        finally:
-            server.stop()
+                line += f" {bare_med * 1e3:>7.2f}ms {http_med / bare_med:>8.2f}"
+            print(line)
+        count_sql = QUERIES["count(*)"]
+        targets = {"ours": (server.url, server.proc.pid)}  # type: ignore[union-attr]
+        if bare:
+            targets["bare Granian"] = (bare.url, bare.proc.pid)
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+        for _ in range(args.rounds):  # interleaved: both see the same neighbours' load
+            for name, (url, pid) in targets.items():
+                runs[name].append(
+                    loaded(url, pid, count_sql, args.clients, args.seconds, args.load)
+                )
+        print(f"count(*) at {args.clients} concurrent clients (load: {generator}, "
+              f"{args.rounds} x {args.seconds:g} s, median):")  # fmt: skip
+        medians = {
+            name: (statistics.median(r for r, _ in got), statistics.median(c for _, c in got))
+            for name, got in runs.items()
+        }
+        for name, (rps, cpu) in medians.items():
+            line = f"  {name:<13} {rps:>7,.0f} requests/s  {cpu:>6.0f} us server CPU/request"
+            if name != "ours":
+                ours_rps, ours_cpu = medians["ours"]
+                line += f"  (ours/bare: {ours_rps / rps:.2f}x req/s, {ours_cpu / cpu:.2f}x CPU)"
+            print(line)
+        if bare:
+            bare.stop()
     return 0
 
 
