@@ -167,6 +167,7 @@ class Run:
         """Execute ``sql`` and encode the first chunk; ``checked``: the sandbox has already
         passed the statement the user sent (``sql`` is its time-travel rewrite)."""
         cursor = self._cursor
+        self._engine.database.raise_test_fault(sql)
         if not checked:
             check_statement(cursor, sql)
         cursor.execute(sql, params if params else None)
