@@ -80,7 +80,9 @@ async def check_objects_exist(store: ObjectStore, keys: list[str]) -> None:
         )
 
 
-def validate_request(request: CommitRequest | RegisterRequest, row_count: int | None = None) -> None:
+def validate_request(
+    request: CommitRequest | RegisterRequest, row_count: int | None = None
+) -> None:
     """Raise ``InvalidRegistration`` naming every problem of a nonsensical request;
     ``row_count``: the rows a register announces (a commit announces none)."""
     problems: list[str] = []
