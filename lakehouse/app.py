@@ -30,6 +30,7 @@ from lakehouse.catalog import (
     datasets_router,
 )
 from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
 from lakehouse.http_body import CloseIfBodyUnread
 from lakehouse.http_errors import EXCEPTION_HANDLERS
 from lakehouse.ingest import Ingestor, IngestService, ingest_route, upload_limit
@@ -68,6 +69,8 @@ class Services:
     """Size cap and PUTs in flight through the storage API."""
     ingest_limit: UploadLimit
     """Size cap and ingests in flight."""
+    startup_failure: str | None = None
+    """Why ``start`` failed, in one line, for the command line to print."""
 
     async def start(self) -> None:
         """Start order: storage, then catalog (reads storage), then query (reads catalog)."""
@@ -164,6 +167,14 @@ def _openapi_config(settings: Settings) -> OpenAPIConfig:
     )
 
 
+async def _close_after_failed_start(services: Services) -> None:
+    """Close what did start (an S3 client session ...) without hiding why start failed."""
+    try:
+        await services.close()
+    except Exception:
+        log.debug("closing after a failed start-up failed too", exc_info=True)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
     """Build the app. Tests may pass ``services`` to supply other implementations."""
     settings = settings or Settings()
@@ -173,9 +184,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         try:
             await services.start()
-        except Exception:
+        except Exception as exc:
             # Granian reports only "lifespan startup failed"; say what failed here.
-            log.exception("start-up failed")
+            if isinstance(exc, LakehouseError):  # foreseen (storage down ...): no traceback
+                services.startup_failure = exc.message
+                log.error("start-up failed: %s", exc.message)
+            else:
+                services.startup_failure = f"{type(exc).__name__}: {exc}"
+                log.exception("start-up failed")
+            await _close_after_failed_start(services)
             raise
         log.info(
             "lakehouse started, listening",

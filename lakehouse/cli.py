@@ -132,7 +132,11 @@ async def _serve(settings: Settings) -> int:
     try:
         await server.serve()
     except Exception:
-        log.exception("server failed")
+        if services.startup_failure is None:
+            log.exception("server failed")
+            return 1
+    if services.startup_failure is not None:  # already logged, with its traceback if a bug
+        print(f"lakehouse: cannot start: {services.startup_failure}", file=sys.stderr)
         return 1
     if server.interrupt_children:
         log.error("server stopped unexpectedly (application start-up failed?)")

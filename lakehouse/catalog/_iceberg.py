@@ -290,7 +290,7 @@ class IcebergCatalog:
 
     async def _commit(self, request: CommitRequest, expected_rows: int | None) -> Registration:
         validate_dataset_name(request.name)
-        validate_request(request)
+        validate_request(request, expected_rows)
         _check_types(request.schema)
         await check_objects_exist(self._store, request.objects)
         await self._run(self._check_files, request, expected_rows)

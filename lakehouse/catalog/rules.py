@@ -80,11 +80,13 @@ async def check_objects_exist(store: ObjectStore, keys: list[str]) -> None:
         )
 
 
-def validate_request(request: CommitRequest | RegisterRequest) -> None:
-    """Raise ``InvalidRegistration`` naming every problem of a nonsensical request."""
+def validate_request(
+    request: CommitRequest | RegisterRequest, row_count: int | None = None
+) -> None:
+    """Raise ``InvalidRegistration`` naming every problem of a nonsensical request;
+    ``row_count``: the rows a register announces (a commit announces none)."""
     problems: list[str] = []
-    row_count = getattr(request, "row_count", 0)
-    if not 0 <= row_count <= _MAX_ROW_COUNT:
+    if row_count is not None and not 0 <= row_count <= _MAX_ROW_COUNT:
         problems.append(f"row_count must be between 0 and {_MAX_ROW_COUNT}")
     if not request.schema:
         problems.append("schema must have at least one column")

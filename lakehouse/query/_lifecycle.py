@@ -39,12 +39,16 @@ class Engine:
         pool: CursorPool,
         views: ViewRegistrar,
         address: Callable[[str], str],
+        local_root: str = "",
     ) -> None:
-        """``address``: how this database addresses a storage key (the grant's ``address``)."""
+        """``address``: how this database addresses a storage key (the grant's ``address``);
+        ``local_root``: the directory keys live under on the local backend ("" on S3),
+        cut from error messages."""
         self.database = database
         self.pool = pool
         self.views = views
         self.address = address
+        self.local_root = local_root
         self.broken = False
         self.retired = False
         self.closed = False

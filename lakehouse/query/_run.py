@@ -32,6 +32,7 @@ from lakehouse.query.errors import (
     ShuttingDown,
     is_fatal,
     translate,
+    without_local_root,
 )
 from lakehouse.query.sandbox import check_statement
 
@@ -113,20 +114,24 @@ class Run:
         except duckdb.Error as exc:
             if self._reason == "timeout":
                 raise self._timeout_error() from exc
+            root = self._engine.local_root
             if is_fatal(exc):
                 self._lifecycle.engine_failed(self._engine, exc)
-                raise EngineRestarted(
+                restarted = EngineRestarted(
                     f"the query engine hit an internal error and was restarted; retry: {exc}"
-                ) from exc
+                )
+                raise without_local_root(restarted, root) from exc
             if isinstance(exc, duckdb.PermissionException):
                 # Usually the query's own path; but a database whose every statement
                 # fails this way is broken: a probe tells, and reopens the engine.
                 self._lifecycle.check_soon()
-            raise translate(exc, self._engine.views.names_dataset_object) from exc
+            error = translate(exc, self._engine.views.names_dataset_object)
+            raise without_local_root(error, root) from exc
         except OSError as exc:  # an interrupted Arrow stream surfaces as OSError
             if self._reason == "timeout":
                 raise self._timeout_error() from exc
-            raise QueryFailed(f"query failed: {exc}") from exc
+            failed = QueryFailed(f"query failed: {exc}")
+            raise without_local_root(failed, self._engine.local_root) from exc
         finally:
             if future.done():
                 self._in_flight = None
@@ -167,6 +172,7 @@ class Run:
         """Execute ``sql`` and encode the first chunk; ``checked``: the sandbox has already
         passed the statement the user sent (``sql`` is its time-travel rewrite)."""
         cursor = self._cursor
+        self._engine.database.raise_test_fault(sql)
         if not checked:
             check_statement(cursor, sql)
         cursor.execute(sql, params if params else None)

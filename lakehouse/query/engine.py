@@ -46,6 +46,13 @@ def httpfs_extension_path() -> Path:
     return path
 
 
+TEST_FATAL_SQL_ENV = "LAKEHOUSE_TEST_FATAL_SQL"
+"""Test-only fault switch, unset (off) in every real deployment (ADR 0008): when set,
+a query whose text is exactly its value fails as DuckDB's ``FatalException`` does and
+leaves its database not answering, like an invalidated one. DuckDB 1.5.5 offers no
+reproducible fatal error through a sandboxed SELECT, and the self-repair must be
+tested on a real server."""
+
 SPILL_DIR_PREFIX = "spill-"
 """Each process's private DuckDB spill directory under the spill parent starts with this."""
 
@@ -115,6 +122,16 @@ class Database:
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         self._probe = con.cursor()
+        self._test_fatal_sql = os.environ.get(TEST_FATAL_SQL_ENV) or None
+        self._invalidated = False
+
+    def raise_test_fault(self, sql: str) -> None:
+        """The test-only fault switch (``TEST_FATAL_SQL_ENV``): ``sql`` being its value
+        invalidates this database, as a DuckDB fatal error would."""
+        if self._test_fatal_sql is not None and sql == self._test_fatal_sql:
+            self._invalidated = True
+        if self._invalidated:
+            raise duckdb.FatalException("database invalidated by the test-only fault switch")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection (cursor) to the same database."""
@@ -127,6 +144,7 @@ class Database:
         Runs on a cursor made at start-up: opening or closing a cursor on a broken
         database can make DuckDB abort the process."""
         try:
+            self.raise_test_fault("SELECT 1")
             return self._probe.execute("SELECT 1").fetchone() == (1,)
         except duckdb.Error:
             return False

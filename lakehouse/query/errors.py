@@ -128,6 +128,20 @@ _USER_ERRORS: tuple[type[duckdb.Error], ...] = (
 )
 
 
+def without_local_root(error: LakehouseError, root: str) -> LakehouseError:
+    """``error`` with the server's local data root cut from its message and details:
+    DuckDB names files by absolute path, clients know them by key (``datasets/...``),
+    and an error never shows where the server keeps its files."""
+    if root:
+        error.message = error.message.replace(root, "")
+        if isinstance(error.details, dict):
+            error.details = {
+                name: value.replace(root, "") if isinstance(value, str) else value
+                for name, value in error.details.items()
+            }
+    return error
+
+
 def is_fatal(exc: BaseException) -> bool:
     """Whether DuckDB invalidated its database (every later query would fail)."""
     return isinstance(exc, duckdb.FatalException | duckdb.InternalException)

@@ -121,7 +121,8 @@ class QueryService:
         self.read_roots = grant.read_roots
         try:
             views = ViewRegistrar(self._catalog, admin, grant.address, self.executor)
-            engine = Engine(database, CursorPool(cursors), views, grant.address)
+            local_root = "" if "://" in grant.root else grant.root
+            engine = Engine(database, CursorPool(cursors), views, grant.address, local_root)
             await views.ensure_fresh()
         except BaseException:
             # Not self.executor: close() may be shutting it down (a cancelled rebuild).

@@ -8,10 +8,13 @@ itself: tests/contracts/test_catalog.py."""
 from __future__ import annotations
 
 import datetime as dt
+import io
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
+import pyarrow.parquet as pq
 import pytest
 
 from lakehouse.admin import OrphanSweep
@@ -170,3 +173,27 @@ async def test_unreadable_manifests_stay_and_their_datasets_are_reported(
     assert set(evil.objects) <= kept
     assert set(good.objects) <= kept
     assert not set(report.removed) & (set(garbage_data) | set(evil.objects) | set(good.objects))
+
+
+async def test_a_manifest_of_another_format_version_is_skipped_and_others_convert(
+    store: ObjectStore, open_catalog: OpenCatalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = await write_g0_dataset(store, "good")
+    future = await write_g0_dataset(store, "future")
+    table = pq.read_table(io.BytesIO(await store.get(manifest_key("future"))))
+    metadata = {**(table.schema.metadata or {}), b"lakehouse.manifest.format": b"99"}
+    sink = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(metadata), sink)
+    await store.put(manifest_key("future"), sink.getvalue())
+
+    with caplog.at_level(logging.WARNING, logger="lakehouse.catalog"):
+        catalog = await open_catalog()
+    assert [m.name for m in await catalog.list()] == ["good"]
+    assert await read_rows(store, (await catalog.get("good")).objects) == await read_rows(
+        store, good.objects
+    )
+    assert await catalog.unreadable() == ["future"]
+    assert await manifest_keys(store) == [manifest_key("future")]  # left for a newer version
+    [skipped] = [r.getMessage() for r in caplog.records if "future" in r.getMessage()]
+    assert "unknown manifest format version '99'" in skipped
+    assert set(future.objects) <= {info.key for info in await store.list("datasets/")}

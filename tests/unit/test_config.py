@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from lakehouse.config import ConfigError, Settings, load_settings
+from lakehouse.config import ENV_OVERRIDES, ConfigError, Settings, load_settings
+from lakehouse.storage.secrets import ChainSecretsProvider, EnvSecretsProvider, FileSecretsProvider
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,3 +85,65 @@ def test_every_setting_is_documented_in_sample_config() -> None:
     for i, line in enumerate(lines):
         if re.match(r"^[a-z_]+ = ", line):
             assert lines[i - 1].startswith("#"), f"undocumented key: {line}"
+
+
+# A value for each environment override, unlike the key's default and valid for it.
+OVERRIDE_VALUES: dict[str, tuple[str, object]] = {
+    "LAKEHOUSE_HOST": ("127.0.0.9", "127.0.0.9"),
+    "LAKEHOUSE_PORT": ("4321", 4321),
+    "LAKEHOUSE_AUTH_TOKEN": ("t0ken-from-env", "t0ken-from-env"),
+    "LAKEHOUSE_STORAGE_BACKEND": ("s3", "s3"),
+    "LAKEHOUSE_DATA_DIR": ("/srv/lake", "/srv/lake"),
+    "LAKEHOUSE_S3_ENDPOINT_URL": ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+    "LAKEHOUSE_S3_BUCKET": ("lake-from-env", "lake-from-env"),
+    "LAKEHOUSE_SECRETS_FILE": ("/run/secrets/lake.toml", "/run/secrets/lake.toml"),
+    "LAKEHOUSE_CATALOG_URI": ("postgresql://db.internal/lake", "postgresql://db.internal/lake"),
+    "LAKEHOUSE_LOG_LEVEL": ("warning", "warning"),
+}
+# Variables read elsewhere, each with a test of its own.
+OTHER_VARIABLES = {
+    "LAKEHOUSE_CONFIG",  # tests/integration/test_startup_and_config.py::test_config_lookup_order
+    "LAKEHOUSE_CATALOG_PASSWORD",  # test_catalog_password_from_the_environment below
+    "LAKEHOUSE_TEST_FATAL_SQL",  # tests/integration/test_engine_repair.py
+}
+
+
+def dotted(settings: Settings, key: str) -> object:
+    return functools.reduce(getattr, key.split("."), settings)
+
+
+def test_every_environment_override_beats_the_file(tmp_path: Path) -> None:
+    assert set(OVERRIDE_VALUES) == set(ENV_OVERRIDES), "a new override needs a value here"
+    config = tmp_path / "lakehouse.toml"
+    config.write_bytes(msgspec.toml.encode(Settings()))  # every key, at its default
+    defaults = Settings()
+    for var, (raw, expected) in OVERRIDE_VALUES.items():
+        key = ENV_OVERRIDES[var]
+        assert dotted(defaults, key) != expected, var
+        settings = load_settings(str(config), env={var: raw})
+        assert dotted(settings, key) == expected, var
+        # Only that key changed.
+        for other in ENV_OVERRIDES.values():
+            if other != key:
+                assert dotted(settings, other) == dotted(defaults, other), (var, other)
+
+
+def test_every_lakehouse_variable_in_the_code_is_known() -> None:
+    named = set()
+    for source in (REPO / "lakehouse").rglob("*.py"):
+        named |= set(re.findall(r"\bLAKEHOUSE_[A-Z0-9_]+\b", source.read_text()))
+    assert named == set(ENV_OVERRIDES) | OTHER_VARIABLES
+    readme = (REPO / "README.md").read_text()
+    undocumented = {var for var in named - {"LAKEHOUSE_TEST_FATAL_SQL"} if var not in readme}
+    assert undocumented == set()
+
+
+def test_catalog_password_from_the_environment(tmp_path: Path) -> None:
+    in_file = tmp_path / "secrets.toml"
+    in_file.write_text('[catalog]\npassword = "from-file"\n')
+    env = {"LAKEHOUSE_CATALOG_PASSWORD": "from-env"}
+    only_env = ChainSecretsProvider(FileSecretsProvider(str(tmp_path / "none.toml")),
+                                    EnvSecretsProvider(env))  # fmt: skip
+    assert only_env.catalog_password() == "from-env"
+    both = ChainSecretsProvider(FileSecretsProvider(str(in_file)), EnvSecretsProvider(env))
+    assert both.catalog_password() == "from-file"  # the file first (ADR 0006)
