@@ -302,6 +302,45 @@ async def test_a_write_in_progress_is_invisible_until_it_completes(
     assert await store_backend.leftovers() == ["w/new"]
 
 
+async def test_stale_writes_are_aborted_and_younger_ones_kept(
+    store_backend: StoreBackend,
+) -> None:
+    """What a process that died mid-write left (an unfinished multipart upload, a temp
+    file) goes once it started before the cutoff; a write younger than that is kept."""
+    store = store_backend.store
+    release = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"".join(pattern(OVER_ONE_PART, seed=7))
+        await release.wait()
+        yield b"the end"
+
+    writing = asyncio.create_task(store.put("w/new", body()))
+    try:
+
+        async def started() -> bool:
+            return bool(await store_backend.leftovers("w/"))
+
+        await eventually(started, "the write reached the backend")
+        in_progress = await store_backend.leftovers("w/")
+        # moto reports every upload as started in 2010: a cutoff before that keeps it.
+        long_ago = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+        assert await store.abort_stale_uploads(long_ago) == []
+        assert await store_backend.leftovers("w/") == in_progress
+
+        aborted = await store.abort_stale_uploads(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        assert len(aborted) == 1
+        assert aborted[0].startswith("w/")
+        assert await store_backend.leftovers("w/") == []
+        assert (
+            await store.abort_stale_uploads(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)) == []
+        )
+    finally:
+        writing.cancel()
+        await asyncio.gather(writing, return_exceptions=True)
+    assert await store_backend.leftovers() == []
+
+
 # -- overwrite -------------------------------------------------------------------------
 
 
