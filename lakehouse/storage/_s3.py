@@ -213,6 +213,9 @@ class S3ObjectStore:
         properties = {
             "s3.region": self.region,
             "s3.path-style-access": "true" if self.path_style else "false",
+            # The same bounds on a stalled S3 as our own client's (pyarrow retries itself).
+            "s3.connect-timeout": str(self.connect_timeout),
+            "s3.request-timeout": str(self.read_timeout),
         }
         if self.endpoint_url:
             properties["s3.endpoint"] = self.endpoint_url

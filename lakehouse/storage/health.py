@@ -30,7 +30,7 @@ class StorageHealth:
     """The store's health, probed at most once per ``cache_seconds``."""
 
     def __init__(
-        self, store: ObjectStore, *, cache_seconds: float = 2.0, timeout_seconds: float = 3.0
+        self, store: ObjectStore, *, cache_seconds: float = 1.0, timeout_seconds: float = 3.0
     ) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
