@@ -7,6 +7,7 @@ collaborators through the constructor or Litestar dependency injection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,6 +44,7 @@ from lakehouse.storage import (
     BucketInfo,
     BucketRegistry,
     ObjectStore,
+    StorageHealth,
     default_secrets_provider,
     open_registry,
     open_store,
@@ -61,6 +63,8 @@ class Services:
     """Every named store, started and closed here together."""
     store: ObjectStore
     """The registry's ``primary``: the store the modules read and write."""
+    storage_health: StorageHealth
+    """Whether ``store`` works right now (a cached probe), for /health."""
     catalog: Catalog
     ingest: Ingestor
     query: QueryEngine
@@ -109,6 +113,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         buckets=open_registry(settings.storage, store),
         store=store,
+        storage_health=StorageHealth(store),
         catalog=catalog,
         # Spool files sit beside the local root (same filesystem), whatever the backend.
         ingest=IngestService(
@@ -136,15 +141,22 @@ def build_services(settings: Settings) -> Services:
     operation_class=documented(public=True),
 )
 async def health(
-    query_engine: NamedDependency[QueryEngine], storage_info: NamedDependency[BucketInfo]
+    query_engine: NamedDependency[QueryEngine],
+    storage_info: NamedDependency[BucketInfo],
+    storage_health: NamedDependency[StorageHealth],
 ) -> dict[str, Any]:
-    query = await query_engine.health()
-    # Where the data live, never how we authenticate to it.
-    storage = {"backend": storage_info.backend}
+    """200 whatever the state (the process is alive); ``status`` says ``degraded`` when
+    the query engine or the store does not work right now, and each part says why."""
+    query, storage_status = await asyncio.gather(query_engine.health(), storage_health.check())
+    # Where the data live and whether they can be reached, never how we authenticate.
+    storage = {"backend": storage_info.backend, "status": storage_status.status}
     if storage_info.bucket:
         storage["bucket"] = storage_info.bucket
+    if storage_status.reason:
+        storage["reason"] = storage_status.reason
+    healthy = query["status"] == "ok" and storage_status.status == "ok"
     return {
-        "status": "ok" if query["status"] == "ok" else "degraded",
+        "status": "ok" if healthy else "degraded",
         "service": "lakehouse",
         "version": __version__,
         "storage": storage,
@@ -223,6 +235,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         dependencies={
             "store": provide(services.store),
             "storage_info": provide(services.buckets.info()),
+            "storage_health": provide(services.storage_health),
             "put_limit": provide(services.put_limit),
             "catalog": provide(services.catalog),
             "ingestor": provide(services.ingest),

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+MAX_S3_ATTEMPTS = 10
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -51,6 +52,23 @@ class S3Settings(_Section):
     """Create the bucket at start-up when it does not exist."""
     multipart_chunk_bytes: int = 8 * MiB
     """Part size of multipart uploads (S3 minimum is 5 MiB)."""
+    max_attempts: int = 4
+    """Attempts per S3 request, the first included (1..10); see ADR 0015 for the budget."""
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    """botocore's retry mode: ``standard`` (backoff with jitter) or ``adaptive`` (also
+    slows the client down while S3 throttles)."""
+    connect_timeout_seconds: float = 5.0
+    """Longest wait for a connection to S3, per attempt."""
+    read_timeout_seconds: float = 20.0
+    """Longest wait for S3's next bytes, per attempt: bounds a stalled read."""
+
+    def __post_init__(self) -> None:
+        # msgspec turns these into a ConfigError naming $.storage.s3.<key>.
+        if not 1 <= self.max_attempts <= MAX_S3_ATTEMPTS:
+            raise ValueError(f"max_attempts must be 1..{MAX_S3_ATTEMPTS}, not {self.max_attempts}")
+        for name in ("connect_timeout_seconds", "read_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive (seconds), not {getattr(self, name)}")
 
 
 class StorageSettings(_Section):

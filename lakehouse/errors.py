@@ -17,6 +17,9 @@ imports Litestar, so domain code stays framework-free.
     ├── UnsupportedMediaType (415 unsupported_media_type)
     └── ServiceBusy (503 busy, Retry-After)
 
+Any class may set ``retry_after_seconds``: its responses then carry ``Retry-After``,
+telling the client the failure is expected to pass (busy, storage outage).
+
 Modules subclass these with their own ``code`` (``invalid_key``,
 ``schema_conflict`` ...), so callers can catch either the broad kind or the
 specific error.
@@ -32,6 +35,8 @@ class LakehouseError(Exception):
 
     status_code: int = 500
     code: str = "internal_error"
+    retry_after_seconds: int | None = None
+    """When set, the response says ``Retry-After``; the raiser may pass its own."""
 
     def __init__(
         self,
@@ -39,11 +44,16 @@ class LakehouseError(Exception):
         *,
         details: Any = None,
         headers: dict[str, str] | None = None,
+        retry_after_seconds: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
-        self.headers = headers or {}
+        if retry_after_seconds is not None:
+            self.retry_after_seconds = retry_after_seconds
+        self.headers = dict(headers or {})
+        if self.retry_after_seconds is not None:
+            self.headers.setdefault("Retry-After", str(self.retry_after_seconds))
 
 
 class BadRequest(LakehouseError):
@@ -97,14 +107,4 @@ class ServiceBusy(LakehouseError):
 
     status_code = 503
     code = "busy"
-    retry_after_seconds: int = 5
-    """The Retry-After a subclass sends unless the raiser passes its own."""
-
-    def __init__(
-        self, message: str, *, retry_after_seconds: int | None = None, details: Any = None
-    ) -> None:
-        if retry_after_seconds is not None:
-            self.retry_after_seconds = retry_after_seconds
-        super().__init__(
-            message, details=details, headers={"Retry-After": str(self.retry_after_seconds)}
-        )
+    retry_after_seconds: int | None = 5

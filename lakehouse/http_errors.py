@@ -62,8 +62,8 @@ _STATUS_DESCRIPTIONS = {
     409: "Conflict with the current state (e.g. another schema for the dataset)",
     413: "The body is larger than the configured limit",
     415: "Unsupported Content-Type",
-    502: "The object store did not answer or failed",
-    503: "Busy: too many requests of this kind in flight; retry after Retry-After seconds",
+    502: "The object store refused the server's credentials or configuration",
+    503: "Busy, or the object store is throttling or unavailable; retry after Retry-After seconds",
 }
 
 

@@ -6,6 +6,10 @@ two-phase write of ADR 0010), by commits that lost a race (their metadata file),
 by expired versions and by deleted datasets (ADR 0014). Only files older than
 the grace period are removed, so an ingest whose file is written but not yet
 committed is never touched.
+
+The sweep also aborts the writes in progress (S3 multipart uploads, local temp
+files) that started before the grace period: a process killed mid-upload leaves
+its parts behind, invisible to listings yet stored and billed.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ class SweepReport(msgspec.Struct, frozen=True):
     kept_young: list[str]
     """Orphans kept because they are younger than the grace period."""
     grace_seconds: int
+    aborted_uploads: list[str] = msgspec.field(default_factory=list)
+    """Keys of the unfinished uploads (local: temp files) older than the grace period,
+    aborted."""
 
 
 class OrphanSweep:
@@ -59,6 +66,7 @@ class OrphanSweep:
         store, catalog, grace_seconds = self._store, self._catalog, self.grace_seconds
         now = now or dt.datetime.now(dt.UTC)
         grace = dt.timedelta(seconds=grace_seconds)
+        aborted = await store.abort_stale_uploads(now - grace)
         # The data of a dataset whose manifest could not be read is not orphaned:
         # it is one repaired manifest away from being served again.
         protected = {dataset_prefix(name) for name in await catalog.unreadable()}
@@ -94,9 +102,14 @@ class OrphanSweep:
             removed=removed,
             kept_young=kept_young,
             grace_seconds=grace_seconds,
+            aborted_uploads=aborted,
         )
         if removed:
             log.info("orphan sweep removed %d object(s)", len(removed), extra={"removed": removed})
+        if aborted:
+            log.info(
+                "orphan sweep aborted %d stale upload(s)", len(aborted), extra={"aborted": aborted}
+            )
         return report
 
 

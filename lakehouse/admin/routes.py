@@ -16,8 +16,8 @@ from lakehouse.http_errors import error_responses
 @post(
     "/gc",
     status_code=200,
-    summary="Delete dataset objects no manifest references",
-    responses=error_responses(502),
+    summary="Delete dataset objects no manifest references, abort stale uploads",
+    responses=error_responses(502, 503),
 )
 async def run_gc(orphan_sweep: NamedDependency[OrphanSweep]) -> SweepReport:
     """Objects younger than ``[catalog] orphan_grace_seconds`` are kept (an ingest may own them)."""

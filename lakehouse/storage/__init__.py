@@ -15,9 +15,14 @@ from lakehouse.storage.errors import (
     ObjectNotFound,
     ObjectTooLarge,
     ReservedKey,
+    StorageAccessDenied,
     StorageBusy,
+    StorageMisconfigured,
+    StoragePreconditionFailed,
+    StorageThrottled,
     StorageUnavailable,
 )
+from lakehouse.storage.health import StorageHealth, StorageStatus
 from lakehouse.storage.interface import (
     DuckDBGrant,
     FileIOGrant,
@@ -51,6 +56,10 @@ def open_store(
             path_style=s3.path_style,
             create_bucket=s3.create_bucket,
             part_bytes=s3.multipart_chunk_bytes,
+            max_attempts=s3.max_attempts,
+            retry_mode=s3.retry_mode,
+            connect_timeout=s3.connect_timeout_seconds,
+            read_timeout=s3.read_timeout_seconds,
         )
     return LocalObjectStore(settings.data_dir)
 
@@ -82,7 +91,13 @@ __all__ = [
     "S3ObjectStore",
     "SecretsError",
     "SecretsProvider",
+    "StorageAccessDenied",
     "StorageBusy",
+    "StorageHealth",
+    "StorageMisconfigured",
+    "StoragePreconditionFailed",
+    "StorageStatus",
+    "StorageThrottled",
     "StorageUnavailable",
     "UnknownBucket",
     "default_secrets_provider",

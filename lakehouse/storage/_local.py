@@ -43,27 +43,48 @@ class LocalObjectStore:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
-        removed = await asyncio.to_thread(self._remove_stale_temp_files)
+        # At start-up no write of this process is in flight, and no other process
+        # writes under this root: every temp file is a crash's leftover.
+        removed = await asyncio.to_thread(self._remove_stale_temp_files, None)
         if removed:
-            log.info("removed %d temp file(s) of interrupted writes", removed)
+            log.info("removed %d temp file(s) of interrupted writes", len(removed))
 
-    def _remove_stale_temp_files(self) -> int:
-        """Temp files left by a crash mid-write. At start-up no write of this
-        process is in flight, and no other process writes under this root.
+    async def probe(self) -> None:
+        with _translate_os_errors(""):
+            if not await asyncio.to_thread(os.access, self.root, os.R_OK | os.W_OK | os.X_OK):
+                raise StorageUnavailable(
+                    "local storage failed: the root is not readable and writable",
+                    details={"reason": "EACCES"},
+                )
+
+    async def abort_stale_uploads(self, started_before: dt.datetime) -> builtins.list[str]:
+        return await asyncio.to_thread(self._remove_stale_temp_files, started_before)
+
+    def _remove_stale_temp_files(self, started_before: dt.datetime | None) -> builtins.list[str]:
+        """Remove the temp files of writes (older than ``started_before``, if given);
+        return their paths under the root.
 
         The top-level local-only directories (``_tmp/``: ingest spool, DuckDB
         spill; ``_state/``: the SQLite catalog) are not walked: their users clean
         their own files.
         """
-        removed = 0
+        cutoff = started_before.timestamp() if started_before is not None else None
+        removed = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             if dirpath == str(self.root):
                 dirnames[:] = [d for d in dirnames if f"{d}/" not in LOCAL_ONLY_PREFIXES]
             for name in filenames:
-                if name.startswith(IN_PROGRESS_PREFIX):
-                    (Path(dirpath) / name).unlink(missing_ok=True)
-                    removed += 1
-        return removed
+                if not name.startswith(IN_PROGRESS_PREFIX):
+                    continue
+                path = Path(dirpath) / name
+                try:
+                    if cutoff is not None and path.stat().st_mtime >= cutoff:
+                        continue
+                    path.unlink()
+                except FileNotFoundError:
+                    continue  # its write finished meanwhile
+                removed.append(path.relative_to(self.root).as_posix())
+        return sorted(removed)
 
     async def close(self) -> None:
         return None

@@ -7,14 +7,17 @@ one part whatever the object size. Either way the object appears atomically:
 S3 makes a PUT or a *completed* multipart upload visible in one step, and a
 failed multipart upload is aborted so no parts linger.
 
-botocore errors never leave this module: a missing object becomes
-``ObjectNotFound``, everything else ``StorageUnavailable`` with a message
-that names the operation and S3's error code, never a credential.
+Every request retries in botocore (standard or adaptive mode) within the budget
+of ``[storage.s3]`` max_attempts and timeouts (ADR 0015). botocore errors never
+leave this module: ``_s3_errors.translate`` maps them to ours (throttled,
+unavailable, access denied, not found ...) with a message that names the
+operation and S3's error code, never a credential.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import datetime as dt
 import logging
@@ -28,7 +31,9 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lakehouse.errors import LakehouseError
 from lakehouse.limits import capped
+from lakehouse.storage._s3_errors import TRANSPORT_ERRORS, error_code, translate
 from lakehouse.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
 from lakehouse.storage.interface import DuckDBGrant, FileIOGrant, ObjectInfo
 from lakehouse.storage.keys import validate_key, validate_prefix
@@ -37,7 +42,8 @@ from lakehouse.storage.secrets import SecretsProvider
 log = logging.getLogger(__name__)
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of every part but the last
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+PROBE_TIMEOUT_SECONDS = 2.0
+"""At most this long per connect and read of the /health probe, which is not retried."""
 _BUCKET_MISSING_CODES = frozenset({"NoSuchBucket", "404", "NotFound"})
 _BUCKET_EXISTS_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
@@ -55,6 +61,10 @@ class S3ObjectStore:
         create_bucket: create the bucket in ``start()`` when it is missing.
         part_bytes: size of multipart upload parts (at least 5 MiB).
         list_page_size: keys per ListObjectsV2 page (S3's maximum is 1000).
+        max_attempts: attempts per request, the first included (botocore retries the rest).
+        retry_mode: botocore's ``standard`` or ``adaptive`` retry mode.
+        connect_timeout: seconds to wait for a connection, per attempt.
+        read_timeout: seconds to wait for S3's next bytes, per attempt.
     """
 
     def __init__(
@@ -68,6 +78,10 @@ class S3ObjectStore:
         create_bucket: bool = False,
         part_bytes: int = 8 * 1024 * 1024,
         list_page_size: int = 1000,
+        max_attempts: int = 4,
+        retry_mode: str = "standard",
+        connect_timeout: float = 5.0,
+        read_timeout: float = 20.0,
     ) -> None:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
@@ -76,8 +90,13 @@ class S3ObjectStore:
         self.create_bucket = create_bucket
         self.part_bytes = max(part_bytes, MIN_PART_BYTES)
         self.list_page_size = list_page_size
+        self.max_attempts = max_attempts
+        self.retry_mode = retry_mode
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self._secrets = secrets
         self._client: Any = None
+        self._probe_client: Any = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
 
     def __repr__(self) -> str:
@@ -100,22 +119,22 @@ class S3ObjectStore:
             client_args["aws_secret_access_key"] = credentials.secret_access_key
             if credentials.session_token:
                 client_args["aws_session_token"] = credentials.session_token
-        config = AioConfig(
-            s3={"addressing_style": "path" if self.path_style else "auto"},
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
-            # Checksums only where the S3 API requires them: S3-compatible
-            # servers (older MinIO, others) reject the newer default trailers.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            # Load botocore's JSON models in a thread, not on the event loop.
-            warm_up_loader_caches=True,
+        # total_max_attempts counts the first attempt (botocore's max_attempts would not).
+        config = self._config(self.max_attempts, self.connect_timeout, self.read_timeout)
+        # /health's probe must answer quickly: one attempt, short timeouts.
+        probe_config = self._config(
+            1,
+            min(self.connect_timeout, PROBE_TIMEOUT_SECONDS),
+            min(self.read_timeout, PROBE_TIMEOUT_SECONDS),
         )
         stack = contextlib.AsyncExitStack()
+        session = get_session()
         try:
             self._client = await stack.enter_async_context(
-                get_session().create_client("s3", config=config, **client_args)
+                session.create_client("s3", config=config, **client_args)
+            )
+            self._probe_client = await stack.enter_async_context(
+                session.create_client("s3", config=probe_config, **client_args)
             )
         except BotoCoreError as exc:
             await stack.aclose()
@@ -125,31 +144,55 @@ class S3ObjectStore:
         if self.create_bucket:
             await self._ensure_bucket()
 
+    def _config(self, attempts: int, connect_timeout: float, read_timeout: float) -> AioConfig:
+        return AioConfig(
+            s3={"addressing_style": "path" if self.path_style else "auto"},
+            retries={"total_max_attempts": attempts, "mode": self.retry_mode},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # Checksums only where the S3 API requires them: S3-compatible
+            # servers (older MinIO, others) reject the newer default trailers.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            # Load botocore's JSON models in a thread, not on the event loop.
+            warm_up_loader_caches=True,
+        )
+
     async def close(self) -> None:
         if self._exit_stack is not None:
             await self._exit_stack.aclose()
         self._exit_stack = None
         self._client = None
+        self._probe_client = None
+
+    async def probe(self) -> None:
+        if self._probe_client is None:
+            raise StorageUnavailable("the S3 store is not started")
+        # A GET, not HeadBucket: an error answer to a HEAD has no body, so no S3 code.
+        try:
+            await self._probe_client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("ListObjectsV2", "", exc) from exc
 
     async def _ensure_bucket(self) -> None:
         try:
             await self._client.head_bucket(Bucket=self.bucket)
             return
         except ClientError as exc:
-            if _error_code(exc) not in _BUCKET_MISSING_CODES:
-                raise self._unavailable("HeadBucket", exc) from exc
+            if error_code(exc) not in _BUCKET_MISSING_CODES:
+                raise self._error("HeadBucket", "", exc) from exc
         except BotoCoreError as exc:
-            raise self._unavailable("HeadBucket", exc) from exc
+            raise self._error("HeadBucket", "", exc) from exc
         args: dict[str, Any] = {"Bucket": self.bucket}
         if self.region != "us-east-1":
             args["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         try:
             await self._client.create_bucket(**args)
         except ClientError as exc:
-            if _error_code(exc) not in _BUCKET_EXISTS_CODES:
-                raise self._unavailable("CreateBucket", exc) from exc
+            if error_code(exc) not in _BUCKET_EXISTS_CODES:
+                raise self._error("CreateBucket", "", exc) from exc
         except BotoCoreError as exc:
-            raise self._unavailable("CreateBucket", exc) from exc
+            raise self._error("CreateBucket", "", exc) from exc
         log.info("created bucket", extra={"bucket": self.bucket})
 
     @property
@@ -170,6 +213,9 @@ class S3ObjectStore:
         properties = {
             "s3.region": self.region,
             "s3.path-style-access": "true" if self.path_style else "false",
+            # The same bounds on a stalled S3 as our own client's (pyarrow retries itself).
+            "s3.connect-timeout": str(self.connect_timeout),
+            "s3.request-timeout": str(self.read_timeout),
         }
         if self.endpoint_url:
             properties["s3.endpoint"] = self.endpoint_url
@@ -279,8 +325,8 @@ class S3ObjectStore:
         async with response["Body"] as body:
             try:
                 data: bytes = await body.read()
-            except (TimeoutError, BotoCoreError, OSError) as exc:
-                raise self._unavailable("GetObject", exc) from exc
+            except TRANSPORT_ERRORS as exc:
+                raise self._error("GetObject", key, exc) from exc
         return data
 
     async def open_read(self, key: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
@@ -290,8 +336,8 @@ class S3ObjectStore:
             while True:
                 try:
                     chunk = await body.read(chunk_size)
-                except (TimeoutError, BotoCoreError, OSError) as exc:
-                    raise self._unavailable("GetObject", exc) from exc
+                except TRANSPORT_ERRORS as exc:
+                    raise self._error("GetObject", key, exc) from exc
                 if not chunk:
                     return
                 yield chunk
@@ -326,9 +372,29 @@ class S3ObjectStore:
                         )
                     )
         except (ClientError, BotoCoreError) as exc:
-            raise self._unavailable("ListObjectsV2", exc) from exc
+            raise self._error("ListObjectsV2", prefix, exc) from exc
         found.sort(key=lambda info: info.key)
         return found
+
+    async def abort_stale_uploads(self, started_before: dt.datetime) -> builtins.list[str]:
+        """Abort the multipart uploads started before ``started_before``: a process
+        that died mid-upload leaves its parts behind, billed and invisible."""
+        stale: list[tuple[str, str]] = []
+        paginator = self._s3.get_paginator("list_multipart_uploads")
+        try:
+            async for page in paginator.paginate(Bucket=self.bucket):
+                stale += [
+                    (upload["Key"], upload["UploadId"])
+                    for upload in page.get("Uploads", [])
+                    if _utc(upload["Initiated"]) < started_before
+                ]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("ListMultipartUploads", "", exc) from exc
+        for key, upload_id in stale:
+            await _MultipartUpload(self, key, upload_id).abort(quietly=False)
+        if stale:
+            log.info("aborted %d stale multipart upload(s)", len(stale))
+        return sorted(key for key, _ in stale)
 
     # -- error translation -----------------------------------------------------
 
@@ -337,25 +403,17 @@ class S3ObjectStore:
         method: Callable[..., Any] = getattr(self._s3, _snake(operation))
         try:
             return await method(**kwargs)
-        except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND_CODES:
-                raise ObjectNotFound(f"no object {key!r}") from exc
-            raise self._unavailable(operation, exc) from exc
-        except BotoCoreError as exc:
-            raise self._unavailable(operation, exc) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(operation, key, exc) from exc
 
-    def _unavailable(self, operation: str, exc: BaseException) -> StorageUnavailable:
-        # S3's error code (AccessDenied, NoSuchBucket ...) or the exception's
-        # class name; never str(exc), whose wording we do not control.
-        reason = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-        log.warning(
-            "S3 request failed",
-            extra={"operation": operation, "bucket": self.bucket, "reason": reason},
-        )
-        return StorageUnavailable(
-            f"object storage failed: S3 {operation} on bucket {self.bucket!r}: {reason}",
-            details={"operation": operation, "reason": reason},
-        )
+    def _error(self, operation: str, key: str, exc: BaseException) -> LakehouseError:
+        error = translate(operation, self.bucket, key, exc)
+        if error.status_code >= 500:
+            log.warning(
+                "S3 request failed",
+                extra={"operation": operation, "bucket": self.bucket, "reason": error.details},
+            )
+        return error
 
 
 class _MultipartUpload:
@@ -390,8 +448,12 @@ class _MultipartUpload:
             MultipartUpload={"Parts": self.parts},
         )
 
-    async def abort(self) -> None:
-        """Best effort: the upload failed already, so this must not raise."""
+    async def abort(self, *, quietly: bool = True) -> None:
+        """Abort the upload; an upload that is gone already counts as aborted.
+
+        ``quietly``: the upload failed already, so a failure to abort is logged, not
+        raised (the sweep at the next start aborts it once it is older than the grace).
+        """
         try:
             await self.store._call(
                 "AbortMultipartUpload",
@@ -400,7 +462,11 @@ class _MultipartUpload:
                 Key=self.key,
                 UploadId=self.upload_id,
             )
+        except ObjectNotFound:
+            return  # NoSuchUpload: completed or aborted meanwhile
         except Exception:
+            if not quietly:
+                raise
             log.warning(
                 "could not abort a multipart upload; a bucket lifecycle rule will "
                 "have to remove its parts",
@@ -424,16 +490,6 @@ async def _read_file(path: Path, chunk_size: int) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         handle.close()
-
-
-def _error_code(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code") or exc.response.get("ResponseMetadata", {}).get(
-            "HTTPStatusCode", ""
-        )
-        return str(code)
-    return ""
 
 
 def _snake(operation: str) -> str:

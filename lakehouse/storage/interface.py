@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +107,23 @@ class ObjectStore(Protocol):
             InvalidKey: ``key`` is not a safe relative key.
             ObjectNotFound: no object has that key, unless ``missing_ok``.
             StorageUnavailable: the backend failed.
+        """
+
+    async def probe(self) -> None:
+        """One cheap request, never retried, bounded by a short timeout: does the
+        backend work right now? For /health.
+
+        Raises:
+            StorageUnavailable: it does not (a subclass says why: throttled, access denied).
+        """
+
+    async def abort_stale_uploads(self, started_before: dt.datetime) -> builtins.list[str]:
+        """Abort writes in progress that started before ``started_before``: what a
+        process that died mid-write left (S3: incomplete multipart uploads; local:
+        temp files). Returns the keys (local: the temp files' paths) it aborted.
+
+        Raises:
+            StorageUnavailable: the backend failed (what was aborted stays aborted).
         """
 
 

@@ -127,7 +127,7 @@ async def put_object(
     "/get/{key:path}",
     summary="Read an object (streamed)",
     media_type="application/octet-stream",
-    responses=error_responses(400, 404, 502),
+    responses=error_responses(400, 404, 502, 503),
 )
 async def get_object(
     key: FromPath[str], request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]
@@ -142,7 +142,7 @@ async def get_object(
     return Stream(prepend(first, chunks), media_type="application/octet-stream")
 
 
-@get("/list", summary="List objects by key prefix", responses=error_responses(400, 502))
+@get("/list", summary="List objects by key prefix", responses=error_responses(400, 502, 503))
 async def list_objects(
     store: NamedDependency[ObjectStore], prefix: FromQuery[str] = ""
 ) -> list[ObjectInfo]:
@@ -153,7 +153,7 @@ async def list_objects(
     "/delete/{key:path}",
     summary="Delete an object",
     status_code=204,
-    responses=error_responses(400, 403, 404, 502),
+    responses=error_responses(400, 403, 404, 502, 503),
 )
 async def delete_object(
     key: FromPath[str], request: Request[Any, Any, Any], store: NamedDependency[ObjectStore]

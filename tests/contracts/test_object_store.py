@@ -20,6 +20,7 @@ import pytest
 from lakehouse.config import MiB
 from lakehouse.storage import (
     InvalidKey,
+    ObjectInfo,
     ObjectNotFound,
     ObjectStore,
     ObjectTooLarge,
@@ -268,38 +269,75 @@ async def test_list_is_sorted_by_key_and_filtered_by_any_prefix(store: ObjectSto
     assert [(i.key, i.size) for i in await store.list("p/a/")] == [("p/a/10", 6), ("p/a/2", 5)]
 
 
+class PutInProgress:
+    """A put of ``w/new`` (more than one S3 part) held open before its last bytes
+    until ``release`` is set: the backend holds its temp file or multipart upload."""
+
+    def __init__(self, store_backend: StoreBackend) -> None:
+        self.backend = store_backend
+        self.release = asyncio.Event()
+        self.task: asyncio.Task[ObjectInfo] | None = None
+
+    async def body(self) -> AsyncIterator[bytes]:
+        yield b"".join(pattern(OVER_ONE_PART, seed=6))
+        await self.release.wait()
+        yield b"the end"
+
+    async def __aenter__(self) -> asyncio.Task[ObjectInfo]:
+        self.task = asyncio.create_task(self.backend.store.put("w/new", self.body()))
+
+        async def started() -> bool:
+            return bool(await self.backend.leftovers("w/"))
+
+        await eventually(started, "the write reached the backend")
+        return self.task
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release.set()
+        assert self.task is not None
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
 async def test_a_write_in_progress_is_invisible_until_it_completes(
     store_backend: StoreBackend,
 ) -> None:
     """While a put is under way the backend holds its temp file or multipart
     upload, yet no listing, head or get shows the key."""
     store = store_backend.store
-    release = asyncio.Event()
-
-    async def body() -> AsyncIterator[bytes]:
-        yield b"".join(pattern(OVER_ONE_PART, seed=6))
-        await release.wait()
-        yield b"the end"
-
-    writing = asyncio.create_task(store.put("w/new", body()))
-    try:
-
-        async def started() -> bool:
-            return bool(await store_backend.leftovers("w/"))
-
-        await eventually(started, "the write reached the backend")
+    async with PutInProgress(store_backend) as writing:
         assert await store.list() == []
         assert await store.list("w/") == []
         with pytest.raises(ObjectNotFound):
             await store.head("w/new")
         with pytest.raises(ObjectNotFound):
             await store.get("w/new")
-    finally:
-        release.set()
-        info = await writing
+    info = writing.result()
     assert info.size == OVER_ONE_PART + 7
     assert await listed_keys(store) == ["w/new"]
     assert await store_backend.leftovers() == ["w/new"]
+
+
+async def test_stale_writes_are_aborted_and_younger_ones_kept(
+    store_backend: StoreBackend,
+) -> None:
+    """What a process that died mid-write left (an unfinished multipart upload, a temp
+    file) goes once it started before the cutoff; a write younger than that is kept."""
+    store = store_backend.store
+    an_hour_from_now = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    async with PutInProgress(store_backend) as writing:
+        in_progress = await store_backend.leftovers("w/")
+        # moto reports every upload as started in 2010: a cutoff before that keeps it.
+        long_ago = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+        assert await store.abort_stale_uploads(long_ago) == []
+        assert await store_backend.leftovers("w/") == in_progress
+
+        aborted = await store.abort_stale_uploads(an_hour_from_now)
+        assert len(aborted) == 1
+        assert aborted[0].startswith("w/")
+        assert await store_backend.leftovers("w/") == []
+        assert await store.abort_stale_uploads(an_hour_from_now) == []
+        writing.cancel()  # the writer is gone, as a killed process is
+    assert await store_backend.leftovers() == []
 
 
 # -- overwrite -------------------------------------------------------------------------

@@ -10,6 +10,10 @@ per request what happens instead:
     proxy.inject(Fault.reset_response(after_bytes=100, methods={"GET"}))
     proxy.clear()
 
+``proxy.rewrite(old, new)`` replaces bytes in the bodies of moto's answers: moto
+says every multipart upload was initiated on one fixed day in 2010, and a test of
+"uploads younger than the grace period are kept" needs it to say "now".
+
 It parses just enough HTTP to keep one decision per request (a keep-alive
 connection opened before a fault is set still sees the fault), and it runs its
 own event loop in a thread, so sync and async tests use it alike.
@@ -102,6 +106,7 @@ class FaultProxy:
     requests: int = 0  # requests seen
     injected: int = 0  # requests a fault was applied to
     _fault: Fault | None = None
+    _rewrites: dict[bytes, bytes] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -123,6 +128,14 @@ class FaultProxy:
         with self._lock:
             self._fault = None
         self._call_soon(self._set_cleared)
+
+    def rewrite(self, old: bytes, new: bytes | None) -> None:
+        """From now on, ``old`` in a forwarded response body reads ``new`` (``None``: as is)."""
+        with self._lock:
+            if new is None:
+                self._rewrites.pop(old, None)
+            else:
+                self._rewrites[old] = new
 
     @contextlib.contextmanager
     def faulty(self, fault: Fault) -> Iterator[FaultProxy]:
@@ -234,7 +247,9 @@ class FaultProxy:
                 up_w.write(request.head + body)
                 await up_w.drain()
                 limit = fault.after_bytes if fault and fault.kind == "reset_response" else None
-                keep_alive = await _relay_response(up_r, client_w, request.method, limit)
+                with self._lock:
+                    rewrites = dict(self._rewrites)
+                keep_alive = await _relay_response(up_r, client_w, request.method, limit, rewrites)
                 if limit is not None:
                     _reset(client_w)
                     return
@@ -306,15 +321,16 @@ async def _relay_response(
     client: asyncio.StreamWriter,
     method: str,
     limit: int | None,
+    rewrites: dict[bytes, bytes],
 ) -> bool:
     """Copy one response; with ``limit``, only its head and ``limit`` body bytes.
     Returns whether the connection may carry another request."""
     while True:
         raw = await upstream.readuntil(b"\r\n\r\n")
         status = int(raw.split(b" ", 2)[1])
-        client.write(raw)
         if status >= 200:
             break
+        client.write(raw)
     headers = {
         name.strip().lower(): value.strip()
         for name, _, value in (
@@ -329,9 +345,22 @@ async def _relay_response(
         body = await upstream.readexactly(int(headers["content-length"]))
     else:
         body = await upstream.read()
+    if rewrites and "content-length" in headers:
+        for old, new in rewrites.items():
+            body = body.replace(old, new)
+        raw = _with_content_length(raw, len(body))
+    client.write(raw)
     client.write(body if limit is None else body[:limit])
     await client.drain()
     return headers.get("connection", "").lower() != "close" and "content-length" in headers
+
+
+def _with_content_length(head: bytes, length: int) -> bytes:
+    lines = head.split(b"\r\n")
+    return b"\r\n".join(
+        b"Content-Length: %d" % length if line.lower().startswith(b"content-length:") else line
+        for line in lines
+    )
 
 
 def _error_response(fault: Fault) -> bytes:

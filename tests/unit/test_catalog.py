@@ -1,5 +1,5 @@
 """Catalog units: the schema fingerprint definition, and an IcebergCatalog whose store
-or catalog database fails: the error is a 502 (never a stray exception, which the
+or catalog database fails: the error is a 502 or 503 (never a stray exception, which the
 app would answer 500), the previous state is intact, and the catalog recovers."""
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ async def test_a_failing_store_leaves_the_dataset_as_it_was_and_it_recovers(
     ):
         with pytest.raises(StorageUnavailable) as caught:
             await call
-        assert caught.value.status_code == 502
+        assert caught.value.status_code == 503
     assert await catalog.get("w") == before
     assert await catalog.history("w") == history
     assert [m.name for m in await catalog.list()] == ["w"]

@@ -65,6 +65,11 @@ def test_env_config_path_and_overrides(tmp_path: Path) -> None:
         ('[server]\nport = "abc"\n', "$.server.port"),
         ('[storage]\nbackend = "ftp"\n', "$.storage.backend"),
         ("[nonsense]\nx = 1\n", "nonsense"),
+        ("[storage.s3]\nmax_attempts = 0\n", "max_attempts must be 1..10"),
+        ("[storage.s3]\nmax_attempts = 11\n", "max_attempts must be 1..10"),
+        ('[storage.s3]\nretry_mode = "legacy"\n', "$.storage.s3.retry_mode"),
+        ("[storage.s3]\nread_timeout_seconds = 0\n", "read_timeout_seconds must be positive"),
+        ("[storage.s3]\nconnect_timeout_seconds = -1\n", "connect_timeout_seconds must be"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, toml: str, named: str) -> None:
