@@ -63,6 +63,7 @@ _TRUE = pa.array(TRUE_VALUES)
 _FALSE = pa.array(FALSE_VALUES)
 _MiB = 1024 * 1024
 _DICTIONARY_SAMPLE_ROWS = 10_000
+_AHEAD = 4
 
 
 class WidenedColumn(msgspec.Struct):
@@ -158,11 +159,11 @@ def _write(
     pending: list[pa.RecordBatch] = []
     pending_rows = pending_bytes = 0
     with (
-        _ProbedFile(source, _probe(layout)) as stream,
+        _ProbedFile(source, _probe(layout), _AHEAD if block_size > _MiB else None) as stream,
         _BackgroundWriter(target, schema, options) as writer,
     ):
         reader = _open_reader(stream, layout, block_size)
-        for batch, last in _with_last(b for b in reader if b.num_rows):
+        for batch, last in _with_last(_consumed(reader, stream)):
             if last:
                 batch = _without_probe(batch)
             arrays = list(batch.columns)
@@ -226,28 +227,53 @@ def _open_reader(
 
 
 class _ProbedFile(io.RawIOBase):
-    """The file's bytes, then ``probe``'s."""
+    """The file's bytes, then ``probe``'s.
 
-    def __init__(self, source: Path, probe: bytes) -> None:
+    With ``ahead``, a read waits while that many blocks are read and not yet
+    consumed (``consumed``): pyarrow's reader reads up to 32 blocks ahead,
+    which with large blocks is a lot of memory. The wait is short, in case a
+    block yields no batch.
+    """
+
+    def __init__(self, source: Path, probe: bytes, ahead: int | None = None) -> None:
         super().__init__()
         self.file = source.open("rb")
         self.probe = probe
+        self.ahead = ahead
+        self.reads = 0
+        self.batches = 0
+        self.progress = threading.Condition()
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        count = self.file.readinto(buffer)
-        if count:
-            return count
-        count = min(len(buffer), len(self.probe))
-        buffer[:count] = self.probe[:count]
-        self.probe = self.probe[count:]
-        return count
+    def read(self, size: int = -1) -> bytes:
+        if (ahead := self.ahead) is not None:
+            with self.progress:
+                self.progress.wait_for(lambda: self.reads - self.batches < ahead, 0.05)
+                self.reads += 1
+        data = self.file.read(size)
+        if data:
+            return data
+        take = len(self.probe) if size < 0 else size
+        data, self.probe = self.probe[:take], self.probe[take:]
+        return data
+
+    def consumed(self) -> None:
+        with self.progress:
+            self.batches += 1
+            self.progress.notify_all()
 
     def close(self) -> None:
         self.file.close()
         super().close()
+
+
+def _consumed(reader: pa_csv.CSVStreamingReader, stream: _ProbedFile) -> Iterator[pa.RecordBatch]:
+    for batch in reader:
+        stream.consumed()
+        if batch.num_rows:
+            yield batch
 
 
 def _probe(layout: CsvLayout) -> bytes:
