@@ -253,11 +253,11 @@ class _ProbedFile(io.RawIOBase):
                 self.progress.wait_for(lambda: self.reads - self.batches < ahead, 0.05)
                 self.reads += 1
         data = self.file.read(size)
-        if data:
-            return data
-        take = len(self.probe) if size < 0 else size
-        data, self.probe = self.probe[:take], self.probe[take:]
-        return data
+        # The probe in the same read as the file's end: a file of one line without
+        # a newline must not reach pyarrow as a first block with no row end.
+        take = len(self.probe) if size < 0 else size - len(data)
+        tail, self.probe = self.probe[:take], self.probe[take:]
+        return data + tail if tail else data
 
     def consumed(self) -> None:
         with self.progress:

@@ -65,9 +65,13 @@ def unclosed_quote(source: Path, delimiter: str) -> InvalidCSV | None:
 
 def locate_ragged(source: Path, delimiter: str, width: int) -> Exception:
     """The first record with another number of fields than the header (``width``)."""
-    for row_number, (line, row) in enumerate(Records(source, delimiter), start=1):
-        if len(row) != width:
-            return ragged(line, row_number, width, len(row))
+    records = Records(source, delimiter)
+    try:
+        for row_number, (line, row) in enumerate(records, start=1):
+            if len(row) != width:
+                return ragged(line, row_number, width, len(row))
+    except csv.Error as exc:
+        return InvalidCSV(f"line {records.line}: {exc}", details={"line": records.line})
     return InvalidCSV("a row has another number of fields than the header")
 
 

@@ -150,6 +150,11 @@ async def test_header_only_gives_an_empty_dataset(client: Client, store: ObjectS
     table = await read_dataset(store, body)
     assert table.num_rows == 0
     assert table.column_names == ["a", "b", "c"]
+    # Without a newline after the header, and a last row without one.
+    for i, (data, rows) in enumerate(((b"a,b,c", 0), (b"a\n1", 1), (b'a,b\n1,"x"', 1))):
+        response = await ingest(client, f"no_newline_{i}", data)
+        assert response.status_code == 200, (data, response.text)
+        assert response.json()["row_count"] == rows
 
 
 def test_chunked_raw_body_without_content_type_is_ingested(settings: Settings) -> None:
