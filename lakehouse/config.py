@@ -116,6 +116,9 @@ class IngestSettings(_Section):
     """Ingests in flight at once; one more gets 503 with Retry-After."""
     sample_rows: int = 10_000
     """Rows read to infer column types."""
+    max_field_bytes: int = 8 * MiB
+    """Largest CSV field, counted with the rest of its row (the reader needs a whole
+    row in one block); a larger one is a 400 naming its line."""
     row_group_rows: int = 122_880
     """Rows per Parquet row group."""
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"

@@ -2,6 +2,7 @@
 
 from lakehouse.ingest.errors import (
     EmptyCSV,
+    FieldTooLarge,
     IngestBusy,
     InvalidCSV,
     InvalidTypeOverride,
@@ -26,6 +27,7 @@ from lakehouse.ingest.service import IngestService, validate_name
 __all__ = [
     "DefaultedColumn",
     "EmptyCSV",
+    "FieldTooLarge",
     "IngestBusy",
     "IngestResult",
     "IngestService",

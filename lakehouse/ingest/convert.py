@@ -4,24 +4,34 @@ Blocking (pyarrow): call ``convert_csv`` from a worker thread. Memory is
 bounded by one row group of Arrow data plus the reader's read-ahead blocks,
 whatever the file size (ADR 0009).
 
-Inferred numeric columns are read as text and converted here
-(``_numeric``), so a number with a leading zero (whose digits a cast would
-drop) is seen, and so is any value that is not a number. On the first such
-value the pass stops writing but reads on, checking the numeric columns not
-yet failed, so one pass finds all of them; a second pass writes the file
-with them as VARCHAR. Other inferred typed columns (dates, timestamps,
-booleans) are converted by the reader, in parallel (cheaper): a value that
-does not fit ends the pass and widens that column. Columns with a type
-override are converted by the reader too: a value that does not fit is a 400.
+The reader reads every column as text and typed columns are converted here
+(``_typed``), which is what makes PostgreSQL's rule for empty values
+possible (ADR 0004): an unquoted empty field is NULL in every column, a
+quoted ``""`` is an empty string in a text column and NULL in a typed one
+(an empty string is no number or date). Converting here also sees a number
+with a leading zero (whose digits a cast would drop). On the first value of
+an inferred typed column that does not fit, the pass stops writing but reads
+on, checking the columns not yet failed, so one pass finds all of them; a
+second pass writes the file with them as VARCHAR. A value that does not fit
+a column with a type override is a 400.
+
+A quote never closed: pyarrow takes everything up to the end of the file as
+that field's value, without a word. So the reader is given the file followed
+by a probe row (``_probe``): if the file ends outside quotes, the probe is its
+last row, and is dropped; if it ends inside a quoted field, the probe becomes
+part of that field, and the ingest is a 400 naming the line.
+
+A row must fit in two of the reader's blocks. When one does not (a field of
+several MiB), the pass starts again with blocks twice as large, up to
+``max_field_bytes``; a row that does not fit those is a 400 naming its line.
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
+import io
 import queue
-import re
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -31,9 +41,11 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from lakehouse.ingest.errors import InvalidCSV, InvalidTypeOverride, NotUTF8
+from lakehouse.ingest.locate import locate_oversized, locate_ragged, unclosed_quote
 from lakehouse.ingest.schema import (
     ARROW_TYPES,
     BIGINT,
+    BOOLEAN,
     DECIMAL,
     DOUBLE,
     FALSE_VALUES,
@@ -42,14 +54,16 @@ from lakehouse.ingest.schema import (
     VARCHAR,
     CsvLayout,
     InferredColumn,
-    ragged,
 )
 
-_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error to [^:]+: (.*)", re.S)
-_RAGGED = re.compile(r"Expected (\d+) columns, got (\d+)")
+_RAGGED = "Expected {} columns, got"
+_STRADDLING = "straddling object straddles two block boundaries"
 _NUMERIC = frozenset({BIGINT, DOUBLE, DECIMAL})
-_READ_BYTES = 1024 * 1024
+_TRUE = pa.array(TRUE_VALUES)
+_FALSE = pa.array(FALSE_VALUES)
+_MiB = 1024 * 1024
 _DICTIONARY_SAMPLE_ROWS = 10_000
+_AHEAD = 4
 
 
 class WidenedColumn(msgspec.Struct):
@@ -67,42 +81,59 @@ class ConvertResult(msgspec.Struct):
 
 class ConvertOptions(msgspec.Struct):
     row_group_rows: int = 122_880
+    row_group_bytes: int = 32 * _MiB
+    """A row group is written once it holds this much Arrow data, even with
+    fewer rows: rows of large fields would otherwise pile up in memory."""
     compression: str = "zstd"
     # 1 MiB blocks: measured flatter peak RSS than 4 MiB (143 vs 178 MiB at 500k rows)
     # and no slower on 2 cores (ADR 0009).
-    block_size: int = 1024 * 1024
+    block_size: int = _MiB
+    max_field_bytes: int = 8 * _MiB
+    """The largest block tried when a row does not fit two (ADR 0009)."""
 
 
 class _NotTyped(Exception):
-    """A value in an inferred typed column does not fit its type."""
+    """A value in a typed column does not fit its type."""
+
+
+class _QuoteNeverClosed(Exception):
+    """The file ends inside a quoted field."""
 
 
 def convert_csv(
-    source: Path,
-    layout: CsvLayout,
-    target: Path,
-    options: ConvertOptions,
-    quotes: int | None = None,
+    source: Path, layout: CsvLayout, target: Path, options: ConvertOptions
 ) -> ConvertResult:
     """Write ``source`` as Parquet to ``target`` with the layout's column types.
 
     Inferred typed columns holding a value that does not fit (or a number
-    with a leading zero) past the sample are widened to VARCHAR (numeric
-    ones all found in one pass, see the module docstring); a ragged row raises
-    RaggedRows with its line, a quote never closed InvalidCSV with the line
-    of its record, invalid UTF-8 NotUTF8, a value not fitting a type
-    override InvalidTypeOverride. ``layout.columns`` is updated in place
-    with the final types. ``quotes``, the count of ``"`` bytes in the file
-    if the caller has it (the spool counts them), saves reading it once more.
+    with a leading zero) past the sample are widened to VARCHAR (all found
+    in one pass, see the module docstring); a ragged row raises RaggedRows
+    with its line, a quote never closed InvalidCSV with the line of its
+    record, a row larger than ``max_field_bytes`` FieldTooLarge with its
+    line, invalid UTF-8 NotUTF8, a value not fitting a type override
+    InvalidTypeOverride. ``layout.columns`` is updated in place with the
+    final types.
     """
-    _check_quotes_closed(source, layout, quotes)
     widened: list[WidenedColumn] = []
+    block_size = options.block_size
     while True:
         try:
-            rows, failed = _write(source, layout, target, options)
+            rows, failed = _write(source, layout, target, options, block_size)
         except pa.ArrowInvalid as exc:
             target.unlink(missing_ok=True)  # a failed write leaves a readable partial file
-            raise _error(exc, source, layout) from exc
+            if _STRADDLING in str(exc) and block_size < options.max_field_bytes:
+                # The reader's memory grows with its block: take the smallest that fits.
+                block_size = min(block_size * 2, options.max_field_bytes)
+                continue
+            raise _error(exc, source, layout, options.max_field_bytes) from exc
+        except _QuoteNeverClosed:
+            target.unlink(missing_ok=True)
+            raise unclosed_quote(source, layout.delimiter) or InvalidCSV(
+                "a quoted field is never closed"
+            ) from None
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
         if not failed:
             return ConvertResult(rows=rows, widened=widened)
         target.unlink(missing_ok=True)
@@ -115,18 +146,64 @@ def convert_csv(
 
 
 def _write(
-    source: Path, layout: CsvLayout, target: Path, options: ConvertOptions
+    source: Path, layout: CsvLayout, target: Path, options: ConvertOptions, block_size: int
 ) -> tuple[int, dict[int, str]]:
     """One pass: rows written, and {column index: reason} for the inferred
     typed columns that failed (then the file written is incomplete)."""
     columns = layout.columns
     schema = pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in columns])
-    checked = {i for i, c in enumerate(columns) if _converted_here(c)}
-    reader = pa_csv.open_csv(
-        source,
+    checked = {i for i, c in enumerate(columns) if c.type != VARCHAR}
+    rows = 0
+    failed: dict[int, str] = {}
+    refused: Exception | None = None
+    pending: list[pa.RecordBatch] = []
+    pending_rows = pending_bytes = 0
+    with (
+        _ProbedFile(source, _probe(layout), _AHEAD if block_size > _MiB else None) as stream,
+        _BackgroundWriter(target, schema, options) as writer,
+    ):
+        reader = _open_reader(stream, layout, block_size)
+        for batch, last in _with_last(_consumed(reader, stream)):
+            if last:
+                batch = _without_probe(batch)
+            arrays = list(batch.columns)
+            for index in sorted(checked):
+                column = columns[index]
+                try:
+                    arrays[index] = _typed(arrays[index], column)
+                except _NotTyped as exc:
+                    if not _widenable(column):
+                        refused = refused or _refusal(column, str(exc))
+                    failed[index] = str(exc)
+                    checked.discard(index)  # widened next pass: no need to look further
+            if failed:
+                writer.cancel()  # the file is discarded: stop writing it
+                continue  # only checking from here on (the probe row is last)
+            # pyarrow emits one batch per block; buffer them so row groups get
+            # row_group_rows rows instead of one small group per block.
+            pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            pending_rows += pending[-1].num_rows
+            pending_bytes += pending[-1].nbytes
+            if pending_rows >= options.row_group_rows or pending_bytes >= options.row_group_bytes:
+                writer.write(pa.Table.from_batches(pending, schema=schema))
+                rows += pending_rows
+                pending, pending_rows, pending_bytes = [], 0, 0
+        if refused is not None:
+            raise refused
+        if pending_rows and not failed:
+            writer.write(pa.Table.from_batches(pending, schema=schema))
+            rows += pending_rows
+    return rows, failed
+
+
+def _open_reader(
+    stream: io.RawIOBase, layout: CsvLayout, block_size: int
+) -> pa_csv.CSVStreamingReader:
+    return pa_csv.open_csv(
+        pa.PythonFile(stream, mode="r"),
         read_options=pa_csv.ReadOptions(
             use_threads=True,
-            block_size=options.block_size,
+            block_size=block_size,
             # pyarrow parses the header row itself (a quoted name may span
             # lines) and skips it; names come from the layout.
             autogenerate_column_names=True,
@@ -139,60 +216,96 @@ def _write(
             newlines_in_values=True,  # quoted newlines; also avoids chunker desyncs
         ),
         convert_options=pa_csv.ConvertOptions(
-            column_types={
-                f"f{i}": pa.string() if i in checked else ARROW_TYPES[c.type]
-                for i, c in enumerate(columns)
-            },
-            null_values=[""],  # "NA", "null"... are values, not nulls
-            strings_can_be_null=False,
-            true_values=TRUE_VALUES,
-            false_values=FALSE_VALUES,
+            column_types={f"f{i}": pa.string() for i in range(len(layout.columns))},
+            # Only an unquoted empty field is null; "NA", "null"... are values.
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
             check_utf8=True,
         ),
     )
-    rows = 0
-    failed: dict[int, str] = {}
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    with _BackgroundWriter(target, schema, options) as writer:
-        batches = iter(reader)
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                break
-            except pa.ArrowInvalid as exc:
-                match = _CONVERSION_ERROR.search(str(exc))
-                if match is None:
-                    raise
-                index = int(match.group(1))
-                column = columns[index]
-                if not _widenable(column):
-                    raise
-                failed[index] = f"a value past the sample is not {column.type}: {match.group(2)}"
-                break  # the reader cannot go on past a conversion error
-            arrays = list(batch.columns)
-            for index in sorted(checked):
-                try:
-                    arrays[index] = _numeric(arrays[index], columns[index].type)
-                except _NotTyped as exc:
-                    failed[index] = str(exc)
-                    checked.discard(index)  # widened next pass: no need to look further
-            if failed:
-                writer.cancel()  # the file is discarded: stop writing it
-                continue  # only checking from here on
-            # pyarrow emits one batch per block; buffer them so row groups get
-            # row_group_rows rows instead of one small group per block.
-            pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
-            pending_rows += batch.num_rows
-            if pending_rows >= options.row_group_rows:
-                writer.write(pa.Table.from_batches(pending, schema=schema))
-                rows += pending_rows
-                pending, pending_rows = [], 0
-        if pending_rows and not failed:
-            writer.write(pa.Table.from_batches(pending, schema=schema))
-            rows += pending_rows
-    return rows, failed
+
+
+class _ProbedFile(io.RawIOBase):
+    """The file's bytes, then ``probe``'s.
+
+    With ``ahead``, a read waits while that many blocks are read and not yet
+    consumed (``consumed``): pyarrow's reader reads up to 32 blocks ahead,
+    which with large blocks is a lot of memory. The wait is short, in case a
+    block yields no batch.
+    """
+
+    def __init__(self, source: Path, probe: bytes, ahead: int | None = None) -> None:
+        super().__init__()
+        self.file = source.open("rb")
+        self.probe = probe
+        self.ahead = ahead
+        self.reads = 0
+        self.batches = 0
+        self.progress = threading.Condition()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if (ahead := self.ahead) is not None:
+            with self.progress:
+                self.progress.wait_for(lambda: self.reads - self.batches < ahead, 0.05)
+                self.reads += 1
+        data = self.file.read(size)
+        # The probe in the same read as the file's end: a file of one line without
+        # a newline must not reach pyarrow as a first block with no row end.
+        take = len(self.probe) if size < 0 else size - len(data)
+        tail, self.probe = self.probe[:take], self.probe[take:]
+        return data + tail if tail else data
+
+    def consumed(self) -> None:
+        with self.progress:
+            self.batches += 1
+            self.progress.notify_all()
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+def _consumed(reader: pa_csv.CSVStreamingReader, stream: _ProbedFile) -> Iterator[pa.RecordBatch]:
+    for batch in reader:
+        stream.consumed()
+        if batch.num_rows:
+            yield batch
+
+
+def _probe(layout: CsvLayout) -> bytes:
+    """A row after the file's last: a quoted empty first field, unquoted empty
+    others (read as '' and nulls). The newline before it ends a last line that
+    has none (or makes a blank line, which the reader skips)."""
+    return ("\n" + '""' + layout.delimiter * (len(layout.columns) - 1) + "\n").encode()
+
+
+def _without_probe(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The last batch without the probe row, or _QuoteNeverClosed when the
+    probe is not its last row (it went into a quoted field left open)."""
+    last = batch.num_rows - 1
+    probe_found = batch.column(0)[last].as_py() == "" and all(
+        not column[last].is_valid for column in batch.columns[1:]
+    )
+    if not probe_found:
+        raise _QuoteNeverClosed
+    return batch.slice(0, last)
+
+
+def _with_last(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, bool]]:
+    """Each batch, and whether it is the last; _QuoteNeverClosed when there is
+    none (the probe row went into the header's open quote)."""
+    iterator = iter(batches)
+    previous = next(iterator, None)
+    if previous is None:
+        raise _QuoteNeverClosed
+    for batch in iterator:
+        yield previous, False
+        previous = batch
+    yield previous, True
 
 
 class _BackgroundWriter:
@@ -278,27 +391,49 @@ def _widenable(column: InferredColumn) -> bool:
     return column.source == "inferred" and column.type != VARCHAR
 
 
-def _converted_here(column: InferredColumn) -> bool:
-    return _widenable(column) and column.type in _NUMERIC
-
-
-def _numeric(values: pa.Array, type_name: str) -> pa.Array:
-    """Text values of an inferred numeric column as that type ("" is null),
-    or _NotTyped naming the first value that does not fit."""
-    first = _first_leading_zero(values)
-    if first is not None:
-        raise _NotTyped(
-            f"a value past the sample has a leading zero ({first!r}): "
-            "as a number it would lose digits"
+def _refusal(column: InferredColumn, reason: str) -> Exception:
+    if column.source == "override":
+        return InvalidTypeOverride(
+            f"column {column.name!r} cannot be read as {column.type}: {reason}"
         )
+    return InvalidCSV(f"column {column.name!r}: {reason}")
+
+
+def _typed(values: pa.Array, column: InferredColumn) -> pa.Array:
+    """Text values of a typed column as its type (a quoted "" is null, like
+    the unquoted empty field the reader made null), or _NotTyped naming the
+    first value that does not fit."""
+    if _widenable(column) and column.type in _NUMERIC:
+        first = _first_leading_zero(values)
+        if first is not None:
+            raise _NotTyped(
+                f"a value past the sample has a leading zero ({first!r}): "
+                "as a number it would lose digits"
+            )
+    if column.source == "override":
+        values = pc.utf8_trim_whitespace(values)  # as lenient as pyarrow's own parsers were
     try:
-        return pc.cast(values, ARROW_TYPES[type_name])
+        return _cast(values, column.type)
     except pa.ArrowInvalid:
-        pass  # most often an empty field: make those null and cast again
+        pass  # most often a quoted "": make those null and cast again
     try:
-        return pc.cast(_empty_as_null(values), ARROW_TYPES[type_name])
+        return _cast(_empty_as_null(values), column.type)
     except pa.ArrowInvalid as exc:
-        raise _NotTyped(f"a value past the sample is not {type_name}: {exc}") from exc
+        if _widenable(column):
+            raise _NotTyped(f"a value past the sample is not {column.type}: {exc}") from exc
+        raise _NotTyped(str(exc)) from exc
+
+
+def _cast(values: pa.Array, type_name: str) -> pa.Array:
+    if type_name != BOOLEAN:
+        return pc.cast(values, ARROW_TYPES[type_name])
+    # Arrow's cast would also take 1/0 and any case; ADR 0004 takes true/false only.
+    true = pc.is_in(values, value_set=_TRUE)
+    known = pc.or_(true, pc.is_in(values, value_set=_FALSE))
+    wrong = pc.and_(pc.is_valid(values), pc.invert(known))
+    if pc.any(wrong).as_py():
+        raise pa.ArrowInvalid(f"invalid value {pc.filter(values, wrong)[0].as_py()!r}")
+    return pc.if_else(pc.is_valid(values), true, pa.scalar(None, pa.bool_()))
 
 
 def _first_leading_zero(values: pa.Array) -> str | None:
@@ -322,71 +457,16 @@ def _empty_as_null(values: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
 
 
-def _error(exc: pa.ArrowInvalid, source: Path, layout: CsvLayout) -> Exception:
-    message = str(exc)
+def _error(exc: pa.ArrowInvalid, source: Path, layout: CsvLayout, limit: int) -> Exception:
+    """The 400 for a pass pyarrow gave up on, naming the line (``locate``)."""
+    message, delimiter = str(exc), layout.delimiter
     if "invalid UTF8" in message:
         return NotUTF8("the CSV is not valid UTF-8", details={"reason": message})
-    if _RAGGED.search(message):
-        return _locate_ragged(source, layout)
-    match = _CONVERSION_ERROR.search(message)
-    if match is None:
-        return InvalidCSV(f"the CSV cannot be parsed: {message}")
-    column = layout.columns[int(match.group(1))]
-    if column.source == "override":
-        return InvalidTypeOverride(
-            f"column {column.name!r} cannot be read as {column.type}: {match.group(2)}"
+    if _RAGGED.format(len(layout.columns)) in message:
+        # A quote left open makes its record short of fields: say that instead.
+        return unclosed_quote(source, delimiter) or locate_ragged(
+            source, delimiter, len(layout.columns)
         )
-    return InvalidCSV(f"column {column.name!r}: {match.group(2)}")
-
-
-def _check_quotes_closed(source: Path, layout: CsvLayout, quotes: int | None) -> None:
-    """InvalidCSV when the last record ends inside a quoted field.
-
-    pyarrow takes everything up to the end of the file as that field's
-    value. Closed quotes come in pairs, so an even count of ``"`` bytes
-    (the common case) needs no parse; an odd count may still be fine (a
-    quote inside an unquoted field is literal), so the csv module finds the
-    last record and a strict parse of just that record tells.
-    """
-    if quotes is None:
-        quotes = 0
-        with source.open("rb") as handle:
-            while block := handle.read(_READ_BYTES):
-                quotes += block.count(b'"')
-    if quotes % 2 == 0:
-        return
-    with source.open(encoding="utf-8-sig", newline="", errors="replace") as handle:
-        reader = csv.reader(handle, delimiter=layout.delimiter, quotechar='"')
-        last_start, previous_line = 1, 0
-        for _row in reader:
-            last_start, previous_line = previous_line + 1, reader.line_num
-    with source.open(encoding="utf-8-sig", newline="", errors="replace") as handle:
-        tail = itertools.islice(handle, last_start - 1, None)
-        strict = csv.reader(tail, delimiter=layout.delimiter, quotechar='"', strict=True)
-        try:
-            for _row in strict:
-                pass
-        except csv.Error as exc:
-            if "unexpected end of data" in str(exc):
-                raise InvalidCSV(
-                    f"line {last_start}: a quoted field in the record starting on this line "
-                    "is never closed",
-                    details={"line": last_start},
-                ) from exc
-
-
-def _locate_ragged(source: Path, layout: CsvLayout) -> Exception:
-    """pyarrow's multi-threaded reader does not say where; find the first
-    ragged record (and the physical line it starts on) with the csv module."""
-    width = len(layout.columns)
-    with source.open(encoding="utf-8-sig", newline="", errors="replace") as handle:
-        reader = csv.reader(handle, delimiter=layout.delimiter, quotechar='"')
-        next(reader, None)
-        previous_line, row_number = reader.line_num, 1
-        for row in reader:
-            if row:
-                row_number += 1
-                if len(row) != width:
-                    return ragged(previous_line + 1, row_number, width, len(row))
-            previous_line = reader.line_num
-    return InvalidCSV("a row has another number of fields than the header")
+    if _STRADDLING in message:
+        return unclosed_quote(source, delimiter) or locate_oversized(source, delimiter, limit)
+    return InvalidCSV(f"the CSV cannot be parsed: {message}")

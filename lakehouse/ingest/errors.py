@@ -4,7 +4,8 @@ BadRequest
 ├── MissingDatasetName (400 missing_name)
 ├── MissingFile (400 missing_file)
 ├── EmptyCSV (400 empty_csv)            empty body/file, no header row
-├── InvalidCSV (400 invalid_csv)        unparseable input, bad multipart
+├── InvalidCSV (400 invalid_csv)        unparseable input, bad multipart, a quote never closed
+├── FieldTooLarge (400 field_too_large) details: line, max_field_bytes
 ├── RaggedRows (400 ragged_rows)        details: line, row, expected, got
 ├── NotUTF8 (400 not_utf8)
 └── InvalidTypeOverride (400 invalid_type_override)
@@ -35,6 +36,12 @@ class EmptyCSV(BadRequest):
 
 class InvalidCSV(BadRequest):
     code = "invalid_csv"
+
+
+class FieldTooLarge(BadRequest):
+    """A row larger than ``ingest.max_field_bytes``; details name the line it starts on."""
+
+    code = "field_too_large"
 
 
 class RaggedRows(BadRequest):

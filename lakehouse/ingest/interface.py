@@ -69,7 +69,8 @@ class Ingestor(Protocol):
         Raises:
             MissingDatasetName, InvalidDatasetName: no or a bad ``name`` (400).
             InvalidTypeOverride: ``types`` is malformed or names no column (400).
-            EmptyCSV, InvalidCSV, RaggedRows, NotUTF8: the upload is not usable CSV (400).
+            EmptyCSV, InvalidCSV, RaggedRows, FieldTooLarge, NotUTF8: the upload is not
+                usable CSV (400).
             UploadIncomplete: the client stopped sending mid-body (400).
             UploadTooLarge: raised by the admitted ``upload.chunks`` (413).
             DatasetExists: ``create`` of a dataset that exists (409).

@@ -20,7 +20,8 @@ from pathlib import Path
 import msgspec
 import pyarrow as pa
 
-from lakehouse.ingest.errors import EmptyCSV, InvalidCSV, InvalidTypeOverride, NotUTF8, RaggedRows
+from lakehouse.ingest.errors import EmptyCSV, InvalidCSV, InvalidTypeOverride, NotUTF8
+from lakehouse.ingest.locate import ragged, unclosed_quote
 
 VARCHAR = "VARCHAR"
 BIGINT = "BIGINT"
@@ -192,7 +193,10 @@ def infer_layout(path: Path, sample_rows: int, overrides: dict[str, str]) -> Csv
                     previous_line = reader.line_num
                     continue
                 if len(row) != width:
-                    raise ragged(previous_line + 1, count + 2, width, len(row))
+                    # A quote left open makes its record short of fields: say that instead.
+                    raise unclosed_quote(path, delimiter) or ragged(
+                        previous_line + 1, count + 2, width, len(row)
+                    )
                 rows.append(row)
                 count += 1
                 previous_line = reader.line_num
@@ -208,13 +212,6 @@ def infer_layout(path: Path, sample_rows: int, overrides: dict[str, str]) -> Csv
     columns = [_column(name, values) for name, values in zip(names, samples, strict=True)]
     _apply_overrides(columns, overrides)
     return CsvLayout(delimiter=delimiter, columns=columns)
-
-
-def ragged(line: int, row: int, expected: int, got: int) -> RaggedRows:
-    return RaggedRows(
-        f"line {line}: expected {expected} fields (as in the header), got {got}",
-        details={"line": line, "row": row, "expected": expected, "got": got},
-    )
 
 
 def detect_delimiter(text: str) -> str:

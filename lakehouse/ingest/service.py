@@ -89,7 +89,9 @@ class IngestService:
         self.settings = settings
         self.spool_dir = Path(spool_dir)
         self.convert_options = ConvertOptions(
-            row_group_rows=settings.row_group_rows, compression=settings.compression
+            row_group_rows=settings.row_group_rows,
+            compression=settings.compression,
+            max_field_bytes=settings.max_field_bytes,
         )
 
     async def start(self) -> None:
@@ -137,7 +139,7 @@ class IngestService:
                 layout = await self._conform(name, layout, upload_path, overrides)
             timer.lap("infer")
             converted = await asyncio.to_thread(
-                convert_csv, upload_path, layout, parquet_path, self.convert_options, spooled.quotes
+                convert_csv, upload_path, layout, parquet_path, self.convert_options
             )
             timer.lap("convert")
             schema = [Column(name=c.name, type=c.type) for c in layout.columns]

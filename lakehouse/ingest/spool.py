@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
 from multipart import (  # type: ignore[import-untyped]  # no type hints shipped
     MultipartError,
     MultipartSegment,
@@ -29,16 +27,13 @@ from lakehouse.ingest.errors import InvalidCSV, MissingFile
 
 FILE_FIELD = "file"
 _WRITE_BYTES = 1024 * 1024
-_QUOTE = pa.scalar(ord('"'), pa.uint8())
 
 
 class Spooled(msgspec.Struct):
-    """What was spooled: its size, how many ``"`` bytes it holds (an odd count is
-    how the converter notices a quote perhaps never closed), its sha256, and the
-    file name the client gave (multipart only)."""
+    """What was spooled: its size, its sha256, and the file name the client gave
+    (multipart only)."""
 
     size: int
-    quotes: int
     sha256: str = ""
     file_name: str = ""
 
@@ -56,14 +51,12 @@ class _BufferedWriter:
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.written = 0
-        self.quotes = 0
         self.digest = hashlib.sha256()
         self.in_flight: asyncio.Future[None] | None = None
 
     def result(self, file_name: str = "") -> Spooled:
         return Spooled(
             size=self.written,
-            quotes=self.quotes,
             sha256=self.digest.hexdigest(),
             file_name=file_name,
         )
@@ -102,21 +95,11 @@ class _BufferedWriter:
             await asyncio.to_thread(self.handle.close)
 
     def _write(self, chunks: list[bytes]) -> None:
-        # Counted and hashed here, in the worker thread, while the block is at hand
-        # (both release the GIL on large buffers).
-        self.quotes += sum(_count_quotes(chunk) for chunk in chunks)
+        # Hashed here, in the worker thread, while the block is at hand (hashlib
+        # releases the GIL on large buffers).
         for chunk in chunks:
             self.digest.update(chunk)
         self.handle.writelines(chunks)
-
-
-def _count_quotes(chunk: bytes) -> int:
-    """The ``"`` bytes in ``chunk``. An Arrow kernel over the bytes (no copy):
-    faster than ``bytes.count`` (ADR 0009) and, unlike it, without holding the
-    GIL, which the event loop needs while the upload streams in."""
-    data = pa.Array.from_buffers(pa.uint8(), len(chunk), [None, pa.py_buffer(chunk)])
-    count: int | None = pc.sum(pc.equal(data, _QUOTE)).as_py()
-    return count or 0
 
 
 async def spool_raw(chunks: AsyncIterable[bytes], target: Path) -> Spooled:

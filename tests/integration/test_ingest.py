@@ -51,7 +51,7 @@ async def test_dialects(client: Client, store: ObjectStore, dialect: str) -> Non
     newline = "\r\n" if "crlf" in dialect else "\n"
     assert table.to_pylist() == [
         {"id": 1, "name": "Smith, J", "note": f'say "hi"{newline}bye'},
-        {"id": 2, "name": "Lee", "note": ""},
+        {"id": 2, "name": "Lee", "note": None},  # an unquoted empty field is NULL
     ]
     assert body["objects"][0].startswith(f"datasets/d_{dialect}/")
 
@@ -93,12 +93,12 @@ async def test_types_and_values_survive(client: Client, store: ObjectStore) -> N
         "column_10": "e",
         "id": 9,
     }
-    # Empty fields: null in typed columns, empty text in VARCHAR columns.
+    # Unquoted empty fields: null in typed and in VARCHAR columns alike.
     assert rows[1]["rate"] is None
     assert rows[1]["hired_on"] is None
     assert rows[1]["big"] is None
     assert rows[1]["zip"] == "60601"
-    assert rows[1]["Größe"] == ""
+    assert rows[1]["Größe"] is None
 
 
 def _na_at_row_5000() -> bytes:
@@ -150,6 +150,11 @@ async def test_header_only_gives_an_empty_dataset(client: Client, store: ObjectS
     table = await read_dataset(store, body)
     assert table.num_rows == 0
     assert table.column_names == ["a", "b", "c"]
+    # Without a newline after the header, and a last row without one.
+    for i, (data, rows) in enumerate(((b"a,b,c", 0), (b"a\n1", 1), (b'a,b\n1,"x"', 1))):
+        response = await ingest(client, f"no_newline_{i}", data)
+        assert response.status_code == 200, (data, response.text)
+        assert response.json()["row_count"] == rows
 
 
 def test_chunked_raw_body_without_content_type_is_ingested(settings: Settings) -> None:
