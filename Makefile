@@ -27,9 +27,11 @@ run: $(STAMP)
 	$(BIN)/lakehouse serve
 
 # The suite starts a throwaway PostgreSQL from the server installed on the machine.
+# Two workers: most of the suite waits on the servers it starts (PYTEST_WORKERS=0: one process).
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
 	scripts/ensure_postgres.sh
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
