@@ -51,6 +51,15 @@ class S3Settings(_Section):
     """Create the bucket at start-up when it does not exist."""
     multipart_chunk_bytes: int = 8 * MiB
     """Part size of multipart uploads (S3 minimum is 5 MiB)."""
+    max_attempts: int = 4
+    """Attempts per S3 request, the first included, before it fails (ADR 0015)."""
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    """botocore's retry mode: ``standard`` (backoff with jitter) or ``adaptive`` (also
+    slows the client down while S3 throttles)."""
+    connect_timeout_seconds: float = 5.0
+    """Longest wait for a connection to S3."""
+    read_timeout_seconds: float = 20.0
+    """Longest wait for S3 to send (more of) an answer."""
 
 
 class StorageSettings(_Section):

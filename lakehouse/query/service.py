@@ -39,9 +39,9 @@ from lakehouse.query._run import Params, QueryResult, Run
 from lakehouse.query._time_travel import mentions_at_clause
 from lakehouse.query.encoders import MEDIA_TYPES, ResultFormat
 from lakehouse.query.engine import CursorPool, Database, remove_stale_spill_dirs
-from lakehouse.query.errors import QueryTimeout
+from lakehouse.query.errors import QueryTimeout, StorageOutage, TableNotFound
 from lakehouse.query.views import ViewRegistrar
-from lakehouse.storage import DuckDBGrant
+from lakehouse.storage import DuckDBGrant, StorageUnavailable
 
 log = logging.getLogger("lakehouse.query")
 
@@ -170,7 +170,7 @@ class QueryService:
         limit = self.timeout_for(timeout)
         deadline = asyncio.get_running_loop().time() + limit  # waiting for a cursor counts too
         engine = await self._lifecycle.ready()
-        await engine.views.ensure_fresh()
+        await _fresh_views(engine.views, limit, deadline)
         run = await self._borrow(engine, limit, deadline)
         try:
             checked = False
@@ -199,7 +199,15 @@ class QueryService:
         travel = await run.step(lambda: run.find_time_travel(sql, params))
         if travel is None:
             return sql, params
-        await run.within_deadline(travel.resolve(self._catalog))
+        try:
+            await run.within_deadline(travel.resolve(self._catalog))
+        except TableNotFound as exc:
+            raise run.views.outage_instead(exc) from exc
+        except StorageUnavailable as exc:  # the catalog read the version's manifests
+            raise StorageOutage(
+                f"the versions cannot be read now: {exc.message}",
+                details={"reason": "catalog_read"},
+            ) from exc
         return await run.step(lambda: run.rewrite_time_travel(travel))
 
     async def _borrow(self, engine: Engine, limit: float, deadline: float) -> Run:
@@ -218,6 +226,20 @@ class QueryService:
         except BaseException:
             pool.release(cursor)
             raise
+
+
+async def _fresh_views(views: ViewRegistrar, limit: float, deadline: float) -> None:
+    """The views in step with the catalog, waiting for a refresh until ``deadline``: only
+    creating views reads storage, so a refresh that long is stuck on storage."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            await views.ensure_fresh()
+    except TimeoutError:
+        raise StorageOutage(
+            f"the datasets could not be loaded within the query's time limit of {limit:g} s: "
+            "object storage answers too slowly or not at all; retry later",
+            details={"reason": "timeout", "timeout_seconds": limit},
+        ) from None
 
 
 def _waited_too_long(limit: float) -> QueryTimeout:

@@ -51,6 +51,9 @@ def open_store(
             path_style=s3.path_style,
             create_bucket=s3.create_bucket,
             part_bytes=s3.multipart_chunk_bytes,
+            max_attempts=s3.max_attempts,
+            connect_timeout_seconds=s3.connect_timeout_seconds,
+            read_timeout_seconds=s3.read_timeout_seconds,
         )
     return LocalObjectStore(settings.data_dir)
 

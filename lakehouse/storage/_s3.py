@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -54,6 +55,8 @@ class S3ObjectStore:
         path_style: ``http://host/bucket/key`` addressing, which MinIO expects.
         create_bucket: create the bucket in ``start()`` when it is missing.
         part_bytes: size of multipart upload parts (at least 5 MiB).
+        max_attempts, connect_timeout_seconds, read_timeout_seconds: the retry budget
+            of every S3 request (ADR 0015), for DuckDB's and pyiceberg's clients too.
         list_page_size: keys per ListObjectsV2 page (S3's maximum is 1000).
     """
 
@@ -68,6 +71,9 @@ class S3ObjectStore:
         create_bucket: bool = False,
         part_bytes: int = 8 * 1024 * 1024,
         list_page_size: int = 1000,
+        max_attempts: int = 4,
+        connect_timeout_seconds: float = 5.0,
+        read_timeout_seconds: float = 20.0,
     ) -> None:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
@@ -76,6 +82,9 @@ class S3ObjectStore:
         self.create_bucket = create_bucket
         self.part_bytes = max(part_bytes, MIN_PART_BYTES)
         self.list_page_size = list_page_size
+        self.max_attempts = max(max_attempts, 1)
+        self.connect_timeout_seconds = connect_timeout_seconds
+        self.read_timeout_seconds = read_timeout_seconds
         self._secrets = secrets
         self._client: Any = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
@@ -163,13 +172,32 @@ class S3ObjectStore:
     def duckdb_grant(self, read_prefixes: Sequence[str]) -> DuckDBGrant:
         root = f"s3://{self.bucket}/"
         return DuckDBGrant(
-            root=root, read_prefixes=tuple(read_prefixes), secret_sql=self._secret_sql(root)
+            root=root,
+            read_prefixes=tuple(read_prefixes),
+            secret_sql=self._secret_sql(root),
+            settings=self._httpfs_settings(),
+        )
+
+    def _httpfs_settings(self) -> tuple[tuple[str, int | float | bool], ...]:
+        """DuckDB's httpfs within the retry budget (ADR 0015): ``http_retries`` counts
+        retries, not attempts; one ``http_timeout`` (whole seconds) bounds connecting,
+        each read and each wait between retries. 5xx, 429 and connection failures are
+        retried, 100 ms then 4 times longer each time."""
+        return (
+            ("http_retries", self.max_attempts - 1),
+            ("http_retry_wait_ms", 100),
+            ("http_retry_backoff", 4.0),
+            ("http_timeout", max(math.ceil(self.read_timeout_seconds), 1)),
         )
 
     def fileio_grant(self) -> FileIOGrant:
         properties = {
             "s3.region": self.region,
             "s3.path-style-access": "true" if self.path_style else "false",
+            # pyarrow's S3 client keeps its own standard retry strategy (3 retries);
+            # the budget's timeouts bound each of its attempts.
+            "s3.connect-timeout": str(self.connect_timeout_seconds),
+            "s3.request-timeout": str(self.read_timeout_seconds),
         }
         if self.endpoint_url:
             properties["s3.endpoint"] = self.endpoint_url
