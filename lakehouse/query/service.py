@@ -34,14 +34,15 @@ import duckdb
 
 from lakehouse.catalog import Catalog
 from lakehouse.config import QuerySettings
+from lakehouse.errors import LakehouseError
 from lakehouse.query._lifecycle import Engine, EngineLifecycle
 from lakehouse.query._run import Params, QueryResult, Run
 from lakehouse.query._time_travel import mentions_at_clause
 from lakehouse.query.encoders import MEDIA_TYPES, ResultFormat
 from lakehouse.query.engine import CursorPool, Database, remove_stale_spill_dirs
 from lakehouse.query.errors import QueryTimeout, StorageOutage, TableNotFound
-from lakehouse.query.views import ViewRegistrar
-from lakehouse.storage import DuckDBGrant, StorageUnavailable
+from lakehouse.query.views import CATALOG_READ, ViewRegistrar
+from lakehouse.storage import DuckDBGrant
 
 log = logging.getLogger("lakehouse.query")
 
@@ -203,10 +204,13 @@ class QueryService:
             await run.within_deadline(travel.resolve(self._catalog))
         except TableNotFound as exc:
             raise run.views.outage_instead(exc) from exc
-        except StorageUnavailable as exc:  # the catalog read the version's manifests
+        except LakehouseError as exc:
+            if exc.code != StorageOutage.code:  # storage's own error, by its stable code
+                raise
+            # The catalog read the version's manifests from storage, and that failed.
             raise StorageOutage(
-                f"the versions cannot be read now: {exc.message}",
-                details={"reason": "catalog_read"},
+                "the versions' lists of files cannot be read from object storage now; retry later",
+                details={"reason": CATALOG_READ},
             ) from exc
         return await run.step(lambda: run.rewrite_time_travel(travel))
 

@@ -46,6 +46,8 @@ KNOWN_PATHS_MAX = 100_000
 object deleted under a running query from a wrong path in the user's SQL."""
 
 
+CATALOG_READ = "catalog_read"
+"""Why a dataset that exists has no view when the catalog could not load its table."""
 OBJECT_MISSING = "object_missing"
 """Why a dataset has no view when an object its current version references is gone."""
 
@@ -168,12 +170,13 @@ class ViewRegistrar:
         # Read before listing: a change landing meanwhile refreshes again next time.
         version = await self._catalog.version()
         manifests = await self._catalog.list()
+        unloaded = await self._catalog.unloaded()
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._apply, manifests)
+        await loop.run_in_executor(self._executor, self._apply, manifests, unloaded)
         self._version = version
         self.refreshes += 1
 
-    def _apply(self, manifests: list[Manifest]) -> None:
+    def _apply(self, manifests: list[Manifest], unloaded: list[str]) -> None:
         wanted: dict[str, str] = {}
         outage: str | None = None  # once storage failed, the other views wait for the retry
         for manifest in manifests:
@@ -229,8 +232,10 @@ class ViewRegistrar:
                 self._drop(key)
         listed = {manifest.name.lower() for manifest in manifests}
         for key in list(self._unavailable):
-            if key not in listed:  # deleted meanwhile
+            if key not in listed:  # deleted meanwhile, or unloaded (below)
                 del self._unavailable[key]
+        for key in unloaded:  # the catalog could not load its table from storage
+            self._unavailable[key] = CATALOG_READ
 
     def _postpone(self, key: str, reason: str, wanted: dict[str, str]) -> None:
         """No view (not a stale one either) until a retry creates it; until then the

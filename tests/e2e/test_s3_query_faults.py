@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import boto3
 import httpx
 import pytest
 
+from lakehouse.layout import catalog_database
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.servers import LakehouseServer, MotoServer
 from tests.support.settings import make_settings
@@ -213,3 +214,40 @@ def test_a_file_deleted_behind_the_catalog_is_not_a_missing_table(
         assert error["code"] == "dataset_object_missing"
         assert error["details"] == {"dataset": name}
         assert "retry-after" not in response.headers
+
+
+def test_a_table_committed_elsewhere_during_an_outage_is_unavailable_not_missing(
+    server: LakehouseServer, proxy: FaultProxy, moto: MotoServer, tmp_path: Path
+) -> None:
+    """A second replica (same bucket and catalog, S3 reached directly) commits a table
+    while this server's S3 fails: this server's catalog cannot load it, and says so."""
+    replica_settings = make_settings("s3", tmp_path, moto)
+    replica_settings.storage.s3.bucket = server.settings.storage.s3.bucket
+    replica_settings.storage.s3.create_bucket = False
+    database = catalog_database(server.settings.storage.data_dir).resolve()
+    replica_settings.catalog.uri = f"sqlite:///{database}"
+    replica_settings.logging.level = "info"
+    replica = LakehouseServer(replica_settings, tmp_path).start()
+    try:
+        with proxy.faulty(Fault.error(503, "SlowDown")):
+            name = ingest(replica)
+            # Until this server's catalog polls, it does not know the table (404); from
+            # then on it knows the table exists, and cannot read it.
+            response = poll_until(lambda: query(server, f"SELECT * FROM {name}"), 404)
+            error = assert_outage(response)
+            assert error["details"] == {"dataset": name, "reason": "catalog_read"}
+        response = poll_until(lambda: query(server, f"SELECT count(*) AS n FROM {name}"), 503)
+        assert response.status_code == 200, response.text
+        assert response.json() == [{"n": 3}]
+    finally:
+        replica.stop()
+
+
+def poll_until(ask: Callable[[], httpx.Response], while_status: int) -> httpx.Response:
+    """``ask()`` again while it answers ``while_status`` (for up to 10 s)."""
+    deadline = time.monotonic() + 10
+    response = ask()
+    while response.status_code == while_status and time.monotonic() < deadline:
+        time.sleep(0.1)
+        response = ask()
+    return response
