@@ -101,7 +101,7 @@ class ViewRegistrar:
         executor: Executor,
     ) -> None:
         self._catalog = catalog
-        self._admin = admin  # used only under the lock, never by user SQL
+        self._admin = admin  # used only by the refresh task, never by user SQL
         self._duckdb_path = duckdb_path
         self._executor = executor
         self._refreshing: asyncio.Task[None] | None = None
@@ -122,11 +122,6 @@ class ViewRegistrar:
     def version(self) -> str | None:
         """The catalog version the views reflect."""
         return self._version
-
-    @property
-    def unavailable(self) -> list[str]:
-        """Datasets (lower-case) without a view because storage failed creating it."""
-        return sorted(self._unavailable)
 
     def outage_instead(self, error: LakehouseError) -> LakehouseError:
         """``error``, unless it says a table does not exist that is only unavailable
