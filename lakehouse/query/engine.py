@@ -103,7 +103,8 @@ class Database:
                     f"could not create the DuckDB S3 secret ({type(exc).__name__})"
                 ) from None
         for name, value in grant.settings:  # httpfs's retries and timeouts (ADR 0015)
-            con.execute(f"SET {name} = {_setting(value)}")
+            # GLOBAL: a plain SET is the session's, and queries run on other cursors.
+            con.execute(f"SET GLOBAL {name} = {_setting(value)}")
         # Spill files go to a private directory; it is readable by queries
         # (DuckDB adds it to allowed_directories), so nothing else lives there.
         con.execute(f"SET temp_directory = {_literal(str(self._temp_dir))}")

@@ -125,13 +125,22 @@ def test_internal_error_beyond_the_budget_is_503_then_recovers(
     assert count(server, name) == 3
 
 
-def test_a_short_fault_is_absorbed_by_retries(server: LakehouseServer, proxy: FaultProxy) -> None:
+def test_a_short_fault_is_absorbed_by_retries_within_the_budget(
+    server: LakehouseServer, proxy: FaultProxy
+) -> None:
     name = ingest(server)
     injected = proxy.injected
     proxy.inject(Fault.error(503, "SlowDown", times=MAX_ATTEMPTS - 1))
     assert count(server, name) == 3
     # Both faults were served, and the query still succeeded: DuckDB retried.
     assert proxy.injected - injected == MAX_ATTEMPTS - 1
+
+    # A fault on as many requests as the budget has attempts is not absorbed (DuckDB's
+    # own default, 4 attempts, would absorb it): the budget is the configured one.
+    name = ingest(server)
+    proxy.inject(Fault.error(503, "SlowDown", times=MAX_ATTEMPTS))
+    assert_outage(query(server, f"SELECT count(*) FROM {name}"))
+    assert count(server, name) == 3
 
 
 def test_a_connection_reset_mid_body_is_503_then_recovers(
