@@ -163,7 +163,9 @@ class QueryService:
 
         Raises ``InvalidQuery`` (400), ``ForbiddenStatement`` /
         ``SandboxViolation`` (403), ``TableNotFound`` / ``VersionNotFound`` (404),
-        ``QueryTimeout`` (408), ``QueryFailed`` (500). Cancelling the caller
+        ``QueryTimeout`` (408), ``StorageAccessDenied`` / ``DatasetObjectMissing``
+        (502), ``StorageOutage`` and the other retry-later errors (503), ``QueryFailed``
+        (500). Cancelling the caller
         interrupts the query. When ``rest`` is not None the cursor stays
         borrowed until it has been iterated to the end or closed.
         """
