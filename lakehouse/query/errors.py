@@ -149,6 +149,8 @@ _HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
 # GET to ...", "Failure when receiving data from the peer error for HTTP HEAD to ...".
 _HTTP_NO_ANSWER = re.compile(r"error for HTTP [A-Z]+ to ")
 _THROTTLED = frozenset({429, 503})
+ACCESS_DENIED = "access_denied"
+"""``details.reason`` of a 403 from object storage."""
 
 _MISSING_TABLE = re.compile(r'Table with name "?([^"\s!]+)"? does not exist')
 
@@ -224,7 +226,7 @@ def storage_failure(message: str) -> LakehouseError | None:
     if code == 403:
         return StorageAccessDenied(
             "object storage refused the server's credentials",
-            details={"reason": "access_denied", "duckdb_message": message},
+            details={"reason": ACCESS_DENIED, "duckdb_message": message},
         )
     if code is not None and (code in _THROTTLED or code >= 500):
         reason = "throttled" if code in _THROTTLED else "server_error"

@@ -26,8 +26,10 @@ import duckdb
 from lakehouse.catalog import Catalog, Column, Manifest
 from lakehouse.errors import LakehouseError
 from lakehouse.query.errors import (
+    ACCESS_DENIED,
     DatasetObjectMissing,
     QueryFailed,
+    StorageAccessDenied,
     StorageOutage,
     TableNotFound,
     is_missing_object,
@@ -134,6 +136,11 @@ class ViewRegistrar:
             return error
         if reason == OBJECT_MISSING:
             return _object_missing(name)
+        if reason == ACCESS_DENIED:
+            return StorageAccessDenied(
+                f"dataset {name!r} cannot be read: object storage refused the server's credentials",
+                details={"dataset": name, "reason": reason},
+            )
         return StorageOutage(
             f"dataset {name!r} cannot be read now: object storage failed ({reason}); retry later",
             details={"dataset": name, "reason": reason},

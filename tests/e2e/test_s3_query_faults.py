@@ -119,9 +119,10 @@ def test_slowdown_answers_503_not_404_and_the_query_works_once_it_clears(
     ("fault", "reason"),
     [
         (Fault.error(500, "InternalError"), "server_error"),
+        (Fault.error(429, "TooManyRequests"), "throttled"),
         (Fault.reset_response(after_bytes=4, methods=GETS), "connection"),
     ],
-    ids=["internal-error", "reset-mid-body"],
+    ids=["internal-error", "too-many-requests", "reset-mid-body"],
 )
 def test_a_fault_beyond_the_budget_is_503_then_recovers(
     server: LakehouseServer, proxy: FaultProxy, fault: Fault, reason: str
@@ -130,6 +131,18 @@ def test_a_fault_beyond_the_budget_is_503_then_recovers(
     with proxy.faulty(fault):
         error = assert_outage(query(server, f"SELECT count(*) FROM {name}"))
         assert error["details"]["reason"] == reason
+    assert count(server, name) == 3
+
+
+def test_access_denied_is_502_then_recovers(server: LakehouseServer, proxy: FaultProxy) -> None:
+    """S3 refusing the server's credentials is the server's fault, and no reason to retry."""
+    name = ingest(server)
+    with proxy.faulty(Fault.error(403, "AccessDenied")):
+        response = query(server, f"SELECT count(*) FROM {name}")
+        assert response.status_code == 502, response.text
+        error = response.json()["error"]
+        assert error["code"] == "storage_access_denied"
+        assert error["details"]["reason"] == "access_denied"
     assert count(server, name) == 3
 
 
