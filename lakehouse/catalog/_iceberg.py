@@ -228,6 +228,9 @@ class IcebergCatalog:
         deleted = await self._recently_deleted()
         return sorted(set(self._unreadable) | set(self._g0_unreadable) | self._unloaded | deleted)
 
+    async def unloaded(self) -> list[str]:
+        return sorted(self._unloaded - set(self._entries))
+
     async def _recently_deleted(self) -> set[str]:
         """Names with a deletion marker younger than the grace period; older markers go."""
         grace = dt.timedelta(seconds=self._settings.orphan_grace_seconds)
@@ -451,7 +454,11 @@ class IcebergCatalog:
             self._entries = entries
             self._unreadable = unreadable
             self._unloaded = unloaded
-            self._version = _etag({n: e.location for n, e in entries.items()} | unreadable)
+            # Tables that failed to load count: their readers learn they exist (ADR 0015).
+            missing = {n: f"unloaded:{listing[n]}" for n in unloaded if n not in entries}
+            self._version = _etag(
+                {n: e.location for n, e in entries.items()} | unreadable | missing
+            )
 
     def _listing(self) -> dict[str, str]:
         """Lower-case name -> metadata location of every table (one SQL query)."""

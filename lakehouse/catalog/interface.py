@@ -153,6 +153,11 @@ class Catalog(Protocol):
         version references them: datasets whose table (or G0 manifest) could not be read,
         and datasets deleted less than ``orphan_grace_seconds`` ago."""
 
+    async def unloaded(self) -> list[str]:
+        """Names (lower-case) of datasets that exist but that ``list`` leaves out: their
+        table could not be loaded for a passing reason (storage or the catalog database
+        failing). A refresh that loads them changes ``version``; so does one that fails."""
+
     async def commit(self, request: CommitRequest) -> Registration:
         """Make the request's files a new version of the dataset (see ``CommitMode``).
         On any failure the dataset stays as it was, and the files are not referenced.

@@ -25,21 +25,30 @@ from lakehouse.query._lifecycle import Engine, EngineLifecycle
 from lakehouse.query._time_travel import TimeTravel
 from lakehouse.query.encoders import Encoder, ResultFormat, make_encoder
 from lakehouse.query.errors import (
+    DatasetChanged,
     EngineRestarted,
     QueryCancelled,
     QueryFailed,
     QueryTimeout,
     ShuttingDown,
+    StorageOutage,
     is_fatal,
     translate,
     without_local_root,
 )
 from lakehouse.query.sandbox import check_statement
+from lakehouse.query.views import ViewRegistrar
 
 log = logging.getLogger("lakehouse.query")
 
 T = TypeVar("T")
 Params = Sequence[Any] | Mapping[str, Any] | None
+
+INTERRUPT_GRACE_SECONDS = 1.0
+"""How long past its deadline a query's worker may take to stop once interrupted. DuckDB
+stops computing at once, but not a read object storage leaves hanging (httpfs waits out
+its own timeout): then the query answers 503 at this point, and its cursor returns to
+the pool when the read gives up."""
 
 BATCH_ROWS = 10_000
 """Rows per Arrow batch read from DuckDB (and per Parquet row group of a result)."""
@@ -104,7 +113,15 @@ class Run:
         future = self._executor.submit(work)
         self._in_flight = future
         try:
-            return await asyncio.wrap_future(future, loop=self._loop)
+            async with asyncio.timeout_at(self._deadline + INTERRUPT_GRACE_SECONDS):
+                return await asyncio.wrap_future(future, loop=self._loop)
+        except TimeoutError:
+            # Interrupted at the deadline, yet still running: stuck on a storage read.
+            raise StorageOutage(
+                f"the query did not finish within its time limit of {self._timeout:g} s "
+                "because object storage does not answer; retry later",
+                details={"reason": "timeout", "timeout_seconds": self._timeout},
+            ) from None
         except asyncio.CancelledError:
             # The client went away: stop DuckDB; release once the thread lets go.
             self._cursor.interrupt()
@@ -125,7 +142,10 @@ class Run:
                 # Usually the query's own path; but a database whose every statement
                 # fails this way is broken: a probe tells, and reopens the engine.
                 self._lifecycle.check_soon()
-            error = translate(exc, self._engine.views.names_dataset_object)
+            views = self.views
+            error = views.outage_instead(translate(exc, views.names_dataset_object))
+            if isinstance(error, DatasetChanged):
+                error = await views.missing_instead(error, str(exc))
             raise without_local_root(error, root) from exc
         except OSError as exc:  # an interrupted Arrow stream surfaces as OSError
             if self._reason == "timeout":
@@ -135,6 +155,11 @@ class Run:
         finally:
             if future.done():
                 self._in_flight = None
+
+    @property
+    def views(self) -> ViewRegistrar:
+        """The views of the engine this run's cursor belongs to."""
+        return self._engine.views
 
     async def within_deadline(self, work: Awaitable[T]) -> T:
         """Await ``work`` on the event loop (the catalog, say) within the query's time limit."""

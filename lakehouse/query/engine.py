@@ -109,6 +109,9 @@ class Database:
                 raise RuntimeError(
                     f"could not create the DuckDB S3 secret ({type(exc).__name__})"
                 ) from None
+        for name, value in grant.settings:  # httpfs's retries and timeouts (ADR 0015)
+            # GLOBAL: a plain SET is the session's, and queries run on other cursors.
+            con.execute(f"SET GLOBAL {name} = {_setting(value)}")
         # Spill files go to a private directory; it is readable by queries
         # (DuckDB adds it to allowed_directories), so nothing else lives there.
         con.execute(f"SET temp_directory = {_literal(str(self._temp_dir))}")
@@ -155,6 +158,13 @@ class Database:
             self.connection.close()
         finally:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+
+def _setting(value: int | float | bool) -> str:
+    """A setting's value as DuckDB SQL (the grant's values are numbers and booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 class CursorPool:

@@ -8,9 +8,14 @@ FileNotFound (404 file_not_found)       a path the query reads does not exist
 UnsupportedFormat (400 unsupported_format)    ?format= names no format we produce
 QueryTimeout (408 query_timeout)        ran (or waited for a cursor) past the time limit
 DatasetChanged (503 dataset_changed)    a dataset's object vanished mid-query; Retry-After
+StorageOutage (503 storage_unavailable) object storage failed (5xx, throttling, a dropped
+                                        or stalled connection) past the retry budget, or
+                                        a dataset could not be loaded; Retry-After
+StorageAccessDenied (502 storage_access_denied)  S3 refused the server's credentials
+DatasetObjectMissing (502 dataset_object_missing)  the current version's object is gone
 EngineRestarted (503 engine_restarted)  DuckDB hit an internal error; a fresh engine is ready
 QueryCancelled (499-ish, never sent)    the client went away; nothing is answered
-QueryFailed (500 query_failed)          anything else DuckDB raised (a bug or storage trouble)
+QueryFailed (500 query_failed)          anything else DuckDB raised (a bug)
 """
 
 from __future__ import annotations
@@ -68,6 +73,33 @@ class DatasetChanged(ServiceBusy):
     retry_after_seconds = 1
 
 
+class StorageOutage(ServiceBusy):
+    """Object storage failed (5xx, throttling, a connection dropped or stalled) after
+    every retry of the budget (ADR 0015), or a dataset's table could not be loaded from
+    it. Nothing is wrong with the query or the data: the same query works once storage
+    does. ``details.reason``: throttled, server_error, connection, timeout, or catalog_read."""
+
+    code = "storage_unavailable"
+    retry_after_seconds = 5
+
+
+class StorageAccessDenied(LakehouseError):
+    """S3 refused the server's credentials for a dataset's object (a configuration
+    fault of the server, not the query's)."""
+
+    status_code = 502
+    code = "storage_access_denied"
+
+
+class DatasetObjectMissing(LakehouseError):
+    """An object the dataset's current version references is not in storage (deleted
+    behind the catalog's back): the data is damaged, not absent, and retrying does not
+    help. ``details``: dataset."""
+
+    status_code = 502
+    code = "dataset_object_missing"
+
+
 class EngineRestarted(ServiceBusy):
     """DuckDB raised an internal/fatal error, which invalidates its database; the
     service opened a fresh one. Retrying is safe."""
@@ -110,6 +142,15 @@ class UnsupportedFormat(BadRequest):
 
 _MISSING_FILE = re.compile(r'No files found that match the pattern "([^"]*)"')
 _HTTP_404 = re.compile(r"\b404\b")
+
+# httpfs's wording: "... (HTTP 503 Service Unavailable)", "Request returned HTTP 500 for ...".
+_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
+# httpfs's wording of a request that got no answer: "Timeout was reached error for HTTP
+# GET to ...", "Failure when receiving data from the peer error for HTTP HEAD to ...".
+_HTTP_NO_ANSWER = re.compile(r"error for HTTP [A-Z]+ to ")
+_THROTTLED = frozenset({429, 503})
+ACCESS_DENIED = "access_denied"
+"""``details.reason`` of a 403 from object storage."""
 
 _MISSING_TABLE = re.compile(r'Table with name "?([^"\s!]+)"? does not exist')
 
@@ -161,7 +202,7 @@ def translate(
     message = str(exc)
     if isinstance(exc, duckdb.IOException):
         missing = _MISSING_FILE.search(message)
-        if missing or _HTTP_404.search(message):
+        if is_missing_object(message):
             if dataset_path is not None and dataset_path(message):
                 return DatasetChanged(
                     "the dataset changed while the query ran; retry",
@@ -169,6 +210,9 @@ def translate(
                 )
             details = {"path": missing.group(1)} if missing else None
             return FileNotFound(message, details=details)
+        outage = storage_failure(message)
+        if outage is not None:
+            return outage
     if isinstance(exc, duckdb.CatalogException):
         found = _MISSING_TABLE.search(message)
         if found:
@@ -181,3 +225,30 @@ def translate(
     if isinstance(exc, _USER_ERRORS):
         return InvalidQuery(message)
     return QueryFailed(f"query failed: {message}")
+
+
+def is_missing_object(message: str) -> bool:
+    """Whether a DuckDB I/O message says a file or object does not exist."""
+    return bool(_MISSING_FILE.search(message) or _HTTP_404.search(message))
+
+
+def storage_failure(message: str) -> LakehouseError | None:
+    """The error for a DuckDB I/O message that says object storage failed (after
+    httpfs's retries), or None when it says something else."""
+    status = _HTTP_STATUS.search(message)
+    code = int(status.group(1)) if status else None
+    if code == 403:
+        return StorageAccessDenied(
+            "object storage refused the server's credentials",
+            details={"reason": ACCESS_DENIED, "duckdb_message": message},
+        )
+    if code is not None and (code in _THROTTLED or code >= 500):
+        reason = "throttled" if code in _THROTTLED else "server_error"
+    elif code is None and _HTTP_NO_ANSWER.search(message):
+        reason = "connection"
+    else:
+        return None
+    return StorageOutage(
+        f"object storage is unavailable ({reason}); retry later",
+        details={"reason": reason, "duckdb_message": message},
+    )

@@ -47,9 +47,13 @@ class QueryEngine(Protocol):
             TableNotFound: no dataset or view by that name (404).
             VersionNotFound: ``AT (VERSION => n)`` / ``AT (TIMESTAMP => t)`` names no
                 retained version of the dataset; details name the range (404).
-            FileNotFound: a dataset object vanished under the query (404).
+            FileNotFound: a path the query names does not exist (404).
             QueryTimeout: past its time limit, or waited that long for a connection (408).
-            DatasetChanged, EngineRestarted, ShuttingDown: retry later (503).
+            StorageAccessDenied, DatasetObjectMissing: S3 refused the server's credentials,
+                or an object the current version references is gone (502).
+            DatasetChanged, EngineRestarted, ShuttingDown, StorageOutage: retry later (503);
+                StorageOutage: object storage failed past the retry budget, or did not
+                answer within the time limit (ADR 0015).
             QueryCancelled: the caller was cancelled (the client went away).
             QueryFailed: DuckDB failed otherwise (500).
         """

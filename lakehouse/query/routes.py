@@ -78,7 +78,7 @@ async def _cancel_on_disconnect(request: Request[Any, Any, Any], task: asyncio.T
     ),
     status_code=200,
     tags=["query"],
-    responses=error_responses(400, 403, 404, 408, 413, 503),
+    responses=error_responses(400, 403, 404, 408, 413, 502, 503),
     operation_class=documented(request_body=SQL_REQUEST, success_content=SQL_RESULTS),
 )
 async def run_sql(

@@ -34,13 +34,14 @@ import duckdb
 
 from lakehouse.catalog import Catalog
 from lakehouse.config import QuerySettings
+from lakehouse.errors import LakehouseError
 from lakehouse.query._lifecycle import Engine, EngineLifecycle
 from lakehouse.query._run import Params, QueryResult, Run
 from lakehouse.query._time_travel import mentions_at_clause
 from lakehouse.query.encoders import MEDIA_TYPES, ResultFormat
 from lakehouse.query.engine import CursorPool, Database, remove_stale_spill_dirs
-from lakehouse.query.errors import QueryTimeout
-from lakehouse.query.views import ViewRegistrar
+from lakehouse.query.errors import QueryTimeout, StorageOutage, TableNotFound
+from lakehouse.query.views import CATALOG_READ, ViewRegistrar
 from lakehouse.storage import DuckDBGrant
 
 log = logging.getLogger("lakehouse.query")
@@ -163,7 +164,9 @@ class QueryService:
 
         Raises ``InvalidQuery`` (400), ``ForbiddenStatement`` /
         ``SandboxViolation`` (403), ``TableNotFound`` / ``VersionNotFound`` (404),
-        ``QueryTimeout`` (408), ``QueryFailed`` (500). Cancelling the caller
+        ``QueryTimeout`` (408), ``StorageAccessDenied`` / ``DatasetObjectMissing``
+        (502), ``StorageOutage`` and the other retry-later errors (503), ``QueryFailed``
+        (500). Cancelling the caller
         interrupts the query. When ``rest`` is not None the cursor stays
         borrowed until it has been iterated to the end or closed.
         """
@@ -171,7 +174,7 @@ class QueryService:
         limit = self.timeout_for(timeout)
         deadline = asyncio.get_running_loop().time() + limit  # waiting for a cursor counts too
         engine = await self._lifecycle.ready()
-        await engine.views.ensure_fresh()
+        await _fresh_views(engine.views, limit, deadline)
         run = await self._borrow(engine, limit, deadline)
         try:
             checked = False
@@ -200,7 +203,18 @@ class QueryService:
         travel = await run.step(lambda: run.find_time_travel(sql, params))
         if travel is None:
             return sql, params
-        await run.within_deadline(travel.resolve(self._catalog))
+        try:
+            await run.within_deadline(travel.resolve(self._catalog))
+        except TableNotFound as exc:
+            raise run.views.outage_instead(exc) from exc
+        except LakehouseError as exc:
+            if exc.code != StorageOutage.code:  # storage's own error, by its stable code
+                raise
+            # The catalog read the version's manifests from storage, and that failed.
+            raise StorageOutage(
+                "the versions' lists of files cannot be read from object storage now; retry later",
+                details={"reason": CATALOG_READ},
+            ) from exc
         return await run.step(lambda: run.rewrite_time_travel(travel))
 
     async def _borrow(self, engine: Engine, limit: float, deadline: float) -> Run:
@@ -219,6 +233,20 @@ class QueryService:
         except BaseException:
             pool.release(cursor)
             raise
+
+
+async def _fresh_views(views: ViewRegistrar, limit: float, deadline: float) -> None:
+    """The views in step with the catalog, waiting for a refresh until ``deadline``: only
+    creating views reads storage, so a refresh that long is stuck on storage."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            await views.ensure_fresh()
+    except TimeoutError:
+        raise StorageOutage(
+            f"the datasets could not be loaded within the query's time limit of {limit:g} s: "
+            "object storage answers too slowly or not at all; retry later",
+            details={"reason": "timeout", "timeout_seconds": limit},
+        ) from None
 
 
 def _waited_too_long(limit: float) -> QueryTimeout:

@@ -2,8 +2,14 @@
 
 ``ensure_fresh`` is called before every query. When the catalog version is
 the one of the last refresh it returns after one string comparison; when
-it differs, one caller (under a lock) lists the catalog and re-creates the
-views, and every concurrent caller waits for that refresh and then runs.
+it differs, one task lists the catalog and re-creates the views, and every
+concurrent caller waits for that refresh (within its own time limit) and then runs.
+
+Creating a view reads its files' Parquet footers. When object storage fails
+then (ADR 0015), the dataset is *unavailable*, not absent: it has no view, a
+query naming it answers 503 ``storage_unavailable`` (never 404), and the view
+is tried again by the next query (one attempt at a time, shared by the queries
+waiting), so the first query after storage recovers answers.
 """
 
 from __future__ import annotations
@@ -19,7 +25,16 @@ import duckdb
 
 from lakehouse.catalog import Catalog, Column, Manifest
 from lakehouse.errors import LakehouseError
-from lakehouse.query.errors import QueryFailed
+from lakehouse.query.errors import (
+    ACCESS_DENIED,
+    DatasetObjectMissing,
+    QueryFailed,
+    StorageAccessDenied,
+    StorageOutage,
+    TableNotFound,
+    is_missing_object,
+    storage_failure,
+)
 
 log = logging.getLogger("lakehouse.query")
 
@@ -31,6 +46,12 @@ _SAFE_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_ ,()\[\]]*")
 KNOWN_PATHS_MAX = 100_000
 """Object paths remembered from views (current and replaced ones), to tell a dataset
 object deleted under a running query from a wrong path in the user's SQL."""
+
+
+CATALOG_READ = "catalog_read"
+"""Why a dataset that exists has no view when the catalog could not load its table."""
+OBJECT_MISSING = "object_missing"
+"""Why a dataset has no view when an object its current version references is gone."""
 
 
 def quote_identifier(name: str) -> str:
@@ -82,13 +103,18 @@ class ViewRegistrar:
         executor: Executor,
     ) -> None:
         self._catalog = catalog
-        self._admin = admin  # used only under the lock, never by user SQL
+        self._admin = admin  # used only by the refresh task, never by user SQL
         self._duckdb_path = duckdb_path
         self._executor = executor
-        self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[None] | None = None
         self._version: str | None = None
         self._views: dict[str, str] = {}  # lower-case name -> fingerprint of its manifest
         self._paths: OrderedDict[str, None] = OrderedDict()  # every object path of a view
+        self._current: dict[str, list[str]] = {}  # lower-case name -> its view's paths
+        self._keys: dict[str, str] = {}  # a current view's path -> its storage key
+        # lower-case name -> why its view is missing: storage failed (503), or an object of
+        # its current version is gone ("object_missing", 502); retried by the next query.
+        self._unavailable: dict[str, str] = {}
         self.refreshes = 0
 
     def names_dataset_object(self, text: str) -> bool:
@@ -100,44 +126,110 @@ class ViewRegistrar:
         """The catalog version the views reflect."""
         return self._version
 
-    async def ensure_fresh(self) -> None:
-        """Re-create the views if the catalog changed since the last refresh."""
-        if await self._catalog.version() == self._version:
-            return
-        async with self._lock:
-            # Read before listing: a change landing meanwhile refreshes again next time.
-            version = await self._catalog.version()
-            if version == self._version:
-                return
-            manifests = await self._catalog.list()
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._apply, manifests)
-            self._version = version
-            self.refreshes += 1
+    def outage_instead(self, error: LakehouseError) -> LakehouseError:
+        """``error``, unless it says a table does not exist that is only unavailable
+        (its view could not be created while storage failed): then a 503."""
+        if not isinstance(error, TableNotFound) or not isinstance(error.details, dict):
+            return error
+        name = str(error.details.get("table", "")).lower()
+        reason = self._unavailable.get(name)
+        if reason is None:
+            return error
+        if reason == OBJECT_MISSING:
+            return _object_missing(name)
+        if reason == ACCESS_DENIED:
+            return StorageAccessDenied(
+                f"dataset {name!r} cannot be read: object storage refused the server's credentials",
+                details={"dataset": name, "reason": reason},
+            )
+        return StorageOutage(
+            f"dataset {name!r} cannot be read now: object storage failed ({reason}); retry later",
+            details={"dataset": name, "reason": reason},
+        )
 
-    def _apply(self, manifests: list[Manifest]) -> None:
+    async def missing_instead(self, error: LakehouseError, message: str) -> LakehouseError:
+        """``error`` (an object vanished under the query: retry), unless the object is
+        still part of its dataset's current version: then the data is damaged (502)."""
+        if await self._catalog.version() != self._version:
+            return error  # the dataset changed: a retry reads the new version
+        for name, paths in self._current.items():
+            for path in paths:
+                if path in message:
+                    return _object_missing(name, self._keys.get(path, ""))
+        return error
+
+    async def ensure_fresh(self) -> None:
+        """Re-create the views if the catalog changed since the last refresh, and try
+        the unavailable ones again. Cancelling the caller (its time limit) does not
+        stop the refresh: the next caller waits for it."""
+        if await self._catalog.version() == self._version and not self._unavailable:
+            return
+        task = self._refreshing
+        if task is None or task.done():
+            task = self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+            task.add_done_callback(_retrieve_exception)
+        await asyncio.shield(task)
+
+    async def _refresh(self) -> None:
+        # Read before listing: a change landing meanwhile refreshes again next time.
+        version = await self._catalog.version()
+        manifests = await self._catalog.list()
+        unloaded = await self._catalog.unloaded()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._apply, manifests, unloaded)
+        self._version = version
+        self.refreshes += 1
+
+    def _apply(self, manifests: list[Manifest], unloaded: list[str]) -> None:
         wanted: dict[str, str] = {}
+        outage: str | None = None  # once storage failed, the other views wait for the retry
         for manifest in manifests:
             key = manifest.name.lower()
             fingerprint = f"{manifest.updated_at.isoformat()}|{','.join(manifest.objects)}"
             wanted[key] = fingerprint
             if self._views.get(key) == fingerprint:
                 continue
+            if outage is not None:
+                self._postpone(key, outage, wanted)
+                continue
             try:
-                paths = [self._duckdb_path(object_key) for object_key in manifest.objects]
+                keys = {self._duckdb_path(obj): obj for obj in manifest.objects}  # path -> key
+                paths = list(keys)
                 self._admin.execute(view_sql(manifest, paths))
-            except (duckdb.Error, ValueError, LakehouseError) as exc:
-                # One broken dataset must not hide the others: it simply has no view.
-                log.error(
-                    "cannot create the view of dataset %s: %s",
+            except duckdb.IOException as exc:
+                failure = storage_failure(str(exc))
+                if failure is None and is_missing_object(str(exc)):
+                    log.error(
+                        "an object of dataset %s is missing from storage: %s",
+                        manifest.name,
+                        exc,
+                        extra={"dataset": manifest.name},
+                    )
+                    self._postpone(key, OBJECT_MISSING, wanted)
+                    continue
+                if failure is None:
+                    self._broken(manifest, exc, wanted)
+                    continue
+                # Storage failed, not the dataset: unavailable (503), never absent (404),
+                # and no stale view either; tried again on a later refresh.
+                log.warning(
+                    "storage failed creating the view of dataset %s; retrying later: %s",
                     manifest.name,
                     exc,
                     extra={"dataset": manifest.name},
                 )
-                wanted.pop(key)
-                self._drop(key)
+                outage = str(failure.details["reason"])
+                self._postpone(key, outage, wanted)
+                continue
+            except (duckdb.Error, ValueError, LakehouseError) as exc:
+                self._broken(manifest, exc, wanted)
                 continue
             self._views[key] = fingerprint
+            for stale in self._current.get(key, ()):
+                self._keys.pop(stale, None)
+            self._current[key] = paths
+            self._keys.update(keys)
+            self._unavailable.pop(key, None)
             for path in paths:
                 self._paths[path] = None
                 self._paths.move_to_end(path)
@@ -146,6 +238,32 @@ class ViewRegistrar:
         for key in list(self._views):
             if key not in wanted:
                 self._drop(key)
+        listed = {manifest.name.lower() for manifest in manifests}
+        for key in list(self._unavailable):
+            if key not in listed:  # deleted meanwhile, or unloaded (below)
+                del self._unavailable[key]
+        for key in unloaded:  # the catalog could not load its table from storage
+            self._unavailable[key] = CATALOG_READ
+
+    def _postpone(self, key: str, reason: str, wanted: dict[str, str]) -> None:
+        """No view (not a stale one either) until a retry creates it; until then the
+        dataset is unavailable (503), never absent (404)."""
+        wanted.pop(key)
+        self._drop(key)
+        self._unavailable[key] = reason
+
+    def _broken(self, manifest: Manifest, exc: Exception, wanted: dict[str, str]) -> None:
+        # One broken dataset must not hide the others: it simply has no view.
+        log.error(
+            "cannot create the view of dataset %s: %s",
+            manifest.name,
+            exc,
+            extra={"dataset": manifest.name},
+        )
+        key = manifest.name.lower()
+        wanted.pop(key)
+        self._drop(key)
+        self._unavailable.pop(key, None)
 
     def _drop(self, key: str) -> None:
         try:
@@ -153,3 +271,22 @@ class ViewRegistrar:
         except duckdb.Error as exc:
             raise QueryFailed(f"cannot drop the view of dataset {key!r}: {exc}") from exc
         self._views.pop(key, None)
+        for path in self._current.pop(key, ()):
+            self._keys.pop(path, None)
+
+
+def _retrieve_exception(task: asyncio.Task[None]) -> None:
+    # Every waiter may have given up (their time limits): the failure is still seen.
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("refreshing the views failed: %s", task.exception())
+
+
+def _object_missing(name: str, key: str = "") -> DatasetObjectMissing:
+    """The 502 for ``name``; ``key`` names the missing object when known (the storage
+    key, never the path the engine read it by)."""
+    missing = f" ({key})" if key else ""
+    return DatasetObjectMissing(
+        f"dataset {name!r} cannot be read: an object its current version references is "
+        f"missing from storage{missing}",
+        details={"dataset": name, "key": key} if key else {"dataset": name},
+    )

@@ -21,6 +21,7 @@ import builtins
 import contextlib
 import datetime as dt
 import logging
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -60,6 +61,8 @@ class S3ObjectStore:
         path_style: ``http://host/bucket/key`` addressing, which MinIO expects.
         create_bucket: create the bucket in ``start()`` when it is missing.
         part_bytes: size of multipart upload parts (at least 5 MiB).
+        max_attempts, connect_timeout_seconds, read_timeout_seconds: the retry budget
+            of every S3 request (ADR 0015), for DuckDB's and pyiceberg's clients too.
         list_page_size: keys per ListObjectsV2 page (S3's maximum is 1000).
         max_attempts: attempts per request, the first included (botocore retries the rest).
         retry_mode: botocore's ``standard`` or ``adaptive`` retry mode.
@@ -206,7 +209,22 @@ class S3ObjectStore:
     def duckdb_grant(self, read_prefixes: Sequence[str]) -> DuckDBGrant:
         root = f"s3://{self.bucket}/"
         return DuckDBGrant(
-            root=root, read_prefixes=tuple(read_prefixes), secret_sql=self._secret_sql(root)
+            root=root,
+            read_prefixes=tuple(read_prefixes),
+            secret_sql=self._secret_sql(root),
+            settings=self._httpfs_settings(),
+        )
+
+    def _httpfs_settings(self) -> tuple[tuple[str, int | float | bool], ...]:
+        """DuckDB's httpfs within the retry budget (ADR 0015): ``http_retries`` counts
+        retries, not attempts; one ``http_timeout`` (whole seconds) bounds connecting,
+        each read and each wait between retries. 5xx, 429 and connection failures are
+        retried, 100 ms then 4 times longer each time."""
+        return (
+            ("http_retries", self.max_attempts - 1),
+            ("http_retry_wait_ms", 100),
+            ("http_retry_backoff", 4.0),
+            ("http_timeout", max(math.ceil(self.read_timeout), 1)),
         )
 
     def fileio_grant(self) -> FileIOGrant:

@@ -139,6 +139,9 @@ class DuckDBGrant:
     secret_sql: str = field(default="", repr=False)
     """``CREATE SECRET`` DDL DuckDB needs to reach the store; empty for local files.
     It holds credentials: never log it or put it in an error."""
+    settings: tuple[tuple[str, int | float | bool], ...] = ()
+    """DuckDB settings to reach the store with (httpfs's retries and timeouts, from
+    the retry budget of ADR 0015); none for local files."""
 
     @property
     def read_roots(self) -> list[str]:

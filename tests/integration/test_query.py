@@ -386,7 +386,9 @@ async def test_a_slow_query_stops_at_the_time_limit_and_the_pool_recovers(
 # -- missing files --------------------------------------------------
 
 
-async def test_missing_files_are_404_and_a_vanished_dataset_object_is_503(app: App) -> None:
+async def test_missing_files_are_404_and_a_dataset_object_gone_from_storage_is_502(
+    app: App,
+) -> None:
     root = _duckdb_root(app)
     missing = assert_error(
         await sql(app.http, f"SELECT * FROM read_parquet('{root}datasets/nope.parquet')"),
@@ -397,7 +399,9 @@ async def test_missing_files_are_404_and_a_vanished_dataset_object_is_503(app: A
     manifest = await register_table(app.http, "people", people(5))
     [key] = manifest["objects"]
     assert (await sql(app.http, "SELECT count(*) AS n FROM people")).json() == [{"n": 5}]
-    # A re-ingest retires the old object; here it is simply deleted under the view.
+    # Deleted under the view, behind the catalog's back: the current version still
+    # references it. (Had a new version retired it, the answer would be 503
+    # dataset_changed: the query read the version that was current when it started.)
     assert (await app.http.delete(f"/storage/delete/{key}")).status_code in (200, 204)
     # (not count(*): with cached Parquet footers it needs no read at all)
     response = await sql(app.http, "SELECT max(name) AS m FROM people")
@@ -405,9 +409,10 @@ async def test_missing_files_are_404_and_a_vanished_dataset_object_is_503(app: A
         # DuckDB's external file cache still holds the object it read: no 503 to see.
         assert response.json() == [{"m": 'name "4", \\ \u263a'}]
         return
-    error = assert_error(response, 503, "dataset_changed")
-    assert "retry" in error["message"]
-    assert response.headers["retry-after"] == "1"
+    # Damaged data, said so: not "retry" (it would fail again), not "no such table".
+    error = assert_error(response, 502, "dataset_object_missing")
+    assert error["details"] == {"dataset": "people", "key": key}  # the key, never a path
+    assert "retry-after" not in response.headers
 
 
 def _duckdb_root(app: App) -> str:

@@ -122,5 +122,5 @@ async def test_query_errors_never_show_the_data_directory(local_settings: Settin
     for what, answer in answers.items():
         assert 400 <= answer.status_code < 600, (what, answer.text)
         assert str(data_dir) not in answer.text, (what, answer.text)
-    assert answers["vanished object"].json()["error"]["code"] == "dataset_changed"
+    assert answers["vanished object"].json()["error"]["code"] == "dataset_object_missing"
     assert "datasets/gone/" in answers["vanished object"].text  # the key, not the path

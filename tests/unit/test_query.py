@@ -310,6 +310,9 @@ async def test_a_manifest_whose_objects_have_no_path_is_skipped(
         async def list(self) -> list[Manifest]:
             return [manifest("broken", "datasets/bad/x.parquet"), manifest("fine", "datasets/f.p")]
 
+        async def unloaded(self) -> list[str]:
+            return []
+
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"i": [1]}), tmp_path / "f.parquet")

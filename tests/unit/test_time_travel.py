@@ -43,8 +43,8 @@ WORKERS_WITH_TEAM = [*WORKERS, Column("team", "VARCHAR")]
 
 
 class VersionedCatalog:
-    """What the query module asks of a catalog (``version``, ``list``, ``as_of``), over
-    versions kept in memory; records every ``as_of`` call."""
+    """What the query module asks of a catalog (``version``, ``list``, ``unloaded``,
+    ``as_of``), over versions kept in memory; records every ``as_of`` call."""
 
     def __init__(self) -> None:
         self.versions: dict[str, list[tuple[dt.datetime, TableVersion]]] = {}
@@ -59,6 +59,9 @@ class VersionedCatalog:
 
     async def version(self) -> str:
         return str(sum(len(history) for history in self.versions.values()))
+
+    async def unloaded(self) -> list[str]:
+        return []
 
     async def list(self) -> list[Manifest]:
         manifests = []
