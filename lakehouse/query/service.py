@@ -174,7 +174,7 @@ class QueryService:
         limit = self.timeout_for(timeout)
         deadline = asyncio.get_running_loop().time() + limit  # waiting for a cursor counts too
         engine = await self._lifecycle.ready()
-        await _fresh_views(engine.views, limit, deadline)
+        await _fresh_views(engine.views, sql, limit, deadline)
         run = await self._borrow(engine, limit, deadline)
         try:
             checked = False
@@ -235,12 +235,12 @@ class QueryService:
             raise
 
 
-async def _fresh_views(views: ViewRegistrar, limit: float, deadline: float) -> None:
+async def _fresh_views(views: ViewRegistrar, sql: str, limit: float, deadline: float) -> None:
     """The views in step with the catalog, waiting for a refresh until ``deadline``: only
     creating views reads storage, so a refresh that long is stuck on storage."""
     try:
         async with asyncio.timeout_at(deadline):
-            await views.ensure_fresh()
+            await views.ensure_fresh(sql)
     except TimeoutError:
         raise StorageOutage(
             f"the datasets could not be loaded within the query's time limit of {limit:g} s: "

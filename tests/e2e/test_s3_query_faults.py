@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,46 @@ def test_a_short_fault_is_absorbed_by_retries_within_the_budget(
     proxy.inject(Fault.error(503, "SlowDown", times=MAX_ATTEMPTS))
     assert_outage(query(server, f"SELECT count(*) FROM {name}"))
     assert count(server, name) == 3
+
+
+def test_a_query_sees_an_ingest_acknowledged_while_a_slow_refresh_runs(
+    server: LakehouseServer, proxy: FaultProxy
+) -> None:
+    """A view refresh that read the catalog before an ingest returned is not enough for
+    a query sent after it: the query waits for one that includes the new dataset."""
+    slow = ingest(server)
+    with ThreadPoolExecutor(1) as pool, proxy.faulty(Fault.latency(1.5, path_contains=slow)):
+        injected = proxy.injected
+        first = pool.submit(query, server, f"SELECT count(*) AS n FROM {slow}")
+        wait_until(lambda: proxy.injected > injected)  # the refresh reads slow's footers
+        name = ingest(server)
+        response = query(server, f"SELECT count(*) AS n FROM {name}")
+        assert response.status_code == 200, response.text
+        assert response.json() == [{"n": 3}]
+        assert first.result().json() == [{"n": 3}]
+
+
+def test_an_unavailable_dataset_does_not_delay_queries_on_others(
+    server: LakehouseServer, proxy: FaultProxy
+) -> None:
+    healthy = ingest(server)
+    assert count(server, healthy) == 3
+    broken = ingest(server)
+    with proxy.faulty(Fault.error(503, "SlowDown", path_contains=broken)):
+        assert_outage(query(server, f"SELECT count(*) FROM {broken}"))
+    # Retrying the broken view would stall: a query on another dataset does not wait.
+    with proxy.faulty(Fault.stall(path_contains=broken)):
+        response = query(server, f"SELECT count(*) AS n FROM {healthy}", timeout=2)
+        assert response.status_code == 200, response.text
+    # A query naming the dataset retries its view.
+    assert count(server, broken) == 3
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def test_a_stalled_read_answers_503_within_the_query_time_limit(
