@@ -57,12 +57,16 @@ class LocalObjectStore:
                     details={"reason": "EACCES"},
                 )
 
-    async def abort_stale_uploads(self, started_before: dt.datetime) -> builtins.list[str]:
-        return await asyncio.to_thread(self._remove_stale_temp_files, started_before)
+    async def abort_stale_uploads(
+        self, started_before: dt.datetime, prefixes: Sequence[str]
+    ) -> builtins.list[str]:
+        return await asyncio.to_thread(self._remove_stale_temp_files, started_before, prefixes)
 
-    def _remove_stale_temp_files(self, started_before: dt.datetime | None) -> builtins.list[str]:
-        """Remove the temp files of writes (older than ``started_before``, if given);
-        return their paths under the root.
+    def _remove_stale_temp_files(
+        self, started_before: dt.datetime | None, prefixes: Sequence[str] = ("",)
+    ) -> builtins.list[str]:
+        """Remove the temp files of writes under ``prefixes`` (older than
+        ``started_before``, if given); return their paths under the root.
 
         The top-level local-only directories (``_tmp/``: ingest spool, DuckDB
         spill; ``_state/``: the SQLite catalog) are not walked: their users clean
@@ -77,6 +81,8 @@ class LocalObjectStore:
                 if not name.startswith(IN_PROGRESS_PREFIX):
                     continue
                 path = Path(dirpath) / name
+                if not path.relative_to(self.root).as_posix().startswith(tuple(prefixes)):
+                    continue
                 try:
                     if cutoff is not None and path.stat().st_mtime >= cutoff:
                         continue
