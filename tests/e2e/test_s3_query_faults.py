@@ -85,8 +85,10 @@ def query(server: LakehouseServer, sql: str, timeout: float | None = None) -> ht
 
 
 def assert_outage(response: httpx.Response) -> dict[str, Any]:
-    """503 storage_unavailable with Retry-After: the client is told to come back."""
+    """503 storage_unavailable with Retry-After: the client is told to come back; S3's
+    address (the proxy's and moto's loopback ports) stays in the logs."""
     assert response.status_code == 503, response.text
+    assert "127.0.0.1" not in response.text
     assert int(response.headers["retry-after"]) > 0
     error: dict[str, Any] = response.json()["error"]
     assert error["code"] == "storage_unavailable", error
@@ -141,6 +143,7 @@ def test_access_denied_is_502_then_recovers(server: LakehouseServer, proxy: Faul
     with proxy.faulty(Fault.error(403, "AccessDenied")):
         response = query(server, f"SELECT count(*) FROM {name}")
         assert response.status_code == 502, response.text
+        assert "127.0.0.1" not in response.text
         error = response.json()["error"]
         assert error["code"] == "storage_access_denied"
         assert error["details"]["reason"] == "access_denied"

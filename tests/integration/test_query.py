@@ -387,7 +387,7 @@ async def test_a_slow_query_stops_at_the_time_limit_and_the_pool_recovers(
 
 
 async def test_missing_files_are_404_and_a_dataset_object_gone_from_storage_is_502(
-    app: App,
+    app: App, settings: Settings
 ) -> None:
     root = _duckdb_root(app)
     missing = assert_error(
@@ -396,6 +396,10 @@ async def test_missing_files_are_404_and_a_dataset_object_gone_from_storage_is_5
         "file_not_found",
     )
     assert "nope.parquet" in missing["message"]
+    # Neither where the server keeps its files nor the address of its object storage.
+    endpoint = settings.storage.s3.endpoint_url.split("://")[-1]
+    assert str(Path(settings.storage.data_dir).resolve()) not in str(missing)
+    assert not endpoint or endpoint not in str(missing)
     manifest = await register_table(app.http, "people", people(5))
     [key] = manifest["objects"]
     assert (await sql(app.http, "SELECT count(*) AS n FROM people")).json() == [{"n": 5}]
