@@ -39,7 +39,12 @@ from lakehouse.query._lifecycle import Engine, EngineLifecycle
 from lakehouse.query._run import Params, QueryResult, Run
 from lakehouse.query._time_travel import mentions_at_clause
 from lakehouse.query.encoders import MEDIA_TYPES, ResultFormat
-from lakehouse.query.engine import CursorPool, Database, remove_stale_spill_dirs
+from lakehouse.query.engine import (
+    CursorPool,
+    Database,
+    remove_stale_spill_dirs,
+    warn_of_test_switches,
+)
 from lakehouse.query.errors import QueryTimeout, StorageOutage, TableNotFound
 from lakehouse.query.views import CATALOG_READ, ViewRegistrar
 from lakehouse.storage import DuckDBGrant
@@ -89,6 +94,7 @@ class QueryService:
     async def start(self) -> None:
         """Remove spill files a killed process left, then open and lock the database,
         fill the pool, create the views."""
+        warn_of_test_switches()
         removed = await asyncio.to_thread(remove_stale_spill_dirs, self._spill_dir)
         if removed:
             log.info("removed %d stale DuckDB spill director(ies)", removed)
