@@ -203,6 +203,9 @@ class CursorPool:
         if not cursors:
             raise ValueError("query.pool_size must be at least 1")
         self.size = len(cursors)
+        self.stuck = 0
+        """Cursors held by runs that outlived their time limit, stuck in a read object
+        storage left hanging; they come back when httpfs gives up."""
         self._cursors = list(cursors)
         self._free: asyncio.Queue[duckdb.DuckDBPyConnection] = asyncio.Queue()
         for cursor in self._cursors:

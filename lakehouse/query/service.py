@@ -231,10 +231,10 @@ class QueryService:
             async with asyncio.timeout_at(deadline):
                 cursor = await pool.acquire()
         except TimeoutError:
-            raise _waited_too_long(limit) from None
+            raise _waited_too_long(pool, limit) from None
         try:
             if loop.time() >= deadline:  # a cursor came free just too late
-                raise _waited_too_long(limit)
+                raise _waited_too_long(pool, limit)
             return Run(self._lifecycle, self.executor, engine, cursor, limit, deadline)
         except BaseException:
             pool.release(cursor)
@@ -255,7 +255,15 @@ async def _fresh_views(views: ViewRegistrar, sql: str, limit: float, deadline: f
         ) from None
 
 
-def _waited_too_long(limit: float) -> QueryTimeout:
+def _waited_too_long(pool: CursorPool, limit: float) -> LakehouseError:
+    if pool.stuck:
+        # Connections held by queries stuck on object storage: an outage, not a busy server.
+        return StorageOutage(
+            f"no connection came free within the query's time limit of {limit:g} s: "
+            f"{pool.stuck} of {pool.size} are held by queries object storage does not "
+            "answer; retry later",
+            details={"reason": "timeout", "timeout_seconds": limit},
+        )
     return QueryTimeout(
         f"the query waited for a free connection past its time limit of {limit:g} s",
         details={"timeout_seconds": limit},
