@@ -112,7 +112,6 @@ class OrphanSweep:
             )
         return report
 
-
     async def _abort_stale_uploads(self, started_before: dt.datetime) -> list[str]:
         """Best effort: a store that cannot list or abort uploads now (an outage, or
         credentials without s3:ListBucketMultipartUploads / s3:AbortMultipartUpload)

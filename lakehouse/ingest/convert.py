@@ -307,7 +307,9 @@ def _largest_row_bytes(batch: pa.RecordBatch) -> int:
     total = lengths[0]
     for length in lengths[1:]:
         total = pc.add(total, length)
-    return int(pc.max(total).as_py()) + batch.num_columns
+    largest = int(pc.max(total).as_py())
+    columns: int = batch.num_columns
+    return largest + columns
 
 
 def _probe(layout: CsvLayout) -> bytes:

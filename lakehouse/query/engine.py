@@ -76,6 +76,7 @@ def warn_of_test_switches() -> None:
     elif os.environ.get(TEST_FATAL_SQL_ENV):
         log.warning("%s is set but ignored: %s=1 is not", TEST_FATAL_SQL_ENV, TESTING_ENV)
 
+
 SPILL_DIR_PREFIX = "spill-"
 """Each process's private DuckDB spill directory under the spill parent starts with this."""
 

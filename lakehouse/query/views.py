@@ -226,8 +226,11 @@ class ViewRegistrar:
             wanted[key] = fingerprint
             if self._views.get(key) == fingerprint:
                 continue
-            if self._missing.get(key) == fingerprint and self._unavailable.get(key) == OBJECT_MISSING:
-                wanted.pop(key)
+            if (
+                self._unavailable.get(key) == OBJECT_MISSING
+                and self._missing.get(key) == fingerprint
+            ):
+                wanted.pop(key)  # the same version, the same missing object: no retry
                 continue
             if outage is not None:
                 self._postpone(key, outage, wanted)

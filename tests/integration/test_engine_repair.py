@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
-
 import pytest
 from litestar.testing import AsyncTestClient
 

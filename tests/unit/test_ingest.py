@@ -130,7 +130,6 @@ def test_all_widened_numeric_columns_are_found_in_one_pass(
     assert result.rows == 300
 
 
-
 def test_the_read_ahead_waits_for_the_consumer_until_the_file_is_closed(tmp_path: Path) -> None:
     """pyarrow's reader would read 32 blocks ahead: a read waits while ``ahead`` blocks
     are unconsumed, however long the consumer takes, and closing the file frees it."""
