@@ -219,7 +219,9 @@ class ViewRegistrar:
 
     def _apply(self, manifests: list[Manifest], unloaded: list[str]) -> None:
         wanted: dict[str, str] = {}
-        outage: str | None = None  # once storage failed, the other views wait for the retry
+        # Once storage failed (not refused: that may be one prefix's policy), the other
+        # views wait for the retry.
+        outage: str | None = None
         for manifest in manifests:
             key = manifest.name.lower()
             fingerprint = f"{manifest.updated_at.isoformat()}|{','.join(manifest.objects)}"
@@ -262,8 +264,10 @@ class ViewRegistrar:
                     exc,
                     extra={"dataset": manifest.name},
                 )
-                outage = str(failure.details["reason"])
-                self._postpone(key, outage, wanted)
+                reason = str(failure.details["reason"])
+                if reason != ACCESS_DENIED:  # a refusal may be this dataset's alone: go on
+                    outage = reason
+                self._postpone(key, reason, wanted)
                 continue
             except (duckdb.Error, ValueError, LakehouseError) as exc:
                 self._broken(manifest, exc, wanted)

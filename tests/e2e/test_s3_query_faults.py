@@ -151,6 +151,22 @@ def test_access_denied_is_502_then_recovers(server: LakehouseServer, proxy: Faul
     assert count(server, name) == 3
 
 
+def test_access_denied_on_one_dataset_does_not_hold_back_the_others(
+    server: LakehouseServer, proxy: FaultProxy
+) -> None:
+    """S3 refusing one dataset's files (a policy on its prefix) does not postpone the
+    views of the other datasets the same refresh creates."""
+    suffix = uuid.uuid4().hex[:8]
+    denied = ingest(server, name=f"a_{suffix}")  # first in the refresh's (sorted) order
+    other = ingest(server, name=f"b_{suffix}")
+    with proxy.faulty(Fault.error(403, "AccessDenied", path_contains=f"/{denied}/")):
+        assert count(server, other) == 3
+        response = query(server, f"SELECT count(*) FROM {denied}")
+        assert response.status_code == 502, response.text
+        assert response.json()["error"]["code"] == "storage_access_denied"
+    assert count(server, denied) == 3
+
+
 def test_a_short_fault_is_absorbed_by_retries_within_the_budget(
     server: LakehouseServer, proxy: FaultProxy
 ) -> None:
