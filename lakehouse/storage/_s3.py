@@ -317,7 +317,9 @@ class S3ObjectStore:
                 await upload.complete()
         except BaseException:
             if upload is not None:
-                await upload.abort()
+                # One quick attempt: the write failed already, most likely on an S3
+                # that fails, and the sweep aborts what is left once past the grace.
+                await upload.abort(quick=True)
             raise
         return await self.head(key)
 
@@ -421,9 +423,11 @@ class S3ObjectStore:
 
     # -- error translation -----------------------------------------------------
 
-    async def _call(self, operation: str, key: str, **kwargs: Any) -> Any:
-        """Call one S3 operation, translating botocore's errors into ours."""
-        method: Callable[..., Any] = getattr(self._s3, _snake(operation))
+    async def _call(self, operation: str, key: str, *, quick: bool = False, **kwargs: Any) -> Any:
+        """Call one S3 operation, translating botocore's errors into ours; ``quick``: on
+        the probe's client (one attempt, short timeouts) instead of with the budget."""
+        client = self._probe_client if quick and self._probe_client is not None else self._s3
+        method: Callable[..., Any] = getattr(client, _snake(operation))
         try:
             return await method(**kwargs)
         except (ClientError, BotoCoreError) as exc:
@@ -485,8 +489,9 @@ class _MultipartUpload:
             return False
         return info.etag.strip('"') == _multipart_etag(self.parts)
 
-    async def abort(self) -> bool:
+    async def abort(self, *, quick: bool = False) -> bool:
         """Abort the upload; whether it is gone (one already gone counts as aborted).
+        ``quick``: one attempt with short timeouts, not the retry budget.
 
         A failure to abort is logged, not raised: the upload failed already, and the
         orphan sweep aborts it once it is older than the grace period.
@@ -495,6 +500,7 @@ class _MultipartUpload:
             await self.store._call(
                 "AbortMultipartUpload",
                 self.key,
+                quick=quick,
                 Bucket=self.store.bucket,
                 Key=self.key,
                 UploadId=self.upload_id,

@@ -235,6 +235,28 @@ def test_a_completed_upload_whose_answer_was_lost_is_a_200(
     assert uploads(moto_s3, bucket) == []
 
 
+def test_the_abort_after_a_failed_upload_does_not_spend_the_budget_again(
+    http: httpx.Client, proxy: FaultProxy, server: LakehouseServer, moto_s3: Any
+) -> None:
+    """The upload already failed on an S3 that fails: one attempt to abort it, and what is
+    left is the sweep's."""
+    bucket = server.settings.storage.s3.bucket
+    body = b"q" * (6 * MiB)
+    failing = Fault.error(
+        500, "InternalError", methods=frozenset({"PUT", "DELETE"}), path_contains="uploadId="
+    )
+    injected = proxy.injected
+    with proxy.faulty(failing):
+        response = http.put("/storage/put/faults/abort.bin", content=body)
+    assert_error(response, 503, "storage_unavailable")
+    attempts = server.settings.storage.s3.max_attempts
+    assert proxy.injected - injected == attempts + 1  # the part's budget, one abort
+    assert uploads(moto_s3, bucket) == ["faults/abort.bin"]
+    # The sweep of the lakehouse's prefixes leaves it (a raw storage API key): abort it here.
+    [upload] = moto_s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    moto_s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+
+
 # -- ingest ------------------------------------------------------------------------------
 
 
