@@ -319,7 +319,11 @@ class ViewRegistrar:
         try:
             self._admin.execute(f"DROP VIEW IF EXISTS {quote_identifier(key)}")
         except duckdb.Error as exc:
-            raise QueryFailed(f"cannot drop the view of dataset {key!r}: {exc}") from exc
+            # DuckDB's text may name a local path: the log has it, the client the class.
+            log.error("cannot drop the view of dataset %s: %s", key, exc)
+            raise QueryFailed(
+                f"cannot drop the view of dataset {key!r}: {type(exc).__name__}"
+            ) from exc
         self._views.pop(key, None)
         for path in self._current.pop(key, ()):
             self._keys.pop(path, None)
