@@ -183,8 +183,11 @@ class ViewRegistrar:
                 task = self._start_refresh()
             elif self._task_number <= entered:
                 # Started before this call: it may have read the catalog before the
-                # caller's commit. Wait for it (one refresh at a time), then start anew.
+                # caller's commit. Wait for it (one refresh at a time); unless it read
+                # the version there is now (and retried what it could), start anew.
                 await asyncio.shield(task)
+                if await self._catalog.version() == self._version:
+                    return
                 continue
             await asyncio.shield(task)
             return
