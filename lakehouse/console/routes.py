@@ -76,7 +76,9 @@ async def _fragment(template: str, build: Callable[[], Awaitable[dict[str, Any]]
 
 
 @get("/ui/datasets", include_in_schema=False)
-async def datasets_fragment(catalog: NamedDependency[Catalog], filter: str = "") -> Template:
+async def datasets_fragment(
+    catalog: NamedDependency[Catalog], filter: FromQuery[str] = ""
+) -> Template:
     async def build() -> dict[str, Any]:
         wanted = filter.strip().lower()
         manifests = [m for m in await catalog.list() if wanted in m.name.lower()]
