@@ -1,4 +1,4 @@
-"""Security headers on every response (ADR 0016).
+"""Security headers on every response (ADR 0012).
 
 The console gets a strict Content-Security-Policy: scripts, styles and connections only
 from this server, no inline script or style, no eval, no framing. The docs page
