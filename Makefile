@@ -1,7 +1,8 @@
 # The two commands a fresh machine needs (Python 3.11 + make):
 #   make run    set up .venv and run the server on 127.0.0.1:3110
-#   make test   set up .venv and run the whole test suite (PostgreSQL: installed with
-#               apt-get when run as root and missing, else a message saying how)
+#   make test   set up .venv and run the whole test suite (PostgreSQL, and Chromium for the
+#               browser tests: installed with apt-get when run as root and missing, else a
+#               message saying how)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -31,6 +32,7 @@ run: $(STAMP)
 PYTEST_WORKERS ?= 2
 test: $(STAMP)
 	scripts/ensure_postgres.sh
+	scripts/ensure_chromium.sh
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)

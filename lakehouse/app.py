@@ -16,8 +16,10 @@ from functools import partial
 from typing import Any
 
 from litestar import Litestar, Router, get
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from lakehouse import __version__
@@ -31,6 +33,7 @@ from lakehouse.catalog import (
     datasets_router,
 )
 from lakehouse.config import Settings
+from lakehouse.console import OPEN_PREFIXES, STATIC_PATH, console_routers, template_config
 from lakehouse.errors import LakehouseError
 from lakehouse.http_body import CloseIfBodyUnread
 from lakehouse.http_errors import EXCEPTION_HANDLERS
@@ -40,6 +43,7 @@ from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented
 from lakehouse.query import QueryEngine, QueryService, sql_route
 from lakehouse.request_id import request_id_middleware
+from lakehouse.security_headers import security_headers
 from lakehouse.storage import (
     BucketInfo,
     BucketRegistry,
@@ -164,14 +168,30 @@ async def health(
     }
 
 
+# /docs is Redoc from the app's own copy: no CDN script, web font or favicon, so it
+# renders with no internet and tells no third party who reads it.
+_DOCS_PAGES = [
+    RedocRenderPlugin(
+        js_url=f"{STATIC_PATH}/redoc.standalone.js",
+        google_fonts=False,
+        favicon="",
+        path=["/", "/redoc"],
+    ),
+    JsonRenderPlugin(),
+]
+
+
 def _openapi_config(settings: Settings) -> OpenAPIConfig:
     """The schema at /docs/openapi.json; it declares bearer auth only when a token is set."""
     if not settings.server.auth_token:
-        return OpenAPIConfig(title="Lakehouse", version=__version__, path="/docs")
+        return OpenAPIConfig(
+            title="Lakehouse", version=__version__, path="/docs", render_plugins=_DOCS_PAGES
+        )
     return OpenAPIConfig(
         title="Lakehouse",
         version=__version__,
         path="/docs",
+        render_plugins=_DOCS_PAGES,
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
         ),
@@ -231,6 +251,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             storage_router,
             catalog_router,
             admin_router,
+            *console_routers(),
         ],
         dependencies={
             "store": provide(services.store),
@@ -246,6 +267,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         openapi_config=_openapi_config(settings),
+        template_config=template_config(),
+        state=State({"console_auth": bool(settings.server.auth_token)}),
         logging_config=None,
         debug=False,
     )
@@ -253,6 +276,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # request id, the auth check and the close-after-early-refusal rule must cover
     # every request (404s included), so they wrap the app's outermost ASGI handler.
     if settings.server.auth_token:
-        app.asgi_handler = bearer_auth(settings.server.auth_token)(app.asgi_handler)
-    app.asgi_handler = CloseIfBodyUnread(request_id_middleware(app.asgi_handler))
+        app.asgi_handler = bearer_auth(settings.server.auth_token, OPEN_PREFIXES)(app.asgi_handler)
+    app.asgi_handler = security_headers(CloseIfBodyUnread(request_id_middleware(app.asgi_handler)))
     return app

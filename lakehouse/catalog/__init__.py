@@ -24,7 +24,7 @@ from lakehouse.catalog.interface import (
     SourceFile,
     TableVersion,
 )
-from lakehouse.catalog.routes import datasets_router
+from lakehouse.catalog.routes import DatasetDetail, datasets_router, describe
 from lakehouse.catalog.routes import router as catalog_router
 from lakehouse.catalog.rules import schema_fingerprint, validate_dataset_name
 
@@ -35,6 +35,7 @@ __all__ = [
     "ColumnTyping",
     "CommitMode",
     "CommitRequest",
+    "DatasetDetail",
     "DatasetExists",
     "DatasetNotFound",
     "DatasetVersion",
@@ -53,6 +54,7 @@ __all__ = [
     "column_typing",
     "database_url",
     "datasets_router",
+    "describe",
     "schema_fingerprint",
     "validate_dataset_name",
 ]

@@ -206,6 +206,11 @@ async def list_datasets(catalog: NamedDependency[Catalog]) -> list[DatasetSummar
     responses=error_responses(400, 404),
 )
 async def describe_dataset(name: FromPath[str], catalog: NamedDependency[Catalog]) -> DatasetDetail:
+    return await describe(catalog, name)
+
+
+async def describe(catalog: Catalog, name: str) -> DatasetDetail:
+    """Dataset ``name`` as of its current version, with how each column was typed."""
     manifest = await catalog.get(name)
     typed: dict[str, ColumnTyping] = {}
     for version in await catalog.history(name):  # oldest first: the latest typing wins

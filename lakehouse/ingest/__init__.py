@@ -16,8 +16,10 @@ from lakehouse.ingest.errors import (
 from lakehouse.ingest.interface import (
     DefaultedColumn,
     Ingestor,
+    IngestPreview,
     IngestResult,
     IngestStats,
+    PreviewColumn,
     Upload,
 )
 from lakehouse.ingest.routes import ingest as ingest_route
@@ -29,6 +31,7 @@ __all__ = [
     "EmptyCSV",
     "FieldTooLarge",
     "IngestBusy",
+    "IngestPreview",
     "IngestResult",
     "IngestService",
     "IngestStats",
@@ -38,6 +41,7 @@ __all__ = [
     "MissingDatasetName",
     "MissingFile",
     "NotUTF8",
+    "PreviewColumn",
     "RaggedRows",
     "UnsupportedUpload",
     "Upload",

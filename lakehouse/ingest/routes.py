@@ -29,7 +29,7 @@ from lakehouse.errors import BadRequest
 from lakehouse.http_body import request_body
 from lakehouse.http_errors import error_responses
 from lakehouse.ingest.errors import IngestBusy, MissingFile, UnsupportedUpload, UploadTooLarge
-from lakehouse.ingest.interface import Ingestor, IngestStats, Upload
+from lakehouse.ingest.interface import Ingestor, IngestPreview, IngestStats, Upload
 from lakehouse.ingest.service import validate_name
 from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented, examples
@@ -152,7 +152,14 @@ async def ingest(
             "schema is the same"
         ),
     ] = None,
-) -> IngestResponse:
+    dry_run: Annotated[
+        bool,
+        QueryParameter(
+            description="true: answer the proposed schema, how each column was typed "
+            "(risky ones flagged) and sample rows; nothing is written"
+        ),
+    ] = False,
+) -> IngestResponse | IngestPreview:
     commit_mode = _commit_mode(mode, request.query_params.keys())
     media_type, options = request.content_type
     multipart = media_type == "multipart/form-data"
@@ -171,11 +178,13 @@ async def ingest(
             chunks=body,
             boundary=options.get("boundary", "") if multipart else "",
         )
+        if dry_run:
+            return await ingestor.preview(name, upload, types, commit_mode)
         result = await ingestor.ingest(name, upload, types, commit_mode)
     return IngestResponse(**msgspec.structs.asdict(result.manifest), ingest=result.stats)
 
 
-QUERY_PARAMETERS = frozenset({"name", "types", "mode"})
+QUERY_PARAMETERS = frozenset({"name", "types", "mode", "dry_run"})
 
 
 def _commit_mode(mode: str | None, parameters: Iterable[str]) -> CommitMode:
