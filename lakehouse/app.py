@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from lakehouse import __version__
 from lakehouse.admin import OrphanSweep, admin_router
+from lakehouse.agents import DatasetTools, McpEndpoint, mcp_route
 from lakehouse.auth import bearer_auth
 from lakehouse.catalog import (
     Catalog,
@@ -191,6 +192,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     """Build the app. Tests may pass ``services`` to supply other implementations."""
     settings = settings or Settings()
     services = services or build_services(settings)
+    mcp = (
+        McpEndpoint(
+            DatasetTools(services.catalog, services.query, settings.mcp), settings.server.host
+        )
+        if settings.mcp.enabled
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -214,7 +222,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             },
         )
         try:
-            yield
+            if mcp is None:
+                yield
+            else:
+                async with mcp.running():
+                    yield
         finally:
             await services.close()
 
@@ -231,6 +243,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             storage_router,
             catalog_router,
             admin_router,
+            *([mcp_route(mcp)] if mcp else []),
         ],
         dependencies={
             "store": provide(services.store),
