@@ -34,7 +34,6 @@ from mcp_types import (
 from lakehouse import __version__
 from lakehouse.agents.tools import CallRecord, DatasetTools
 from lakehouse.errors import BadRequest, LakehouseError
-from lakehouse.logs import request_id_var
 
 audit_log = logging.getLogger("lakehouse.mcp.audit")
 log = logging.getLogger("lakehouse.mcp")
@@ -140,14 +139,12 @@ class McpEndpoint:
 
     async def handle(self, scope: Any, receive: Any, send: Any) -> None:
         """Serve one HTTP request to ``/mcp``."""
-        # The SDK answers in a task of its own; the request id goes along in the scope.
-        scope.setdefault("state", {})["request_id"] = request_id_var.get()
         await self._sessions.handle_request(scope, receive, send)
 
     async def _list_tools(self, _: Any, __: PaginatedRequestParams | None) -> ListToolsResult:
         return ListToolsResult(tools=TOOLS)
 
-    async def _call_tool(self, ctx: Any, params: CallToolRequestParams) -> CallToolResult:
+    async def _call_tool(self, _: Any, params: CallToolRequestParams) -> CallToolResult:
         started = time.perf_counter()
         record = CallRecord()
         outcome = "ok"
@@ -167,7 +164,7 @@ class McpEndpoint:
                 structured_content=msgspec.json.decode(answer),
             )
         finally:
-            _audit(ctx, params.name, record, outcome, started)
+            _audit(params.name, record, outcome, started)
 
     async def _run(self, tool: str, arguments: dict[str, Any], record: CallRecord) -> bytes:
         if tool == "list_datasets":
@@ -202,14 +199,12 @@ def _error_result(code: str, message: str, details: Any = None) -> CallToolResul
     )
 
 
-def _audit(ctx: Any, tool: str, record: CallRecord, outcome: str, started: float) -> None:
-    """One line per tool call: who asked (request id), what, and how much went back."""
-    request = getattr(ctx, "request", None)
-    state = getattr(request, "scope", {}).get("state", {}) if request is not None else {}
+def _audit(tool: str, record: CallRecord, outcome: str, started: float) -> None:
+    """One line per tool call: what, on which data, and how much went back. The log's
+    formatter adds the HTTP request's id (the SDK serves the call within that request)."""
     audit_log.info(
         "mcp tool call",
         extra={
-            "request_id": state.get("request_id") or request_id_var.get(),
             "tool": tool,
             "dataset": record.dataset,
             "sql_sha256": record.sql_sha256,

@@ -197,8 +197,8 @@ async def test_the_byte_cap_truncates_within_the_cap(server: LakehouseServer) ->
 
 
 async def test_a_large_result_is_cut_without_reading_it_all(server: LakehouseServer) -> None:
-    # Three million rows: more than the first chunk the engine sends, so the total is not
-    # known; each capped call gives its connection back (the pool has two).
+    # Three million rows: far more than the first chunk the engine sends, so the total is
+    # not known, and the rest is never read; calls after it are answered (the pool has two).
     sql = "SELECT range AS n FROM range(3000000)"
     async with mcp_client(server) as client:
         for _ in range(3):
