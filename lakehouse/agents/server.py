@@ -137,9 +137,14 @@ class McpEndpoint:
         """The session manager's task group, entered for the app's lifetime (its lifespan)."""
         return self._sessions.run()
 
-    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
-        """Serve one HTTP request to ``/mcp``."""
-        await self._sessions.handle_request(scope, receive, send)
+    def route(self) -> ASGIRouteHandler:
+        """The Litestar handler that hands every request under ``/mcp`` to the SDK."""
+
+        @asgi(PATH, is_mount=True, copy_scope=True)
+        async def mcp(scope: Any, receive: Any, send: Any) -> None:
+            await self._sessions.handle_request(scope, receive, send)
+
+        return mcp
 
     async def _list_tools(self, _: Any, __: PaginatedRequestParams | None) -> ListToolsResult:
         return ListToolsResult(tools=TOOLS)
@@ -228,13 +233,3 @@ def _transport_security(host: str) -> TransportSecuritySettings | None:
         allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
         allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
     )
-
-
-def mcp_route(endpoint: McpEndpoint) -> ASGIRouteHandler:
-    """The Litestar handler that hands every request under ``/mcp`` to ``endpoint``."""
-
-    @asgi(PATH, is_mount=True, copy_scope=True)
-    async def mcp(scope: Any, receive: Any, send: Any) -> None:
-        await endpoint.handle(scope, receive, send)
-
-    return mcp

@@ -7,15 +7,18 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
+from litestar.testing import AsyncTestClient
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
+from lakehouse.app import create_app
 from tests.support.servers import LakehouseServer
 from tests.support.settings import make_settings
 
@@ -30,6 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseServer
     workdir = tmp_path_factory.mktemp("mcp")
     settings = make_settings("local", workdir, None)
     settings.server.auth_token = TOKEN
+    settings.mcp.enabled = True
     settings.mcp.max_rows = MAX_ROWS
     settings.mcp.max_bytes = MAX_BYTES
     settings.query.pool_size = 2
@@ -256,6 +260,15 @@ async def test_the_endpoint_needs_the_token(server: LakehouseServer) -> None:
         assert (await client.list_tools()).tools
     assert statuses
     assert set(statuses) == {200}
+
+
+async def test_disabled_the_endpoint_is_not_served(tmp_path: Path) -> None:
+    settings = make_settings("local", tmp_path, None)
+    assert settings.mcp.enabled is False  # as the other tests' servers have it
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        answer = await client.post("/mcp", json={})
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
 
 
 async def test_every_tool_call_is_audited_in_the_server_log(server: LakehouseServer) -> None:
