@@ -157,6 +157,8 @@ class McpEndpoint:
             answer = await self._run(params.name, params.arguments or {}, record)
         except LakehouseError as exc:
             outcome = exc.code
+            if exc.status_code >= 500 and exc.retry_after_seconds is None:  # a server fault
+                log.error("MCP tool %s failed: %s", params.name, exc.message, exc_info=exc)
             return _error_result(exc.code, exc.message, exc.details)
         except Exception:
             outcome = "internal_error"

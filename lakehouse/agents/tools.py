@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
@@ -160,8 +159,3 @@ class DatasetTools:
         """``sql`` run as ``/v1/sql`` runs it (sandbox, time limit, errors), its rows capped."""
         result = await self._query.execute(sql, fmt=ResultFormat.ARROW)
         return await read_capped(result, max_rows, max_bytes)
-
-
-def answer_to_json(answer: bytes) -> Any:
-    """The Python value of an answer, for the tool's structured content."""
-    return msgspec.json.decode(answer)
