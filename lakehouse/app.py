@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Router, get
 from litestar.datastructures import State
@@ -55,6 +55,9 @@ from lakehouse.storage import (
     put_limit,
     storage_router,
 )
+
+if TYPE_CHECKING:
+    from lakehouse.agents import McpEndpoint
 
 log = logging.getLogger("lakehouse.app")
 
@@ -207,10 +210,22 @@ async def _close_after_failed_start(services: Services) -> None:
         log.debug("closing after a failed start-up failed too", exc_info=True)
 
 
+def _mcp_endpoint(settings: Settings, services: Services) -> McpEndpoint | None:
+    """The MCP endpoint at /mcp, unless ``[mcp] enabled`` is false."""
+    if not settings.mcp.enabled:
+        return None
+    # Imported only when served: the MCP SDK is a large import, and start-up pays for it.
+    from lakehouse.agents import DatasetTools, McpEndpoint
+
+    tools = DatasetTools(services.catalog, services.query, settings.mcp)
+    return McpEndpoint(tools, settings.server.host)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
     """Build the app. Tests may pass ``services`` to supply other implementations."""
     settings = settings or Settings()
     services = services or build_services(settings)
+    mcp = _mcp_endpoint(settings, services)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -234,7 +249,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             },
         )
         try:
-            yield
+            if mcp is None:
+                yield
+            else:
+                async with mcp.running():
+                    yield
         finally:
             await services.close()
 
@@ -252,6 +271,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             catalog_router,
             admin_router,
             *console_routers(),
+            *([mcp.route()] if mcp else []),
         ],
         dependencies={
             "store": provide(services.store),

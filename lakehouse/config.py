@@ -138,6 +138,20 @@ class QuerySettings(_Section):
     """Most disk DuckDB may spill to (under ``data_dir/_tmp/duckdb``) before a query fails."""
 
 
+class McpSettings(_Section):
+    enabled: bool = True
+    """Serve the MCP endpoint at ``/mcp`` (agents' read-only access; ADR 0018)."""
+    max_rows: int = 500
+    """Most rows one ``query`` tool call returns; a call may ask for fewer."""
+    max_bytes: int = 256 * 1024
+    """Most bytes of rows (as JSON) one ``query`` tool call returns."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows", "max_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level written to stderr."""
@@ -153,6 +167,7 @@ class Settings(_Section):
     ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
     query: QuerySettings = msgspec.field(default_factory=QuerySettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
+    mcp: McpSettings = msgspec.field(default_factory=McpSettings)
 
 
 # environment variable -> dotted key it overrides

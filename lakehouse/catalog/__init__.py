@@ -18,6 +18,7 @@ from lakehouse.catalog.interface import (
     CommitMode,
     CommitRequest,
     DatasetVersion,
+    DescribedColumn,
     Manifest,
     RegisterRequest,
     Registration,
@@ -26,7 +27,11 @@ from lakehouse.catalog.interface import (
 )
 from lakehouse.catalog.routes import DatasetDetail, datasets_router, describe
 from lakehouse.catalog.routes import router as catalog_router
-from lakehouse.catalog.rules import schema_fingerprint, validate_dataset_name
+from lakehouse.catalog.rules import (
+    described_columns,
+    schema_fingerprint,
+    validate_dataset_name,
+)
 
 __all__ = [
     "Catalog",
@@ -39,6 +44,7 @@ __all__ = [
     "DatasetExists",
     "DatasetNotFound",
     "DatasetVersion",
+    "DescribedColumn",
     "IcebergCatalog",
     "InvalidDatasetName",
     "InvalidRegistration",
@@ -55,6 +61,7 @@ __all__ = [
     "database_url",
     "datasets_router",
     "describe",
+    "described_columns",
     "schema_fingerprint",
     "validate_dataset_name",
 ]

@@ -1,7 +1,7 @@
 """Query: a DuckDB pool behind a sandboxed, read-only SQL API."""
 
 from lakehouse.query._run import Params, QueryResult
-from lakehouse.query.encoders import ResultFormat
+from lakehouse.query.encoders import ResultFormat, make_encoder
 from lakehouse.query.errors import (
     DatasetChanged,
     EngineRestarted,
@@ -38,5 +38,6 @@ __all__ = [
     "ShuttingDown",
     "TableNotFound",
     "UnsupportedFormat",
+    "make_encoder",
     "sql_route",
 ]

@@ -52,7 +52,7 @@ def boundary_violations(sources: Iterable[tuple[str, ast.Module]]) -> list[str]:
 
 
 def test_no_module_imports_another_packages_private_files() -> None:
-    assert PACKAGES == ["admin", "catalog", "console", "ingest", "query", "storage"]
+    assert PACKAGES == ["admin", "agents", "catalog", "console", "ingest", "query", "storage"]
     assert boundary_violations(_sources()) == []
 
 
@@ -67,6 +67,19 @@ def test_query_takes_only_the_duckdb_grant_from_storage() -> None:
         or (target == "lakehouse.config" and name in {"StorageSettings", "SecretsSettings"})
     }
     assert taken == {("lakehouse.storage", "DuckDBGrant")}
+
+
+def test_agents_reach_only_the_catalog_and_the_query_engine() -> None:
+    # The MCP endpoint is read-only by construction: it cannot reach storage or ingest,
+    # and it queries only through the QueryEngine protocol, as /v1/sql does.
+    reached = {
+        target
+        for module, tree in _sources()
+        if _package_of(module) == "agents"
+        for target, _, _ in _imports(tree)
+        if target.startswith("lakehouse.") and _package_of(target) not in {None, "agents"}
+    }
+    assert reached == {"lakehouse.catalog", "lakehouse.query"}
 
 
 def test_the_rule_catches_private_and_submodule_imports() -> None:
