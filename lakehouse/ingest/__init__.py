@@ -16,11 +16,14 @@ from lakehouse.ingest.errors import (
 from lakehouse.ingest.interface import (
     DefaultedColumn,
     Ingestor,
+    IngestProgress,
     IngestResult,
     IngestStats,
     Upload,
 )
+from lakehouse.ingest.jobs import IngestJob, IngestJobs, InvalidJobId, JobExists, JobNotFound
 from lakehouse.ingest.routes import ingest as ingest_route
+from lakehouse.ingest.routes import jobs_router as ingest_jobs_router
 from lakehouse.ingest.routes import upload_limit
 from lakehouse.ingest.service import IngestService, validate_name
 
@@ -29,12 +32,18 @@ __all__ = [
     "EmptyCSV",
     "FieldTooLarge",
     "IngestBusy",
+    "IngestJob",
+    "IngestJobs",
+    "IngestProgress",
     "IngestResult",
     "IngestService",
     "IngestStats",
     "Ingestor",
     "InvalidCSV",
+    "InvalidJobId",
     "InvalidTypeOverride",
+    "JobExists",
+    "JobNotFound",
     "MissingDatasetName",
     "MissingFile",
     "NotUTF8",
@@ -42,6 +51,7 @@ __all__ = [
     "UnsupportedUpload",
     "Upload",
     "UploadTooLarge",
+    "ingest_jobs_router",
     "ingest_route",
     "upload_limit",
     "validate_name",

@@ -45,6 +45,16 @@ class IngestResult(msgspec.Struct):
     stats: IngestStats
 
 
+class IngestProgress(Protocol):
+    """Where an ingest reports how far it got (an ``IngestJob``)."""
+
+    def enter(self, phase: Literal["converting", "committing"]) -> None:
+        """The ingest moved on to ``phase``."""
+
+    def converted(self, rows: int) -> None:
+        """``rows`` rows converted so far; called from a worker thread."""
+
+
 @runtime_checkable
 class Ingestor(Protocol):
     """CSV uploads in, registered datasets out."""
@@ -61,10 +71,11 @@ class Ingestor(Protocol):
         upload: Upload,
         types: str | None = None,
         mode: CommitMode = CommitMode.AUTO,
+        progress: IngestProgress | None = None,
     ) -> IngestResult:
         """Ingest one upload as a new version of dataset ``name`` (``mode``: see
-        ``CommitMode``). Nothing is left in storage, the catalog or the spool directory
-        after any error.
+        ``CommitMode``), telling ``progress`` each phase and the rows converted.
+        Nothing is left in storage, the catalog or the spool directory after any error.
 
         Raises:
             MissingDatasetName, InvalidDatasetName: no or a bad ``name`` (400).

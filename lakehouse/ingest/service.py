@@ -34,6 +34,7 @@ from lakehouse.ingest.convert import ConvertOptions, ConvertResult, convert_csv
 from lakehouse.ingest.errors import EmptyCSV, MissingDatasetName
 from lakehouse.ingest.interface import (
     DefaultedColumn,
+    IngestProgress,
     IngestResult,
     IngestStats,
     Upload,
@@ -122,9 +123,11 @@ class IngestService:
         upload: Upload,
         types: str | None = None,
         mode: CommitMode = CommitMode.AUTO,
+        progress: IngestProgress | None = None,
     ) -> IngestResult:
         """Ingest one upload as dataset ``name`` (see ``Ingestor.ingest``)."""
         name = validate_name(name)
+        progress = progress or _NoProgress()
         overrides = parse_type_overrides(types)
         timer = PhaseTimer()
         await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
@@ -132,6 +135,7 @@ class IngestService:
         try:
             spooled = await _spool(upload, upload_path)
             timer.lap("spool")
+            progress.enter("converting")
             layout = await asyncio.to_thread(
                 infer_layout, upload_path, self.settings.sample_rows, overrides
             )
@@ -139,7 +143,12 @@ class IngestService:
                 layout = await self._conform(name, layout, upload_path, overrides)
             timer.lap("infer")
             converted = await asyncio.to_thread(
-                convert_csv, upload_path, layout, parquet_path, self.convert_options
+                convert_csv,
+                upload_path,
+                layout,
+                parquet_path,
+                self.convert_options,
+                progress.converted,
             )
             timer.lap("convert")
             schema = [Column(name=c.name, type=c.type) for c in layout.columns]
@@ -151,6 +160,7 @@ class IngestService:
                 source=SourceFile(name=spooled.file_name, sha256=spooled.sha256),
                 typing=_typing(layout, converted),
             )
+            progress.enter("committing")
             registration = await self._publish(request, parquet_path, timer)
             stats = _stats(spooled, layout, converted, schema, registration, timer)
             _log_ingest(name, stats, timer)
@@ -200,6 +210,14 @@ class IngestService:
             raise
         timer.lap("commit")
         return registration
+
+
+class _NoProgress:
+    def enter(self, phase: str) -> None:
+        pass
+
+    def converted(self, rows: int) -> None:
+        pass
 
 
 async def _spool(upload: Upload, path: Path) -> Spooled:
