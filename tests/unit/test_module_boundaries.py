@@ -52,7 +52,7 @@ def boundary_violations(sources: Iterable[tuple[str, ast.Module]]) -> list[str]:
 
 
 def test_no_module_imports_another_packages_private_files() -> None:
-    assert PACKAGES == ["admin", "catalog", "ingest", "query", "storage"]
+    assert PACKAGES == ["admin", "catalog", "client", "ingest", "query", "storage"]
     assert boundary_violations(_sources()) == []
 
 
@@ -67,6 +67,24 @@ def test_query_takes_only_the_duckdb_grant_from_storage() -> None:
         or (target == "lakehouse.config" and name in {"StorageSettings", "SecretsSettings"})
     }
     assert taken == {("lakehouse.storage", "DuckDBGrant")}
+
+
+def server_imports(sources: Iterable[tuple[str, ast.Module]]) -> list[str]:
+    """What the client imports of lakehouse outside its own package: it talks HTTP."""
+    return [
+        f"{module}:{line} imports {target}"
+        for module, tree in sources
+        if _package_of(module) == "client"
+        for target, _, line in _imports(tree)
+        if target.split(".")[0] == "lakehouse" and _package_of(target) != "client"
+    ]
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    assert server_imports(_sources()) == []
+    # ... and the check can fail.
+    breaking = [("lakehouse.client.http", ast.parse("from lakehouse.errors import BadRequest"))]
+    assert server_imports(breaking) == ["lakehouse.client.http:1 imports lakehouse.errors"]
 
 
 def test_the_rule_catches_private_and_submodule_imports() -> None:
