@@ -121,6 +121,7 @@ INGEST_RESPONSE_EXAMPLES = examples(
             "created": True,
             "replaced_objects": [],
         },
+        "job": "6f1c8f4e-2b57-4a55-9a3e-7f7d1f5ad7b1",
     }
 )
 
@@ -131,7 +132,8 @@ INGEST_RESPONSE_EXAMPLES = examples(
     description=(
         "Body: multipart/form-data with a field `file`, or the raw CSV "
         "(Content-Type: text/csv). Returns the manifest plus ingest stats. Its progress "
-        "is at GET /v1/ingest/jobs/{job}, under the id given as `?job=` or returned."
+        "is at GET /v1/ingest/jobs/{job}, under the id given as `?job=` or returned (`job`, "
+        "and the X-Ingest-Job header)."
     ),
     request_max_body_size=None,  # capped while streaming by the service
     status_code=200,
