@@ -145,7 +145,7 @@ def _ingest(client: LakehouseClient, args: argparse.Namespace) -> None:
     stats = body["ingest"]
     console = Console()
     console.print(
-        f"{body['name']}: version {body.get('version')}, {stats['rows']:,} rows ingested "
+        f"{body['name']}: version {body.get('version')}, {_rows(stats['rows'])} ingested "
         f"in {stats['seconds']} s",
         markup=False,
     )
@@ -207,7 +207,7 @@ def _result_table(arrow_stream: bytes) -> Table:
     for row in result.slice(0, TABLE_ROWS).to_pylist():
         table.add_row(*(_cell(value) for value in row.values()))
     shown = min(result.num_rows, TABLE_ROWS)
-    table.caption = f"{result.num_rows:,} row{'s' if result.num_rows != 1 else ''}" + (
+    table.caption = _rows(result.num_rows) + (
         f" (the first {shown:,} shown; --format csv for all)" if shown < result.num_rows else ""
     )
     return table
@@ -226,7 +226,7 @@ def _datasets(client: LakehouseClient, args: argparse.Namespace) -> None:
             str(dataset["columns"]),
             _size(dataset["bytes"]),
             str(dataset["version"]),
-            dataset["updated"],
+            _when(dataset["updated"]),
         )
     _print_or_none(table, "no datasets yet: lakehouse ingest FILE")
 
@@ -236,8 +236,8 @@ def _describe(client: LakehouseClient, args: argparse.Namespace) -> None:
     profile = {row["column_name"]: row for row in client.rows(f"SUMMARIZE {_ident(args.name)}")}
     console = Console()
     console.print(
-        f"{info['name']}: version {info['version']}, {info['rows']:,} rows, "
-        f"{_size(info['bytes'])}, updated {info['updated_at']}",
+        f"{info['name']}: version {info['version']}, {_rows(info['rows'])}, "
+        f"{_size(info['bytes'])}, updated {_when(info['updated_at'])}",
         markup=False,
     )
     table = _table("column", "type", "typed", "nulls %", "distinct ~", "min", "max")
@@ -262,13 +262,14 @@ def _history(client: LakehouseClient, args: argparse.Namespace) -> None:
         "version", "committed", "operation", "added", "removed", "total", "source file",
         title=history["name"],
     )  # fmt: skip
+    table.columns[1].no_wrap = True  # the time on one line
     for version in history["versions"]:
         operation = version["operation"]
         if version.get("rollback_of"):
             operation += f" (to version {version['rollback_of']})"
         table.add_row(
             str(version["version"]),
-            version["committed_at"],
+            _when(version["committed_at"]),
             operation,
             f"{version['rows_added']:,}",
             f"{version['rows_removed']:,}",
@@ -280,6 +281,15 @@ def _history(client: LakehouseClient, args: argparse.Namespace) -> None:
 
 def _print_or_none(table: Table, empty: str) -> None:
     Console().print(table if table.row_count else empty)
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+def _when(timestamp: str) -> str:
+    """An ISO-8601 UTC time as ``2025-01-31 12:00:00Z``: to the second, and narrow."""
+    return timestamp[:19].replace("T", " ") + "Z"
 
 
 def _ident(name: str) -> str:

@@ -204,7 +204,9 @@ def test_datasets_describe_and_history(
 
     history = lakehouse("history", "people", env=env)
     assert history.returncode == 0, history.stderr.decode()
-    assert re.search(r"│ 1 +│ \S+ +│ \w+ +│ 3 +│ 0 +│ 3 +│ people\.csv +│", history.stdout.decode())
+    assert re.search(
+        r"│ 1 +│ [\d-]+ [\d:]+Z +│ \w+ +│ 3 +│ 0 +│ 3 +│ people\.csv +│", history.stdout.decode()
+    )
 
 
 def test_a_failed_request_exits_1_with_the_servers_message(
