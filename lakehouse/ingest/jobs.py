@@ -19,6 +19,7 @@ import datetime as dt
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import suppress
 from typing import Literal
 
 import msgspec
@@ -128,6 +129,9 @@ class IngestJobs:
         return job
 
     def get(self, job_id: str) -> IngestJob:
+        """The job; JobNotFound (404) for an id this process does not know (any more)."""
+        with suppress(ValueError):  # not a UUID: no such job either
+            job_id = str(uuid.UUID(job_id))  # as ?job= took it: any case, braces or not
         job = self._jobs.get(job_id)
         if job is None:
             raise JobNotFound(

@@ -124,15 +124,17 @@ def test_progress_moves_while_an_upload_is_received_and_converted(
     assert final["error"] is None
 
 
+def post_csv(server: LakehouseServer, query: str, body: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1/ingest?{query}", content=body, headers={"Content-Type": "text/csv"}
+    )
+
+
 def test_a_failed_ingest_keeps_its_error_and_recent_jobs_are_listed(
     server: LakehouseServer,
 ) -> None:
     job = str(uuid.uuid4())
-    ragged = httpx.post(
-        f"{server.url}/v1/ingest?name=ragged&job={job}",
-        content=b"a,b\n1,2\n3,4,5\n",
-        headers={"Content-Type": "text/csv"},
-    )
+    ragged = post_csv(server, f"name=ragged&job={job}", b"a,b\n1,2\n3,4,5\n")
     assert ragged.status_code == 400
     state = httpx.get(f"{server.url}/v1/ingest/jobs/{job}").json()
     assert state["phase"] == "failed"
@@ -142,11 +144,7 @@ def test_a_failed_ingest_keeps_its_error_and_recent_jobs_are_listed(
     }
     assert state["result"] is None
 
-    ok = httpx.post(
-        f"{server.url}/v1/ingest?name=small",
-        content=b"a,b\n1,2\n",
-        headers={"Content-Type": "text/csv"},
-    )
+    ok = post_csv(server, "name=small", b"a,b\n1,2\n")
     assert ok.status_code == 200
     recent = httpx.get(f"{server.url}/v1/ingest/jobs").json()
     assert [j["id"] for j in recent[:2]] == [ok.headers["X-Ingest-Job"], job]
@@ -154,16 +152,13 @@ def test_a_failed_ingest_keeps_its_error_and_recent_jobs_are_listed(
 
 def test_job_ids_are_uuids_unique_and_known(server: LakehouseServer) -> None:
     def ingest(job: str) -> httpx.Response:
-        return httpx.post(
-            f"{server.url}/v1/ingest?name=ids&mode=replace&job={job}",
-            content=b"a\n1\n",
-            headers={"Content-Type": "text/csv"},
-        )
+        return post_csv(server, f"name=ids&mode=replace&job={job}", b"a\n1\n")
 
     bad = ingest("not-a-uuid")
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_job_id")
     job = str(uuid.uuid4())
     assert ingest(job).status_code == 200
+    assert httpx.get(f"{server.url}/v1/ingest/jobs/{job.upper()}").json()["id"] == job
     again = ingest(job)
     assert (again.status_code, again.json()["error"]["code"]) == (409, "job_exists")
     unknown = httpx.get(f"{server.url}/v1/ingest/jobs/{uuid.uuid4()}")
