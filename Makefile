@@ -28,12 +28,13 @@ run: $(STAMP)
 	$(BIN)/lakehouse serve
 
 # The suite starts a throwaway PostgreSQL from the server installed on the machine.
-# Two workers: most of the suite waits on the servers it starts (PYTEST_WORKERS=0: one process).
+# Two workers, each taking whole files (module fixtures and per-file checks stay together):
+# most of the suite waits on the servers it starts (PYTEST_WORKERS=0: one process).
 PYTEST_WORKERS ?= 2
 test: $(STAMP)
 	scripts/ensure_postgres.sh
 	scripts/ensure_chromium.sh
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

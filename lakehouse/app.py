@@ -37,7 +37,14 @@ from lakehouse.console import OPEN_PREFIXES, STATIC_PATH, console_routers, templ
 from lakehouse.errors import LakehouseError
 from lakehouse.http_body import CloseIfBodyUnread
 from lakehouse.http_errors import EXCEPTION_HANDLERS
-from lakehouse.ingest import Ingestor, IngestService, ingest_route, upload_limit
+from lakehouse.ingest import (
+    IngestJobs,
+    Ingestor,
+    IngestService,
+    ingest_jobs_router,
+    ingest_route,
+    upload_limit,
+)
 from lakehouse.layout import DATASETS_PREFIX, scratch_dir
 from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented
@@ -80,6 +87,8 @@ class Services:
     """Size cap and PUTs in flight through the storage API."""
     ingest_limit: UploadLimit
     """Size cap and ingests in flight."""
+    ingest_jobs: IngestJobs
+    """The progress of running and recent ingests."""
     startup_failure: str | None = None
     """Why ``start`` failed, in one line, for the command line to print."""
 
@@ -138,6 +147,7 @@ def build_services(settings: Settings) -> Services:
         orphan_sweep=OrphanSweep(store, catalog, settings.catalog.orphan_grace_seconds),
         put_limit=put_limit(settings.storage),
         ingest_limit=upload_limit(settings.ingest),
+        ingest_jobs=IngestJobs(),
     )
 
 
@@ -265,7 +275,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Litestar(
         route_handlers=[
             health,
-            Router("/v1", route_handlers=[*product_api, datasets_router]),
+            Router("/v1", route_handlers=[*product_api, ingest_jobs_router, datasets_router]),
             Router("/", route_handlers=product_api),
             storage_router,
             catalog_router,
@@ -281,6 +291,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "catalog": provide(services.catalog),
             "ingestor": provide(services.ingest),
             "ingest_limit": provide(services.ingest_limit),
+            "ingest_jobs": provide(services.ingest_jobs),
             "query_engine": provide(services.query),
             "orphan_sweep": provide(services.orphan_sweep),
         },

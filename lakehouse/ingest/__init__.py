@@ -17,12 +17,15 @@ from lakehouse.ingest.interface import (
     DefaultedColumn,
     Ingestor,
     IngestPreview,
+    IngestProgress,
     IngestResult,
     IngestStats,
     PreviewColumn,
     Upload,
 )
+from lakehouse.ingest.jobs import IngestJob, IngestJobs, InvalidJobId, JobExists, JobNotFound
 from lakehouse.ingest.routes import ingest as ingest_route
+from lakehouse.ingest.routes import jobs_router as ingest_jobs_router
 from lakehouse.ingest.routes import upload_limit
 from lakehouse.ingest.service import IngestService, validate_name
 
@@ -31,13 +34,19 @@ __all__ = [
     "EmptyCSV",
     "FieldTooLarge",
     "IngestBusy",
+    "IngestJob",
+    "IngestJobs",
     "IngestPreview",
+    "IngestProgress",
     "IngestResult",
     "IngestService",
     "IngestStats",
     "Ingestor",
     "InvalidCSV",
+    "InvalidJobId",
     "InvalidTypeOverride",
+    "JobExists",
+    "JobNotFound",
     "MissingDatasetName",
     "MissingFile",
     "NotUTF8",
@@ -46,6 +55,7 @@ __all__ = [
     "UnsupportedUpload",
     "Upload",
     "UploadTooLarge",
+    "ingest_jobs_router",
     "ingest_route",
     "upload_limit",
     "validate_name",

@@ -70,6 +70,18 @@ class IngestPreview(msgspec.Struct):
     sample: list[list[Any]]
     """The first rows as the table would hold them, in column order."""
     dry_run: bool = True
+    job: str | None = None
+    """The ingest job that followed it (``GET /v1/ingest/jobs/{job}``)."""
+
+
+class IngestProgress(Protocol):
+    """Where an ingest reports how far it got (an ``IngestJob``)."""
+
+    def enter(self, phase: Literal["converting", "committing"]) -> None:
+        """The ingest moved on to ``phase``."""
+
+    def converted(self, rows: int) -> None:
+        """``rows`` rows converted so far; called from a worker thread."""
 
 
 @runtime_checkable
@@ -88,10 +100,11 @@ class Ingestor(Protocol):
         upload: Upload,
         types: str | None = None,
         mode: CommitMode = CommitMode.AUTO,
+        progress: IngestProgress | None = None,
     ) -> IngestResult:
         """Ingest one upload as a new version of dataset ``name`` (``mode``: see
-        ``CommitMode``). Nothing is left in storage, the catalog or the spool directory
-        after any error.
+        ``CommitMode``), telling ``progress`` each phase and the rows converted.
+        Nothing is left in storage, the catalog or the spool directory after any error.
 
         Raises:
             MissingDatasetName, InvalidDatasetName: no or a bad ``name`` (400).
@@ -111,6 +124,7 @@ class Ingestor(Protocol):
         upload: Upload,
         types: str | None = None,
         mode: CommitMode = CommitMode.AUTO,
+        progress: IngestProgress | None = None,
     ) -> IngestPreview:
         """A dry run of ``ingest``: the proposed schema, how each column was typed and
         which are risky, and sample rows. Reads and converts the whole upload (so

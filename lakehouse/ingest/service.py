@@ -35,6 +35,7 @@ from lakehouse.ingest.errors import EmptyCSV, MissingDatasetName
 from lakehouse.ingest.interface import (
     DefaultedColumn,
     IngestPreview,
+    IngestProgress,
     IngestResult,
     IngestStats,
     PreviewColumn,
@@ -125,16 +126,18 @@ class IngestService:
         upload: Upload,
         types: str | None = None,
         mode: CommitMode = CommitMode.AUTO,
+        progress: IngestProgress | None = None,
     ) -> IngestResult:
         """Ingest one upload as dataset ``name`` (see ``Ingestor.ingest``)."""
         name = validate_name(name)
+        progress = progress or _NoProgress()
         overrides = parse_type_overrides(types)
         timer = PhaseTimer()
         await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
         upload_path, parquet_path = spool_paths(self.spool_dir)
         try:
             spooled, layout, converted = await self._convert(
-                name, upload, overrides, mode, (upload_path, parquet_path), timer
+                name, upload, overrides, mode, (upload_path, parquet_path), timer, progress
             )
             schema = [Column(name=c.name, type=c.type) for c in layout.columns]
             request = CommitRequest(
@@ -145,6 +148,7 @@ class IngestService:
                 source=SourceFile(name=spooled.file_name, sha256=spooled.sha256),
                 typing=_typing(layout, converted),
             )
+            progress.enter("committing")
             registration = await self._publish(request, parquet_path, timer)
             stats = _stats(spooled, layout, converted, schema, registration, timer)
             _log_ingest(name, stats, timer)
@@ -158,16 +162,18 @@ class IngestService:
         upload: Upload,
         types: str | None = None,
         mode: CommitMode = CommitMode.AUTO,
+        progress: IngestProgress | None = None,
     ) -> IngestPreview:
         """What ``ingest`` would commit (see ``Ingestor.preview``): the same conversion,
         then the files are removed and nothing is stored or committed."""
         name = validate_name(name)
+        progress = progress or _NoProgress()
         overrides = parse_type_overrides(types)
         await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
         upload_path, parquet_path = spool_paths(self.spool_dir)
         try:
             spooled, layout, converted = await self._convert(
-                name, upload, overrides, mode, (upload_path, parquet_path), PhaseTimer()
+                name, upload, overrides, mode, (upload_path, parquet_path), PhaseTimer(), progress
             )
             rows = await asyncio.to_thread(sample_rows, parquet_path, PREVIEW_ROWS)
         finally:
@@ -194,12 +200,14 @@ class IngestService:
         mode: CommitMode,
         paths: tuple[Path, Path],
         timer: PhaseTimer,
+        progress: IngestProgress,
     ) -> tuple[Spooled, CsvLayout, ConvertResult]:
         """Spool the upload, infer its layout (conformed to the dataset on append) and
         write it as Parquet to the spool: the part of an ingest a dry run does too."""
         upload_path, parquet_path = paths
         spooled = await _spool(upload, upload_path)
         timer.lap("spool")
+        progress.enter("converting")
         layout = await asyncio.to_thread(
             infer_layout, upload_path, self.settings.sample_rows, overrides
         )
@@ -207,7 +215,7 @@ class IngestService:
             layout = await self._conform(name, layout, upload_path, overrides)
         timer.lap("infer")
         converted = await asyncio.to_thread(
-            convert_csv, upload_path, layout, parquet_path, self.convert_options
+            convert_csv, upload_path, layout, parquet_path, self.convert_options, progress.converted
         )
         timer.lap("convert")
         return spooled, layout, converted
@@ -256,6 +264,14 @@ class IngestService:
             raise
         timer.lap("commit")
         return registration
+
+
+class _NoProgress:
+    def enter(self, phase: str) -> None:
+        pass
+
+    def converted(self, rows: int) -> None:
+        pass
 
 
 async def _spool(upload: Upload, path: Path) -> Spooled:

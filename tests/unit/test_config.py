@@ -110,6 +110,7 @@ OTHER_VARIABLES = {
     "LAKEHOUSE_CONFIG",  # tests/integration/test_startup_and_config.py::test_config_lookup_order
     "LAKEHOUSE_CATALOG_PASSWORD",  # test_catalog_password_from_the_environment below
     "LAKEHOUSE_TEST_FATAL_SQL",  # tests/integration/test_engine_repair.py
+    "LAKEHOUSE_URL",  # the CLI client's server: tests/e2e/test_cli.py
 }
 
 
