@@ -251,6 +251,7 @@ def check_answers(targets: Sequence[Target], plan: Sequence[Measurement]) -> dic
 def wait_until_hot(url: str, timeout: float = 120.0) -> None:
     """Until /health says queries read ``NAME`` from memory (copied in the background
     after the ingest), so the rounds time the steady state."""
+    Client(url).post_sql(f"SELECT count(*) FROM {NAME}")  # the views' refresh starts the copy
     deadline = time.monotonic() + timeout
     while (
         NAME

@@ -37,10 +37,13 @@ async def hot(http: AsyncTestClient[Any]) -> dict[str, Any]:
 
 
 async def until_hot(http: AsyncTestClient[Any], name: str) -> dict[str, Any]:
-    async with asyncio.timeout(20):
-        while name not in (status := await hot(http))["datasets"]:
-            await asyncio.sleep(0.02)
-    return status
+    """/health's copies once ``name`` is among them (polled: copies are made in the background)."""
+    for _ in range(1000):
+        status = await hot(http)
+        if name in status["datasets"]:
+            return status
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{name} was not copied into memory: {status}")
 
 
 async def rows(http: AsyncTestClient[Any], query: str) -> Any:
