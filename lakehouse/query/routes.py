@@ -1,5 +1,8 @@
 """HTTP routes of the query module: ``POST /sql`` (mounted at ``/v1/sql`` by the app).
 
+The plain requests of this route are answered by ``fast_path`` before Litestar
+routes them; what this handler does, that must do too.
+
 Body ``{"sql": "...", "params": [...]}``. The format comes from ``?format=``
 or, failing that, the first ``Accept`` type we produce; JSON by default.
 ``?timeout=`` (seconds) may lower the configured time limit. A client that
@@ -17,6 +20,7 @@ from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Stream
+from litestar.types import Receive
 
 from lakehouse.errors import BadRequest
 from lakehouse.http_body import prepend
@@ -58,10 +62,10 @@ def choose_format(format_param: str | None, accept: str | None) -> ResultFormat:
     return ResultFormat.JSON
 
 
-async def _cancel_on_disconnect(request: Request[Any, Any, Any], task: asyncio.Task[Any]) -> None:
+async def cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
     """Cancel ``task`` (the handler) when the client goes away before the answer."""
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             task.cancel()
             return
@@ -106,7 +110,7 @@ async def run_sql(
     watchers: list[asyncio.Task[None]] = []
 
     def watch() -> None:
-        watchers.append(asyncio.create_task(_cancel_on_disconnect(request, handler_task)))
+        watchers.append(asyncio.create_task(cancel_on_disconnect(request.receive, handler_task)))
 
     timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, watch)
     try:
