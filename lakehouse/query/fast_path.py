@@ -15,8 +15,6 @@ are streamed by Litestar's own ``Stream`` response.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -31,12 +29,7 @@ from lakehouse.errors import LakehouseError
 from lakehouse.http_body import prepend
 from lakehouse.http_errors import INTERNAL_ERROR, error_body, log_lakehouse_error, log_unhandled
 from lakehouse.query.interface import QueryEngine
-from lakehouse.query.routes import (
-    WATCH_AFTER_SECONDS,
-    SqlRequest,
-    cancel_on_disconnect,
-    choose_format,
-)
+from lakehouse.query.routes import SqlRequest, cancelled_on_disconnect, choose_format
 
 PATHS = frozenset({"/v1/sql", "/sql"})
 _PLAIN_NUMBER = re.compile(r"\d{1,9}(\.\d{1,9})?")
@@ -91,20 +84,12 @@ class SqlFastPath:
         format_param: str | None,
         time_limit: float | None,
     ) -> None:
-        handler_task = asyncio.current_task()
-        assert handler_task is not None
-        watchers: list[asyncio.Task[None]] = []
-
-        def watch() -> None:
-            watchers.append(asyncio.create_task(cancel_on_disconnect(receive, handler_task)))
-
-        # As the route does: watch for a disconnect only once a query is slow.
-        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, watch)
         try:
             fmt = choose_format(format_param, _header(scope, b"accept"))
-            result = await self._engine().execute(
-                data.sql, data.params, fmt=fmt, timeout=time_limit
-            )
+            async with cancelled_on_disconnect(receive):
+                result = await self._engine().execute(
+                    data.sql, data.params, fmt=fmt, timeout=time_limit
+                )
         except LakehouseError as exc:
             log_lakehouse_error(exc)
             await _send(send, exc.status_code, _error(exc), "application/json", exc.headers)
@@ -114,12 +99,6 @@ class SqlFastPath:
             body = encode_json(error_body("internal_error", INTERNAL_ERROR))
             await _send(send, 500, body, "application/json")
             return
-        finally:
-            timer.cancel()
-            for watcher in watchers:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
         if result.rest is None:
             await _send(send, 200, result.head, result.media_type)
             return
