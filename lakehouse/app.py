@@ -48,7 +48,7 @@ from lakehouse.ingest import (
 from lakehouse.layout import DATASETS_PREFIX, scratch_dir
 from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented
-from lakehouse.query import QueryEngine, QueryService, sql_route
+from lakehouse.query import QueryEngine, QueryService, SqlFastPath, sql_route
 from lakehouse.request_id import request_id_middleware
 from lakehouse.security_headers import security_headers
 from lakehouse.storage import (
@@ -67,6 +67,9 @@ if TYPE_CHECKING:
     from lakehouse.agents import McpEndpoint
 
 log = logging.getLogger("lakehouse.app")
+
+REQUEST_MAX_BODY_BYTES = 10_000_000
+"""Litestar's default limit of a buffered request body (uploads stream past it)."""
 
 
 @dataclass
@@ -302,7 +305,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         state=State({"console_auth": bool(settings.server.auth_token)}),
         logging_config=None,
         debug=False,
+        request_max_body_size=REQUEST_MAX_BODY_BYTES,
     )
+    # The plain POST /v1/sql skips Litestar's per-request work (ADR 0017).
+    app.asgi_handler = SqlFastPath(app.asgi_handler, lambda: services.query, REQUEST_MAX_BODY_BYTES)
     # Litestar's own middleware only runs for requests that matched a route; the
     # request id, the auth check and the close-after-early-refusal rule must cover
     # every request (404s included), so they wrap the app's outermost ASGI handler.

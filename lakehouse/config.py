@@ -136,6 +136,9 @@ class QuerySettings(_Section):
     """DuckDB memory limit such as ``4GB``; empty means half of the machine's RAM."""
     spill_limit: str = "10GB"
     """Most disk DuckDB may spill to (under ``data_dir/_tmp/duckdb``) before a query fails."""
+    hot_dataset_bytes: int = 512 * 1024 * 1024
+    """Memory for in-memory copies of datasets' current versions, which queries then read
+    instead of their Parquet objects; 0 turns the copies off (ADR 0017)."""
 
 
 class McpSettings(_Section):

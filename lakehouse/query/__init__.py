@@ -16,6 +16,7 @@ from lakehouse.query.errors import (
     TableNotFound,
     UnsupportedFormat,
 )
+from lakehouse.query.fast_path import SqlFastPath
 from lakehouse.query.interface import QueryEngine
 from lakehouse.query.routes import run_sql as sql_route
 from lakehouse.query.service import QueryService
@@ -36,6 +37,7 @@ __all__ = [
     "ResultFormat",
     "SandboxViolation",
     "ShuttingDown",
+    "SqlFastPath",
     "TableNotFound",
     "UnsupportedFormat",
     "make_encoder",

@@ -1,5 +1,8 @@
 """HTTP routes of the query module: ``POST /sql`` (mounted at ``/v1/sql`` by the app).
 
+The plain requests of this route are answered by ``fast_path`` before Litestar
+routes them; what this handler does, that must do too.
+
 Body ``{"sql": "...", "params": [...]}``. The format comes from ``?format=``
 or, failing that, the first ``Accept`` type we produce; JSON by default.
 ``?timeout=`` (seconds) may lower the configured time limit. A client that
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
@@ -17,6 +21,7 @@ from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Stream
+from litestar.types import Receive
 
 from lakehouse.errors import BadRequest
 from lakehouse.http_body import prepend
@@ -58,10 +63,33 @@ def choose_format(format_param: str | None, accept: str | None) -> ResultFormat:
     return ResultFormat.JSON
 
 
-async def _cancel_on_disconnect(request: Request[Any, Any, Any], task: asyncio.Task[Any]) -> None:
+@contextlib.asynccontextmanager
+async def cancelled_on_disconnect(receive: Receive) -> AsyncIterator[None]:
+    """The current task (the handler) is cancelled if the client goes away meanwhile."""
+    handler_task = asyncio.current_task()
+    assert handler_task is not None
+    # Most queries answer in a few ms: watch for a disconnect only once one is slow
+    # (a task per request costs more than the query itself for count(*)).
+    watchers: list[asyncio.Task[None]] = []
+
+    def watch() -> None:
+        watchers.append(asyncio.create_task(cancel_on_disconnect(receive, handler_task)))
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, watch)
+    try:
+        yield
+    finally:
+        timer.cancel()
+        for watcher in watchers:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+async def cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
     """Cancel ``task`` (the handler) when the client goes away before the answer."""
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             task.cancel()
             return
@@ -99,24 +127,8 @@ async def run_sql(
     fmt = choose_format(format, request.headers.get("accept"))
     if timeout is not None and timeout <= 0:
         raise BadRequest("timeout must be a positive number of seconds")
-    handler_task = asyncio.current_task()
-    assert handler_task is not None
-    # Most queries answer in a few ms: watch for a disconnect only once one is slow
-    # (a task per request costs more than the query itself for count(*)).
-    watchers: list[asyncio.Task[None]] = []
-
-    def watch() -> None:
-        watchers.append(asyncio.create_task(_cancel_on_disconnect(request, handler_task)))
-
-    timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, watch)
-    try:
+    async with cancelled_on_disconnect(request.receive):
         result = await query_engine.execute(data.sql, data.params, fmt=fmt, timeout=timeout)
-    finally:
-        timer.cancel()
-        for watcher in watchers:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
     if result.rest is None:
         return Response(content=result.head, media_type=result.media_type)
     return Stream(prepend(result.head, result.rest), media_type=result.media_type)

@@ -66,10 +66,10 @@ class QueryService:
         self._spill_dir = spill_dir
         self.read_roots: list[str] = []
         """The locations SQL may read, as the last grant said."""
-        # One thread per cursor, plus one for view refreshes and one for the health
-        # probe: a query never waits for a thread.
+        # One thread per cursor, plus one each for view refreshes, in-memory copies and
+        # the health probe: a query never waits for a thread.
         self.executor = ThreadPoolExecutor(
-            max_workers=settings.pool_size + 2, thread_name_prefix="duckdb"
+            max_workers=settings.pool_size + 3, thread_name_prefix="duckdb"
         )
         self._lifecycle = EngineLifecycle(self._open_engine, self.executor)
 
@@ -121,7 +121,9 @@ class QueryService:
         )
         self.read_roots = grant.read_roots
         try:
-            views = ViewRegistrar(self._catalog, admin, grant.address, self.executor)
+            views = ViewRegistrar(
+                self._catalog, admin, grant.address, self.executor, self.settings.hot_dataset_bytes
+            )
             local_root = "" if "://" in grant.root else grant.root
             engine = Engine(database, CursorPool(cursors), views, grant.address, local_root)
             await views.ensure_fresh()

@@ -93,6 +93,12 @@ def test_large_results_are_compared_by_row_count_and_columns() -> None:
     ]
 
 
+def test_a_peer_that_leaves_nulls_out_of_its_rows_agrees() -> None:
+    ours = [{"id": i, "zip": "01234", "notes": None} for i in range(1000)]
+    roapi = [{"id": i, "zip": "01234"} for i in range(1000)]
+    assert disagreements("1,000 rows", {OURS: ours, ROAPI: roapi}) == []
+
+
 def test_table_holds_the_median_of_the_rounds_and_ours_over_roapi() -> None:
     latency = Measurement("`count(*)`", "SELECT count(*) FROM t", 1)
     throughput = Measurement("`count(*)` at 8 clients", "SELECT count(*) FROM t", 8)
