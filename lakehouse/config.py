@@ -136,6 +136,8 @@ class QuerySettings(_Section):
     """DuckDB memory limit such as ``4GB``; empty means half of the machine's RAM."""
     spill_limit: str = "10GB"
     """Most disk DuckDB may spill to (under ``data_dir/_tmp/duckdb``) before a query fails."""
+    result_cache_bytes: int = 64 * MiB
+    """Memory for answers of deterministic queries (ADR 0016); 0 turns the cache off."""
 
 
 class LoggingSettings(_Section):
@@ -167,6 +169,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "LAKEHOUSE_SECRETS_FILE": "secrets.file",
     "LAKEHOUSE_CATALOG_URI": "catalog.uri",
     "LAKEHOUSE_LOG_LEVEL": "logging.level",
+    "LAKEHOUSE_RESULT_CACHE_BYTES": "query.result_cache_bytes",
 }
 
 DEFAULT_CONFIG_NAME = "lakehouse.toml"

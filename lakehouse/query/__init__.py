@@ -18,6 +18,7 @@ from lakehouse.query.errors import (
 )
 from lakehouse.query.interface import QueryEngine
 from lakehouse.query.routes import run_sql as sql_route
+from lakehouse.query.routes import run_sql_get as sql_get_route
 from lakehouse.query.service import QueryService
 
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "ShuttingDown",
     "TableNotFound",
     "UnsupportedFormat",
+    "sql_get_route",
     "sql_route",
 ]
