@@ -21,7 +21,7 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import QueryParameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from lakehouse.errors import BadRequest
@@ -205,6 +205,10 @@ async def run_sql_get(
     timeout: Annotated[  # noqa: ASYNC109 - a query parameter, enforced by the service
         float | None, QueryParameter(description="Seconds; may only lower the configured limit")
     ] = None,
+    if_none_match: Annotated[
+        str | None,
+        HeaderParameter(name="If-None-Match", description="ETags of answers the client holds"),
+    ] = None,
 ) -> Response[bytes] | Stream:
     values = _url_params(params)
     fmt = choose_format(format, request.headers.get("accept"))
@@ -213,7 +217,7 @@ async def run_sql_get(
         headers = {"cache-control": NO_STORE}
     else:
         headers = {"etag": tag, "cache-control": REVALIDATE, "vary": "Accept"}
-        if _matches(request.headers.get("if-none-match"), tag):
+        if _matches(if_none_match, tag):
             return Response(content=b"", status_code=304, headers=headers)
     return await _answer(request, query_engine, sql, values, fmt, timeout, headers)
 
