@@ -29,7 +29,6 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,7 @@ import duckdb
 import msgspec
 
 from lakehouse.query.encoders import ResultFormat
+from lakehouse.query.sandbox import json_nodes
 
 MAX_ENTRY_BYTES = 2 * 1024 * 1024
 """No answer larger than this is cached (nor more than an eighth of the budget): larger
@@ -129,7 +129,7 @@ class Determinism:
         return tree
 
     def _judge(self, tree: dict[str, Any]) -> Verdict:
-        for node in _nodes(tree):
+        for node in json_nodes(tree):
             if not self._pure(node):
                 return UNCACHEABLE
             node.pop("query_location", None)  # where a token stood changes no answer
@@ -168,22 +168,10 @@ class Determinism:
         for name, definition in macros:
             tree = self._parse(f"SELECT {definition}")
             if tree is None or any(
-                str(node.get("function_name", "")).lower() in volatile for node in _nodes(tree)
+                str(node.get("function_name", "")).lower() in volatile for node in json_nodes(tree)
             ):
                 volatile.add(name)
         return frozenset(volatile)
-
-
-def _nodes(value: Any) -> Iterator[dict[str, Any]]:
-    """Every JSON object in the tree, depth first, without recursion."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            yield item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
 
 
 CacheKey = tuple[bytes, bytes, ResultFormat, str]

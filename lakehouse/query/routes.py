@@ -37,6 +37,14 @@ WATCH_AFTER_SECONDS = 0.05
 """A query still running after this long gets a task that cancels it if the client leaves."""
 
 
+FormatParameter = Annotated[
+    str | None, QueryParameter(description="json, ndjson, csv, arrow or parquet")
+]
+TimeoutParameter = Annotated[
+    float | None, QueryParameter(description="Seconds; may only lower the configured limit")
+]
+
+
 class SqlRequest(msgspec.Struct, forbid_unknown_fields=True):
     """The body of POST /sql."""
 
@@ -90,12 +98,8 @@ async def _cancel_on_disconnect(request: Request[Any, Any, Any], task: asyncio.T
 async def run_sql(
     request: Request[Any, Any, Any],
     query_engine: NamedDependency[QueryEngine],
-    format: Annotated[
-        str | None, QueryParameter(description="json, ndjson, csv, arrow or parquet")
-    ] = None,
-    timeout: Annotated[  # noqa: ASYNC109 - a query parameter, enforced by the service
-        float | None, QueryParameter(description="Seconds; may only lower the configured limit")
-    ] = None,
+    format: FormatParameter = None,
+    timeout: TimeoutParameter = None,  # noqa: ASYNC109 - a query parameter, enforced by the service
 ) -> Response[bytes] | Stream:
     body = await request.body()
     try:
@@ -199,12 +203,8 @@ async def run_sql_get(
         str | None,
         QueryParameter(description="JSON list (for ? / $1) or object (for $name) of values"),
     ] = None,
-    format: Annotated[
-        str | None, QueryParameter(description="json, ndjson, csv, arrow or parquet")
-    ] = None,
-    timeout: Annotated[  # noqa: ASYNC109 - a query parameter, enforced by the service
-        float | None, QueryParameter(description="Seconds; may only lower the configured limit")
-    ] = None,
+    format: FormatParameter = None,
+    timeout: TimeoutParameter = None,  # noqa: ASYNC109 - a query parameter, enforced by the service
     if_none_match: Annotated[
         str | None,
         HeaderParameter(name="If-None-Match", description="ETags of answers the client holds"),
