@@ -186,11 +186,13 @@ def _matches(if_none_match: str | None, tag: str) -> bool:
             name="ETag",
             description="Strong validator of the answer (deterministic statements only)",
             documentation_only=True,
+            value="",  # documentation only: its type gives the header's schema (a string)
         ),
         ResponseHeader(
             name="Cache-Control",
             description=f"{REVALIDATE!r} with an ETag, {NO_STORE!r} without",
             documentation_only=True,
+            value="",  # documentation only: its type gives the header's schema (a string)
         ),
     ],
     operation_class=documented(success_content=SQL_RESULTS),
