@@ -169,13 +169,13 @@ def _matches(if_none_match: str | None, tag: str) -> bool:
         "with the statement, its parameters, the format and any commit to the catalog, and "
         f"Cache-Control: {REVALIDATE}; If-None-Match with that ETag answers 304 (empty body) "
         "without running the query. A statement calling a volatile function (random(), "
-        f"now(), gen_random_uuid() ...) or reading files by path gets no ETag and "
+        "now(), gen_random_uuid() ...) or reading files by path gets no ETag and "
         f"Cache-Control: {NO_STORE}."
     ),
     status_code=200,
     tags=["query"],
     responses={
-        **error_responses(400, 403, 404, 408, 413, 502, 503),
+        **error_responses(400, 403, 404, 408, 502, 503),
         304: ResponseSpec(
             data_container=None,
             description="Not Modified: If-None-Match names the current ETag (empty body)",
