@@ -25,6 +25,7 @@ Two parts (ADR 0016):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -86,7 +87,7 @@ class Determinism:
         self._lock = threading.Lock()  # the connection: one parse at a time
         self._memo_lock = threading.Lock()  # the verdicts: held for a dict operation only
         self._verdicts: OrderedDict[str, Verdict] = OrderedDict()
-        self.volatile = self._volatile_functions()
+        self.volatile = volatile_functions()
         """Lower-case names of the functions DuckDB does not call deterministic."""
 
     def close(self) -> None:
@@ -155,23 +156,35 @@ class Determinism:
             return not (len(names) == 1 and str(names[0]).lower() in CLOCK_KEYWORDS)
         return True
 
-    def _volatile_functions(self) -> frozenset[str]:
-        rows = self._con.execute(
+
+@functools.cache
+def volatile_functions() -> frozenset[str]:
+    """Lower-case names of the functions DuckDB does not call deterministic, and of the
+    built-in macros calling one (the same for every database of this DuckDB version)."""
+    con = duckdb.connect(":memory:", config={"threads": 1, "enable_external_access": False})
+    try:
+        rows = con.execute(
             "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
             "WHERE stability IN ('VOLATILE', 'CONSISTENT_WITHIN_QUERY')"
         ).fetchall()
         volatile = {name for (name,) in rows} - NOT_REALLY_VOLATILE
-        macros = self._con.execute(
+        macros = con.execute(
             "SELECT DISTINCT lower(function_name), macro_definition FROM duckdb_functions() "
             "WHERE function_type = 'macro' AND macro_definition IS NOT NULL"
         ).fetchall()
         for name, definition in macros:
-            tree = self._parse(f"SELECT {definition}")
-            if tree is None or any(
+            # Only a body naming a volatile function can call one: parse just those.
+            if not any(v in definition.lower() for v in volatile):
+                continue
+            row = con.execute("SELECT json_serialize_sql(?)", [f"SELECT {definition}"]).fetchone()
+            tree = json.loads(row[0]) if row else {"error": True}
+            if tree.get("error") or any(
                 str(node.get("function_name", "")).lower() in volatile for node in json_nodes(tree)
             ):
                 volatile.add(name)
         return frozenset(volatile)
+    finally:
+        con.close()
 
 
 CacheKey = tuple[bytes, bytes, ResultFormat, str]
