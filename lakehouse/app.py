@@ -48,7 +48,7 @@ from lakehouse.ingest import (
 from lakehouse.layout import DATASETS_PREFIX, scratch_dir
 from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented
-from lakehouse.query import QueryEngine, QueryService, SqlFastPath, sql_route
+from lakehouse.query import QueryEngine, QueryService, SqlFastPath, sql_get_route, sql_route
 from lakehouse.request_id import request_id_middleware
 from lakehouse.security_headers import security_headers
 from lakehouse.storage import (
@@ -274,7 +274,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     # The product API lives under /v1; ingest and SQL answer at the G0 paths too.
-    product_api = [ingest_route, sql_route]
+    product_api = [ingest_route, sql_route, sql_get_route]
     app = Litestar(
         route_handlers=[
             health,

@@ -139,6 +139,8 @@ class QuerySettings(_Section):
     hot_dataset_bytes: int = 512 * 1024 * 1024
     """Memory for in-memory copies of datasets' current versions, which queries then read
     instead of their Parquet objects; 0 turns the copies off (ADR 0017)."""
+    result_cache_bytes: int = 64 * MiB
+    """Memory for answers of deterministic queries (ADR 0019); 0 turns the cache off."""
 
 
 class McpSettings(_Section):
@@ -185,6 +187,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "LAKEHOUSE_SECRETS_FILE": "secrets.file",
     "LAKEHOUSE_CATALOG_URI": "catalog.uri",
     "LAKEHOUSE_LOG_LEVEL": "logging.level",
+    "LAKEHOUSE_RESULT_CACHE_BYTES": "query.result_cache_bytes",
 }
 
 DEFAULT_CONFIG_NAME = "lakehouse.toml"

@@ -19,6 +19,7 @@ from lakehouse.query.errors import (
 from lakehouse.query.fast_path import SqlFastPath
 from lakehouse.query.interface import QueryEngine
 from lakehouse.query.routes import run_sql as sql_route
+from lakehouse.query.routes import run_sql_get as sql_get_route
 from lakehouse.query.service import QueryService
 
 __all__ = [
@@ -41,5 +42,6 @@ __all__ = [
     "TableNotFound",
     "UnsupportedFormat",
     "make_encoder",
+    "sql_get_route",
     "sql_route",
 ]

@@ -104,6 +104,7 @@ OVERRIDE_VALUES: dict[str, tuple[str, object]] = {
     "LAKEHOUSE_SECRETS_FILE": ("/run/secrets/lake.toml", "/run/secrets/lake.toml"),
     "LAKEHOUSE_CATALOG_URI": ("postgresql://db.internal/lake", "postgresql://db.internal/lake"),
     "LAKEHOUSE_LOG_LEVEL": ("warning", "warning"),
+    "LAKEHOUSE_RESULT_CACHE_BYTES": ("0", 0),
 }
 # Variables read elsewhere, each with a test of its own.
 OTHER_VARIABLES = {
