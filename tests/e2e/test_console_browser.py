@@ -122,6 +122,40 @@ def test_upload_previews_then_commits_with_an_override(
     expect(page.locator("#datasets")).to_contain_text("No dataset matches")
 
 
+def test_upload_shows_the_servers_progress_after_the_file_is_sent(
+    server: LakehouseServer, page: Page, tmp_path: Path
+) -> None:
+    source = tmp_path / "big.csv"
+    with source.open("w") as out:  # big enough that converting it takes a while
+        out.write("id,zip,label,amount\n")
+        for i in range(300_000):
+            out.write(f"{i},{i % 99999:05d},label {i % 1000},{i * 0.25}\n")
+    page.goto(f"{server.url}/console/upload")
+    # Every text the progress line shows, in order.
+    page.evaluate(
+        """() => {
+            window.__progress = [];
+            const text = document.getElementById("progress-text");
+            new MutationObserver(() => window.__progress.push(text.textContent))
+                .observe(text, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    page.set_input_files("#file", str(source))
+    page.click("#preview-button")
+    expect(page.locator("#preview-columns")).to_be_visible(timeout=60_000)
+    expect(page.locator("#progress-text")).to_have_text("done")
+    seen = page.evaluate("window.__progress")
+    server_side = [t for t in seen if "server: " in t]
+    assert server_side, seen
+    assert all(
+        re.search(r"server: (receiving|converting|committing) · [\d,]+ rows converted", t)
+        for t in server_side
+    ), server_side
+    # The job is known to the server, finished, with every row.
+    [job] = [j for j in httpx.get(f"{server.url}/v1/ingest/jobs").json() if j["name"] == "big"]
+    assert (job["phase"], job["rows_converted"]) == ("done", 300_000)
+
+
 def test_dataset_page_shows_schema_profile_sample_and_versions(
     server: LakehouseServer, page: Page
 ) -> None:

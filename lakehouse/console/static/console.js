@@ -99,7 +99,9 @@
     function send(params, onDone) {
       const error = byId("upload-error");
       error.hidden = true;
-      const query = new URLSearchParams(params);
+      // The job id is ours, so the server's progress can be followed before the answer.
+      const job = newJobId();
+      const query = new URLSearchParams(Object.assign({ job: job }, params));
       const data = new FormData();
       data.append("file", file, file.name);
       const xhr = new XMLHttpRequest();
@@ -116,7 +118,12 @@
         bar.value = percent;
         text.textContent = percent + "% · " + formatBytes(event.loaded) + " of " + formatBytes(event.total);
       });
-      xhr.upload.addEventListener("load", () => { text.textContent = "100% sent · the server is reading it…"; });
+      let following = null;
+      xhr.upload.addEventListener("load", () => {
+        text.textContent = "100% sent · the server is reading it…";
+        following = followJob(job, text);
+      });
+      xhr.addEventListener("loadend", () => { if (following) following.stop(); });
       xhr.addEventListener("load", () => {
         if (xhr.status === 401) {
           sessionStorage.removeItem(TOKEN_KEY);
@@ -230,6 +237,39 @@
       }
       tbody.append(tr);
     }
+  }
+
+  // A random (version 4) UUID; crypto.randomUUID exists only in secure contexts.
+  function newJobId() {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" +
+      hex.slice(16, 20) + "-" + hex.slice(20);
+  }
+
+  // Polls GET /v1/ingest/jobs/{id} while the server converts and commits, so a large file
+  // never looks frozen after it was sent: the phase and the rows converted so far.
+  function followJob(job, text) {
+    let stopped = false;
+    let timer = null;
+    async function poll() {
+      if (stopped) return;
+      try {
+        const response = await fetch("/v1/ingest/jobs/" + encodeURIComponent(job), { headers: authHeaders({}) });
+        if (response.ok && !stopped) {
+          const state = await response.json();
+          if (state.phase !== "done" && state.phase !== "failed") {
+            text.textContent = "100% sent · server: " + state.phase + " · " +
+              state.rows_converted.toLocaleString() + " rows converted";
+          }
+        }
+      } catch (ignored) { /* the answer to the upload itself tells what went wrong */ }
+      if (!stopped) timer = setTimeout(poll, 250);
+    }
+    poll();
+    return { stop() { stopped = true; if (timer) clearTimeout(timer); } };
   }
 
   function formatBytes(bytes) {
