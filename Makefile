@@ -1,7 +1,8 @@
 # The two commands a fresh machine needs (Python 3.11 + make):
 #   make run    set up .venv and run the server on 127.0.0.1:3110
-#   make test   set up .venv and run the whole test suite (PostgreSQL: installed with
-#               apt-get when run as root and missing, else a message saying how)
+#   make test   set up .venv and run the whole test suite (PostgreSQL, and Chromium for the
+#               browser tests: installed with apt-get when run as root and missing, else a
+#               message saying how)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -26,12 +27,22 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lakehouse serve
 
-# The suite starts a throwaway PostgreSQL from the server installed on the machine.
-# Two workers: most of the suite waits on the servers it starts (PYTEST_WORKERS=0: one process).
+# The suite starts a throwaway PostgreSQL from the server installed on the machine, and the
+# browser tests the Chromium installed on it. Two workers: most of the suite waits on the
+# servers it starts (PYTEST_WORKERS=0: one process). The API fuzzing runs after, in one
+# process: its guard counts what the fuzz tests of that process sent, and schemathesis's
+# generated tests do not survive pytest-xdist's grouping. PYTEST_ARGS: only those tests.
 PYTEST_WORKERS ?= 2
+FUZZ_TESTS := tests/e2e/test_api_fuzz.py
 test: $(STAMP)
 	scripts/ensure_postgres.sh
+	scripts/ensure_chromium.sh
+ifdef PYTEST_ARGS
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+else
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --ignore=$(FUZZ_TESTS)
+	$(BIN)/pytest $(FUZZ_TESTS)
+endif
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

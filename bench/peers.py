@@ -18,7 +18,8 @@ load): ``wrk -t1 -c1`` p50 latency for the four queries, ``wrk -t1 -c8``
 requests/s for SELECT 1 and count(*). The table holds the median of the
 rounds and the ratio ours/ROAPI; it is printed and written as Markdown.
 Without ``wrk`` (``apt-get install wrk``) Python clients do the load, and the
-output says so: their numbers are not comparable to wrk's.
+output says so: their numbers are not comparable to wrk's. ``--cold`` runs our
+server with every cache it has a switch for turned off (``cold_settings``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -57,6 +59,7 @@ from bench.harness import (  # noqa: E402
     wrk_available,
 )
 from bench.query import QUERIES  # noqa: E402
+from lakehouse.config import Settings  # noqa: E402
 from tests.support.servers import free_port, stop_process  # noqa: E402
 
 OURS, ROAPI, BARE = "ours", "ROAPI", "bare Granian + DuckDB"
@@ -87,6 +90,14 @@ class Target:
     name: str
     url: str
     request: Callable[[str], Request]
+
+
+def cold_settings(settings: Settings) -> None:
+    """Every cache of ours off: in-memory copies of datasets and, where this version
+    has one, the result cache."""
+    settings.query.hot_dataset_bytes = 0
+    if hasattr(settings.query, "result_cache_bytes"):
+        settings.query.result_cache_bytes = 0
 
 
 def roapi_request(sql: str) -> Request:
@@ -130,20 +141,30 @@ def disagreements(label: str, answers: Mapping[str, list[dict[str, object]]]) ->
 
     Column names are each engine's own (``count_star()`` vs ``count(*)``), so small
     results are compared by their rows' values, in any order; a large result (a LIMIT
-    without ORDER BY may pick other rows) by its row count and column names."""
+    without ORDER BY may pick other rows) by its row count and the names of the columns
+    holding a value (ROAPI leaves a null out of its row objects)."""
     (first, expected), *others = answers.items()
     problems = []
     for name, rows in others:
         if len(rows) != len(expected):
             problems.append(f"{label}: {name} gave {len(rows)} rows, {first} {len(expected)}")
         elif len(rows) >= 1000:
-            if rows and list(rows[0]) != list(expected[0]):
+            if _filled_columns(rows) != _filled_columns(expected):
                 problems.append(
-                    f"{label}: {name} has columns {list(rows[0])}, {first} {list(expected[0])}"
+                    f"{label}: {name} has columns {_filled_columns(rows)}, "
+                    f"{first} {_filled_columns(expected)}"
                 )
         elif sorted(map(_values, rows)) != sorted(map(_values, expected)):
             problems.append(f"{label}: {name}'s rows differ from {first}'s")
     return problems
+
+
+def _filled_columns(rows: list[dict[str, object]]) -> list[str]:
+    """The columns with a value in some row, in the order they first appear."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update((key, None) for key, value in row.items() if value is not None)
+    return list(columns)
 
 
 def _values(row: dict[str, object]) -> str:
@@ -227,6 +248,20 @@ def check_answers(targets: Sequence[Target], plan: Sequence[Measurement]) -> dic
     return sizes
 
 
+def wait_until_hot(url: str, timeout: float = 120.0) -> None:
+    """Until /health says queries read ``NAME`` from memory (copied in the background
+    after the ingest), so the rounds time the steady state."""
+    Client(url).post_sql(f"SELECT count(*) FROM {NAME}")  # the views' refresh starts the copy
+    deadline = time.monotonic() + timeout
+    while (
+        NAME
+        not in json.loads(Client(url).send(Request("GET", "/health")))["query"]["hot"]["datasets"]
+    ):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{NAME} was not copied into memory within {timeout:g} s")
+        time.sleep(0.1)
+
+
 def warm_up(targets: Sequence[Target], plan: Sequence[Measurement], times: int = 20) -> None:
     for t in targets:
         client = Client(t.url)
@@ -256,6 +291,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="clients for the throughput rows")
     parser.add_argument("--out", type=Path, default=OUT / "peers.md", help="Markdown table")
     parser.add_argument("--python-load", action="store_true", help="Python clients, not wrk")
+    parser.add_argument("--cold", action="store_true", help="our server with every cache off")
     args = parser.parse_args()
     use_wrk = wrk_available() and not args.python_load
     if use_wrk:
@@ -267,7 +303,8 @@ def main() -> int:
     plan = measurements(args.clients)
     parquet = OUT / f"{NAME}.parquet"
 
-    with ingested_server(fixture()) as (server, manifest, paths):
+    configure = cold_settings if args.cold else (lambda _: None)
+    with ingested_server(fixture(), configure) as (server, manifest, paths):
         duckdb.sql(f"COPY (SELECT * FROM read_parquet({paths!r})) TO '{parquet}' (FORMAT parquet)")
         with ExitStack() as running:
             roapi = RoapiServer(parquet, OUT / "roapi.log")
@@ -279,6 +316,8 @@ def main() -> int:
                 Target(ROAPI, roapi.url, roapi_request),
                 Target(BARE, bare.url, sql_request),
             ]
+            if not args.cold:
+                wait_until_hot(server.url)
             sizes = check_answers(targets, plan)
             print(f"answers agree on {manifest['row_count']:,} rows; {args.rounds} rounds "
                   f"x {len(plan)} runs x {len(targets)} targets of {args.seconds:g} s")  # fmt: skip
@@ -293,7 +332,8 @@ def main() -> int:
         f"    {command}\n\n"
         f"Load: {load}; median of {args.rounds} interleaved rounds of {args.seconds:g} s. "
         f"Data: {manifest['row_count']:,} rows ({NAME}), one Parquet file for the peers; "
-        f"{roapi.version}. 1,000 rows as JSON: {size_note}.\n\n{table}"
+        f"{roapi.version}. 1,000 rows as JSON: {size_note}."
+        f"{' Ours with every cache off (--cold).' if args.cold else ''}\n\n{table}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)

@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Router, get
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from lakehouse import __version__
@@ -31,15 +33,24 @@ from lakehouse.catalog import (
     datasets_router,
 )
 from lakehouse.config import Settings
+from lakehouse.console import OPEN_PREFIXES, STATIC_PATH, console_routers, template_config
 from lakehouse.errors import LakehouseError
 from lakehouse.http_body import CloseIfBodyUnread
 from lakehouse.http_errors import EXCEPTION_HANDLERS
-from lakehouse.ingest import Ingestor, IngestService, ingest_route, upload_limit
+from lakehouse.ingest import (
+    IngestJobs,
+    Ingestor,
+    IngestService,
+    ingest_jobs_router,
+    ingest_route,
+    upload_limit,
+)
 from lakehouse.layout import DATASETS_PREFIX, scratch_dir
 from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented
-from lakehouse.query import QueryEngine, QueryService, sql_route
+from lakehouse.query import QueryEngine, QueryService, SqlFastPath, sql_get_route, sql_route
 from lakehouse.request_id import request_id_middleware
+from lakehouse.security_headers import security_headers
 from lakehouse.storage import (
     BucketInfo,
     BucketRegistry,
@@ -52,7 +63,13 @@ from lakehouse.storage import (
     storage_router,
 )
 
+if TYPE_CHECKING:
+    from lakehouse.agents import McpEndpoint
+
 log = logging.getLogger("lakehouse.app")
+
+REQUEST_MAX_BODY_BYTES = 10_000_000
+"""Litestar's default limit of a buffered request body (uploads stream past it)."""
 
 
 @dataclass
@@ -73,6 +90,8 @@ class Services:
     """Size cap and PUTs in flight through the storage API."""
     ingest_limit: UploadLimit
     """Size cap and ingests in flight."""
+    ingest_jobs: IngestJobs
+    """The progress of running and recent ingests."""
     startup_failure: str | None = None
     """Why ``start`` failed, in one line, for the command line to print."""
 
@@ -131,6 +150,7 @@ def build_services(settings: Settings) -> Services:
         orphan_sweep=OrphanSweep(store, catalog, settings.catalog.orphan_grace_seconds),
         put_limit=put_limit(settings.storage),
         ingest_limit=upload_limit(settings.ingest),
+        ingest_jobs=IngestJobs(),
     )
 
 
@@ -164,14 +184,30 @@ async def health(
     }
 
 
+# /docs is Redoc from the app's own copy: no CDN script, web font or favicon, so it
+# renders with no internet and tells no third party who reads it.
+_DOCS_PAGES = [
+    RedocRenderPlugin(
+        js_url=f"{STATIC_PATH}/redoc.standalone.js",
+        google_fonts=False,
+        favicon="",
+        path=["/", "/redoc"],
+    ),
+    JsonRenderPlugin(),
+]
+
+
 def _openapi_config(settings: Settings) -> OpenAPIConfig:
     """The schema at /docs/openapi.json; it declares bearer auth only when a token is set."""
     if not settings.server.auth_token:
-        return OpenAPIConfig(title="Lakehouse", version=__version__, path="/docs")
+        return OpenAPIConfig(
+            title="Lakehouse", version=__version__, path="/docs", render_plugins=_DOCS_PAGES
+        )
     return OpenAPIConfig(
         title="Lakehouse",
         version=__version__,
         path="/docs",
+        render_plugins=_DOCS_PAGES,
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
         ),
@@ -187,10 +223,22 @@ async def _close_after_failed_start(services: Services) -> None:
         log.debug("closing after a failed start-up failed too", exc_info=True)
 
 
+def _mcp_endpoint(settings: Settings, services: Services) -> McpEndpoint | None:
+    """The MCP endpoint at /mcp, unless ``[mcp] enabled`` is false."""
+    if not settings.mcp.enabled:
+        return None
+    # Imported only when served: the MCP SDK is a large import, and start-up pays for it.
+    from lakehouse.agents import DatasetTools, McpEndpoint
+
+    tools = DatasetTools(services.catalog, services.query, settings.mcp)
+    return McpEndpoint(tools, settings.server.host)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
     """Build the app. Tests may pass ``services`` to supply other implementations."""
     settings = settings or Settings()
     services = services or build_services(settings)
+    mcp = _mcp_endpoint(settings, services)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -214,7 +262,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             },
         )
         try:
-            yield
+            if mcp is None:
+                yield
+            else:
+                async with mcp.running():
+                    yield
         finally:
             await services.close()
 
@@ -222,15 +274,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     # The product API lives under /v1; ingest and SQL answer at the G0 paths too.
-    product_api = [ingest_route, sql_route]
+    product_api = [ingest_route, sql_route, sql_get_route]
     app = Litestar(
         route_handlers=[
             health,
-            Router("/v1", route_handlers=[*product_api, datasets_router]),
+            Router("/v1", route_handlers=[*product_api, ingest_jobs_router, datasets_router]),
             Router("/", route_handlers=product_api),
             storage_router,
             catalog_router,
             admin_router,
+            *console_routers(),
+            *([mcp.route()] if mcp else []),
         ],
         dependencies={
             "store": provide(services.store),
@@ -240,19 +294,25 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "catalog": provide(services.catalog),
             "ingestor": provide(services.ingest),
             "ingest_limit": provide(services.ingest_limit),
+            "ingest_jobs": provide(services.ingest_jobs),
             "query_engine": provide(services.query),
             "orphan_sweep": provide(services.orphan_sweep),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         openapi_config=_openapi_config(settings),
+        template_config=template_config(),
+        state=State({"console_auth": bool(settings.server.auth_token)}),
         logging_config=None,
         debug=False,
+        request_max_body_size=REQUEST_MAX_BODY_BYTES,
     )
+    # The plain POST /v1/sql skips Litestar's per-request work (ADR 0017).
+    app.asgi_handler = SqlFastPath(app.asgi_handler, lambda: services.query, REQUEST_MAX_BODY_BYTES)
     # Litestar's own middleware only runs for requests that matched a route; the
     # request id, the auth check and the close-after-early-refusal rule must cover
     # every request (404s included), so they wrap the app's outermost ASGI handler.
     if settings.server.auth_token:
-        app.asgi_handler = bearer_auth(settings.server.auth_token)(app.asgi_handler)
-    app.asgi_handler = CloseIfBodyUnread(request_id_middleware(app.asgi_handler))
+        app.asgi_handler = bearer_auth(settings.server.auth_token, OPEN_PREFIXES)(app.asgi_handler)
+    app.asgi_handler = security_headers(CloseIfBodyUnread(request_id_middleware(app.asgi_handler)))
     return app

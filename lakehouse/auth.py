@@ -11,18 +11,21 @@ from litestar.types import ASGIApp
 
 from lakehouse.http_errors import error_body
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/"})
+"""``/``: the console's first page, a shell with no data (its fragments need the token)."""
 
 
 class BearerAuthMiddleware:
     """Answers 401 (in the one error shape) unless ``Authorization: Bearer <token>`` matches."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, open_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode()
+        self._open_prefixes = open_prefixes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope["path"]
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(self._open_prefixes):
             await self.app(scope, receive, send)
             return
         supplied = dict(scope["headers"]).get(b"authorization", b"")
@@ -49,11 +52,12 @@ class BearerAuthMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def bearer_auth(token: str) -> Callable[[ASGIApp], ASGIApp]:
-    """Wraps an ASGI app (create_app applies it to the outermost handler, so 404s are covered)."""
+def bearer_auth(token: str, open_prefixes: tuple[str, ...] = ()) -> Callable[[ASGIApp], ASGIApp]:
+    """Wraps an ASGI app (create_app applies it to the outermost handler, so 404s are covered);
+    paths under ``open_prefixes`` need no token (the console's pages and assets)."""
 
     def wrap(app: ASGIApp) -> ASGIApp:
-        middleware: Any = BearerAuthMiddleware(app, token)
+        middleware: Any = BearerAuthMiddleware(app, token, open_prefixes)
         return middleware  # type: ignore[no-any-return]  # an ASGI callable, typed loosely
 
     return wrap

@@ -1,4 +1,6 @@
-"""``lakehouse`` console script: ``lakehouse serve`` runs the app under Granian.
+"""``lakehouse`` console script: ``lakehouse serve`` runs the app under Granian;
+``ingest``, ``sql``, ``datasets``, ``describe`` and ``history`` are the client
+(``lakehouse.client``), which talks to a server over HTTP.
 
 Granian runs embedded in this process (one process, one event loop), so the
 in-memory DuckDB database and the catalog index are shared by every request.
@@ -15,6 +17,7 @@ import signal
 import socket
 import sys
 
+from lakehouse import client
 from lakehouse.config import ConfigError, Settings, load_settings
 from lakehouse.logs import configure_logging
 
@@ -36,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="allow binding a non-loopback address without an auth token",
     )
+    client.add_commands(sub)
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        return client.run(args)
 
     # Log the config loading itself as JSON already; reconfigure once we know the level.
     configure_logging()

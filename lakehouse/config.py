@@ -136,6 +136,25 @@ class QuerySettings(_Section):
     """DuckDB memory limit such as ``4GB``; empty means half of the machine's RAM."""
     spill_limit: str = "10GB"
     """Most disk DuckDB may spill to (under ``data_dir/_tmp/duckdb``) before a query fails."""
+    hot_dataset_bytes: int = 512 * 1024 * 1024
+    """Memory for in-memory copies of datasets' current versions, which queries then read
+    instead of their Parquet objects; 0 turns the copies off (ADR 0017)."""
+    result_cache_bytes: int = 64 * MiB
+    """Memory for answers of deterministic queries (ADR 0019); 0 turns the cache off."""
+
+
+class McpSettings(_Section):
+    enabled: bool = True
+    """Serve the MCP endpoint at ``/mcp`` (agents' read-only access; ADR 0018)."""
+    max_rows: int = 500
+    """Most rows one ``query`` tool call returns; a call may ask for fewer."""
+    max_bytes: int = 256 * 1024
+    """Most bytes of rows (as JSON) one ``query`` tool call returns."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows", "max_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
 
 
 class LoggingSettings(_Section):
@@ -153,6 +172,7 @@ class Settings(_Section):
     ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
     query: QuerySettings = msgspec.field(default_factory=QuerySettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
+    mcp: McpSettings = msgspec.field(default_factory=McpSettings)
 
 
 # environment variable -> dotted key it overrides
@@ -167,6 +187,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "LAKEHOUSE_SECRETS_FILE": "secrets.file",
     "LAKEHOUSE_CATALOG_URI": "catalog.uri",
     "LAKEHOUSE_LOG_LEVEL": "logging.level",
+    "LAKEHOUSE_RESULT_CACHE_BYTES": "query.result_cache_bytes",
 }
 
 DEFAULT_CONFIG_NAME = "lakehouse.toml"

@@ -101,12 +101,25 @@ def error_response(
     )
 
 
-def _lakehouse_error(_: Request[Any, Any, Any], exc: LakehouseError) -> Response[Any]:
+def log_lakehouse_error(exc: LakehouseError) -> None:
+    """What an error answered to a client leaves in the log."""
     if isinstance(exc, ServiceBusy):
         log.info("refused, busy: %s", exc.message, extra={"code": exc.code})
     elif exc.status_code >= 500:
         # A failure of ours or of a backend: keep the cause (DuckDB's, botocore's) in the log.
         log.error("request failed: %s", exc.message, extra={"code": exc.code}, exc_info=exc)
+
+
+def log_unhandled(method: str, path: str, exc: Exception) -> None:
+    """A bug: its traceback goes to the log, never to the client."""
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+
+
+INTERNAL_ERROR = "internal server error; see the server log"
+
+
+def _lakehouse_error(_: Request[Any, Any, Any], exc: LakehouseError) -> Response[Any]:
+    log_lakehouse_error(exc)
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
@@ -123,8 +136,8 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 
 
 def _unhandled(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal server error; see the server log")
+    log_unhandled(request.method, request.url.path, exc)
+    return error_response(500, "internal_error", INTERNAL_ERROR)
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

@@ -35,6 +35,8 @@ class RequestIdMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 0
+        # Read now: a mounted app (/mcp) sees, and may leave, its own path in the scope.
+        path = scope["path"]
 
         async def send_with_id(message: Any) -> None:
             nonlocal status
@@ -48,7 +50,6 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            path = scope["path"]
             level = logging.DEBUG if path in _QUIET_PATHS else logging.INFO
             log.log(
                 level,

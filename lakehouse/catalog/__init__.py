@@ -18,15 +18,20 @@ from lakehouse.catalog.interface import (
     CommitMode,
     CommitRequest,
     DatasetVersion,
+    DescribedColumn,
     Manifest,
     RegisterRequest,
     Registration,
     SourceFile,
     TableVersion,
 )
-from lakehouse.catalog.routes import datasets_router
+from lakehouse.catalog.routes import DatasetDetail, datasets_router, describe
 from lakehouse.catalog.routes import router as catalog_router
-from lakehouse.catalog.rules import schema_fingerprint, validate_dataset_name
+from lakehouse.catalog.rules import (
+    described_columns,
+    schema_fingerprint,
+    validate_dataset_name,
+)
 
 __all__ = [
     "Catalog",
@@ -35,9 +40,11 @@ __all__ = [
     "ColumnTyping",
     "CommitMode",
     "CommitRequest",
+    "DatasetDetail",
     "DatasetExists",
     "DatasetNotFound",
     "DatasetVersion",
+    "DescribedColumn",
     "IcebergCatalog",
     "InvalidDatasetName",
     "InvalidRegistration",
@@ -53,6 +60,8 @@ __all__ = [
     "column_typing",
     "database_url",
     "datasets_router",
+    "describe",
+    "described_columns",
     "schema_fingerprint",
     "validate_dataset_name",
 ]

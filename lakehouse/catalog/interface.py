@@ -63,6 +63,16 @@ class ColumnTyping(msgspec.Struct, frozen=True):
     reason: str | None = None
 
 
+class DescribedColumn(msgspec.Struct, frozen=True):
+    """A column of the current version, and how ingest typed it when it last wrote it."""
+
+    name: str
+    type: str
+    source: str | None = None
+    """``inferred``, ``override``, ``widened``; None when no ingest recorded it."""
+    reason: str | None = None
+
+
 class SourceFile(msgspec.Struct, frozen=True):
     """The upload a version was made from."""
 

@@ -14,12 +14,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MO
 
 from lakehouse.catalog.interface import (
     Catalog,
-    ColumnTyping,
     DatasetVersion,
+    DescribedColumn,
     Manifest,
     RegisterRequest,
 )
-from lakehouse.catalog.rules import manifest_etag
+from lakehouse.catalog.rules import described_columns, manifest_etag
 from lakehouse.http_errors import error_responses
 
 
@@ -153,16 +153,6 @@ class DatasetSummary(msgspec.Struct, frozen=True):
     updated: dt.datetime
 
 
-class DescribedColumn(msgspec.Struct, frozen=True):
-    """A column of the current version, and how ingest typed it when it last wrote it."""
-
-    name: str
-    type: str
-    source: str | None = None
-    """``inferred``, ``override``, ``widened``; None when no ingest recorded it."""
-    reason: str | None = None
-
-
 class DatasetDetail(msgspec.Struct, frozen=True):
     """``GET /v1/datasets/{name}``."""
 
@@ -206,22 +196,13 @@ async def list_datasets(catalog: NamedDependency[Catalog]) -> list[DatasetSummar
     responses=error_responses(400, 404),
 )
 async def describe_dataset(name: FromPath[str], catalog: NamedDependency[Catalog]) -> DatasetDetail:
+    return await describe(catalog, name)
+
+
+async def describe(catalog: Catalog, name: str) -> DatasetDetail:
+    """Dataset ``name`` as of its current version, with how each column was typed."""
     manifest = await catalog.get(name)
-    typed: dict[str, ColumnTyping] = {}
-    for version in await catalog.history(name):  # oldest first: the latest typing wins
-        typed |= {column.name.lower(): column for column in version.typing}
-    columns = []
-    for column in manifest.schema:
-        typing = typed.get(column.name.lower())
-        recorded = typing is not None and typing.type == column.type
-        columns.append(
-            DescribedColumn(
-                name=column.name,
-                type=column.type,
-                source=typing.source if recorded and typing else None,
-                reason=typing.reason if recorded and typing else None,
-            )
-        )
+    columns = described_columns(manifest, await catalog.history(name))
     return DatasetDetail(
         name=manifest.name,
         dataset_id=manifest.dataset_id,

@@ -17,7 +17,15 @@ from lakehouse.catalog.errors import (
     MissingObjects,
     SchemaConflict,
 )
-from lakehouse.catalog.interface import Column, CommitRequest, Manifest, RegisterRequest
+from lakehouse.catalog.interface import (
+    Column,
+    ColumnTyping,
+    CommitRequest,
+    DatasetVersion,
+    DescribedColumn,
+    Manifest,
+    RegisterRequest,
+)
 from lakehouse.layout import DATASETS_PREFIX
 from lakehouse.storage import InvalidKey, ObjectNotFound, ObjectStore, validate_key
 
@@ -135,3 +143,24 @@ def schema_conflict(existing: Manifest, offered: list[Column], reason: str) -> S
             "offered": describe(offered),
         },
     )
+
+
+def described_columns(manifest: Manifest, history: list[DatasetVersion]) -> list[DescribedColumn]:
+    """The current columns of a dataset, each with how ingest typed it when it last
+    wrote it with that type (``history`` oldest first, as ``Catalog.history`` gives it)."""
+    typed: dict[str, ColumnTyping] = {}
+    for version in history:  # oldest first: the latest typing wins
+        typed |= {column.name.lower(): column for column in version.typing}
+    columns = []
+    for column in manifest.schema:
+        typing = typed.get(column.name.lower())
+        recorded = typing is not None and typing.type == column.type
+        columns.append(
+            DescribedColumn(
+                name=column.name,
+                type=column.type,
+                source=typing.source if recorded and typing else None,
+                reason=typing.reason if recorded and typing else None,
+            )
+        )
+    return columns

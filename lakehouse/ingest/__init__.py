@@ -16,11 +16,16 @@ from lakehouse.ingest.errors import (
 from lakehouse.ingest.interface import (
     DefaultedColumn,
     Ingestor,
+    IngestPreview,
+    IngestProgress,
     IngestResult,
     IngestStats,
+    PreviewColumn,
     Upload,
 )
+from lakehouse.ingest.jobs import IngestJob, IngestJobs, InvalidJobId, JobExists, JobNotFound
 from lakehouse.ingest.routes import ingest as ingest_route
+from lakehouse.ingest.routes import jobs_router as ingest_jobs_router
 from lakehouse.ingest.routes import upload_limit
 from lakehouse.ingest.service import IngestService, validate_name
 
@@ -29,19 +34,28 @@ __all__ = [
     "EmptyCSV",
     "FieldTooLarge",
     "IngestBusy",
+    "IngestJob",
+    "IngestJobs",
+    "IngestPreview",
+    "IngestProgress",
     "IngestResult",
     "IngestService",
     "IngestStats",
     "Ingestor",
     "InvalidCSV",
+    "InvalidJobId",
     "InvalidTypeOverride",
+    "JobExists",
+    "JobNotFound",
     "MissingDatasetName",
     "MissingFile",
     "NotUTF8",
+    "PreviewColumn",
     "RaggedRows",
     "UnsupportedUpload",
     "Upload",
     "UploadTooLarge",
+    "ingest_jobs_router",
     "ingest_route",
     "upload_limit",
     "validate_name",

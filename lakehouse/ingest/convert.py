@@ -33,7 +33,7 @@ from __future__ import annotations
 import io
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -111,7 +111,11 @@ class _RowTooLarge(Exception):
 
 
 def convert_csv(
-    source: Path, layout: CsvLayout, target: Path, options: ConvertOptions
+    source: Path,
+    layout: CsvLayout,
+    target: Path,
+    options: ConvertOptions,
+    progress: Callable[[int], None] | None = None,
 ) -> ConvertResult:
     """Write ``source`` as Parquet to ``target`` with the layout's column types.
 
@@ -122,13 +126,13 @@ def convert_csv(
     record, a row larger than ``max_field_bytes`` FieldTooLarge with its
     line, invalid UTF-8 NotUTF8, a value not fitting a type override
     InvalidTypeOverride. ``layout.columns`` is updated in place with the
-    final types.
+    final types. ``progress`` is told the rows read so far in this pass, per block.
     """
     widened: list[WidenedColumn] = []
     block_size = options.block_size
     while True:
         try:
-            rows, failed = _write(source, layout, target, options, block_size)
+            rows, failed = _write(source, layout, target, options, block_size, progress)
         except pa.ArrowInvalid as exc:
             target.unlink(missing_ok=True)  # a failed write leaves a readable partial file
             if _STRADDLING in str(exc) and block_size < options.max_field_bytes:
@@ -159,7 +163,12 @@ def convert_csv(
 
 
 def _write(
-    source: Path, layout: CsvLayout, target: Path, options: ConvertOptions, block_size: int
+    source: Path,
+    layout: CsvLayout,
+    target: Path,
+    options: ConvertOptions,
+    block_size: int,
+    progress: Callable[[int], None] | None,
 ) -> tuple[int, dict[int, str]]:
     """One pass: rows written, and {column index: reason} for the inferred
     typed columns that failed (then the file written is incomplete)."""
@@ -201,6 +210,8 @@ def _write(
             pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
             pending_rows += pending[-1].num_rows
             pending_bytes += pending[-1].nbytes
+            if progress is not None:
+                progress(rows + pending_rows)
             if pending_rows >= options.row_group_rows or pending_bytes >= options.row_group_bytes:
                 writer.write(pa.Table.from_batches(pending, schema=schema))
                 rows += pending_rows

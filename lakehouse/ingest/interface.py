@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -45,6 +45,45 @@ class IngestResult(msgspec.Struct):
     stats: IngestStats
 
 
+class PreviewColumn(msgspec.Struct):
+    """A column as a dry run would commit it, and how it was typed."""
+
+    name: str
+    type: str
+    source: str
+    """``inferred``, ``override``, ``dataset`` (an append keeps the dataset's type) or
+    ``widened`` (a value past the sample did not fit the inferred type)."""
+    reason: str | None
+    risk: str | None
+    """``leading_zeros``, ``mixed``, ``defaulted`` or ``widened``: a type to check
+    (and perhaps override with ``types=``) before committing; None otherwise."""
+
+
+class IngestPreview(msgspec.Struct):
+    """``dry_run=true``: what the ingest would commit; nothing was written."""
+
+    name: str
+    bytes_read: int
+    rows: int
+    delimiter: str
+    columns: list[PreviewColumn]
+    sample: list[list[Any]]
+    """The first rows as the table would hold them, in column order."""
+    dry_run: bool = True
+    job: str | None = None
+    """The ingest job that followed it (``GET /v1/ingest/jobs/{job}``)."""
+
+
+class IngestProgress(Protocol):
+    """Where an ingest reports how far it got (an ``IngestJob``)."""
+
+    def enter(self, phase: Literal["converting", "committing"]) -> None:
+        """The ingest moved on to ``phase``."""
+
+    def converted(self, rows: int) -> None:
+        """``rows`` rows converted so far; called from a worker thread."""
+
+
 @runtime_checkable
 class Ingestor(Protocol):
     """CSV uploads in, registered datasets out."""
@@ -61,10 +100,11 @@ class Ingestor(Protocol):
         upload: Upload,
         types: str | None = None,
         mode: CommitMode = CommitMode.AUTO,
+        progress: IngestProgress | None = None,
     ) -> IngestResult:
         """Ingest one upload as a new version of dataset ``name`` (``mode``: see
-        ``CommitMode``). Nothing is left in storage, the catalog or the spool directory
-        after any error.
+        ``CommitMode``), telling ``progress`` each phase and the rows converted.
+        Nothing is left in storage, the catalog or the spool directory after any error.
 
         Raises:
             MissingDatasetName, InvalidDatasetName: no or a bad ``name`` (400).
@@ -76,4 +116,19 @@ class Ingestor(Protocol):
             DatasetExists: ``create`` of a dataset that exists (409).
             SchemaConflict: the columns cannot be combined with the dataset's (409).
             StorageUnavailable: the store failed (502).
+        """
+
+    async def preview(
+        self,
+        name: str | None,
+        upload: Upload,
+        types: str | None = None,
+        mode: CommitMode = CommitMode.AUTO,
+        progress: IngestProgress | None = None,
+    ) -> IngestPreview:
+        """A dry run of ``ingest``: the proposed schema, how each column was typed and
+        which are risky, and sample rows. Reads and converts the whole upload (so
+        widening past the sample shows) but stores, commits and keeps nothing.
+
+        Raises: as ``ingest`` before its commit (400, 413).
         """

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, post
+from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import (
     OpenAPIFormat,
@@ -21,7 +21,7 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from lakehouse.catalog import CommitMode, Manifest
 from lakehouse.config import IngestSettings
@@ -29,7 +29,8 @@ from lakehouse.errors import BadRequest
 from lakehouse.http_body import request_body
 from lakehouse.http_errors import error_responses
 from lakehouse.ingest.errors import IngestBusy, MissingFile, UnsupportedUpload, UploadTooLarge
-from lakehouse.ingest.interface import Ingestor, IngestStats, Upload
+from lakehouse.ingest.interface import Ingestor, IngestPreview, IngestStats, Upload
+from lakehouse.ingest.jobs import IngestJob, IngestJobs
 from lakehouse.ingest.service import validate_name
 from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented, examples
@@ -60,6 +61,8 @@ class IngestResponse(Manifest, frozen=True, kw_only=True):
     """The 200 body: the dataset's manifest at the top level, plus what this ingest did."""
 
     ingest: IngestStats
+    job: str
+    """The id of this ingest's job (``GET /v1/ingest/jobs/{job}``), also in ``X-Ingest-Job``."""
 
 
 _CSV_EXAMPLE = "worker_id,name,state,hourly_rate\n1,Ada,IL,31.5\n2,Grace,CA,28.0\n"
@@ -118,6 +121,7 @@ INGEST_RESPONSE_EXAMPLES = examples(
             "created": True,
             "replaced_objects": [],
         },
+        "job": "6f1c8f4e-2b57-4a55-9a3e-7f7d1f5ad7b1",
     }
 )
 
@@ -127,7 +131,9 @@ INGEST_RESPONSE_EXAMPLES = examples(
     summary="Ingest a CSV as a dataset",
     description=(
         "Body: multipart/form-data with a field `file`, or the raw CSV "
-        "(Content-Type: text/csv). Returns the manifest plus ingest stats."
+        "(Content-Type: text/csv). Returns the manifest plus ingest stats. Its progress "
+        "is at GET /v1/ingest/jobs/{job}, under the id given as `?job=` or returned (`job`, "
+        "and the X-Ingest-Job header)."
     ),
     request_max_body_size=None,  # capped while streaming by the service
     status_code=200,
@@ -141,6 +147,7 @@ async def ingest(
     request: Request[Any, Any, Any],
     ingestor: NamedDependency[Ingestor],
     ingest_limit: NamedDependency[UploadLimit],
+    ingest_jobs: NamedDependency[IngestJobs],
     name: FromQuery[str | None] = None,
     types: Annotated[
         str | None, QueryParameter(description="Type overrides, e.g. zip:string,amount:double")
@@ -152,7 +159,21 @@ async def ingest(
             "schema is the same"
         ),
     ] = None,
-) -> IngestResponse:
+    dry_run: Annotated[
+        bool,
+        QueryParameter(
+            description="true: answer the proposed schema, how each column was typed "
+            "(risky ones flagged) and sample rows; nothing is written"
+        ),
+    ] = False,
+    job: Annotated[
+        str | None,
+        QueryParameter(
+            description="A UUID chosen by the client, to follow the ingest's progress at "
+            "GET /v1/ingest/jobs/{job} before its response arrives; else one is made"
+        ),
+    ] = None,
+) -> Response[IngestResponse | IngestPreview]:
     commit_mode = _commit_mode(mode, request.query_params.keys())
     media_type, options = request.content_type
     multipart = media_type == "multipart/form-data"
@@ -165,17 +186,62 @@ async def ingest(
         raise MissingFile("no CSV: send a multipart field 'file' or a text/csv body")
     # A bad name is a 400 before the limits look at the body.
     validate_name(name)
+    job_id = ingest_jobs.check_id(job)
     async with ingest_limit.admit(request.content_length, request_body(request)) as body:
+        progress = ingest_jobs.begin(job_id, name, request.content_length)
         upload = Upload(
             kind="multipart" if multipart else "raw",
-            chunks=body,
+            chunks=progress.counting(body),
             boundary=options.get("boundary", "") if multipart else "",
         )
-        result = await ingestor.ingest(name, upload, types, commit_mode)
-    return IngestResponse(**msgspec.structs.asdict(result.manifest), ingest=result.stats)
+        try:
+            outcome = await (
+                ingestor.preview(name, upload, types, commit_mode, progress)
+                if dry_run
+                else ingestor.ingest(name, upload, types, commit_mode, progress)
+            )
+        except BaseException as exc:
+            progress.fail(exc)
+            raise
+        progress.succeed(outcome)
+    if isinstance(outcome, IngestPreview):
+        return Response(
+            msgspec.structs.replace(outcome, job=job_id), headers={"X-Ingest-Job": job_id}
+        )
+    result = outcome
+    return Response(
+        IngestResponse(**msgspec.structs.asdict(result.manifest), ingest=result.stats, job=job_id),
+        headers={"X-Ingest-Job": job_id},
+    )
 
 
-QUERY_PARAMETERS = frozenset({"name", "types", "mode"})
+@get(
+    "/ingest/jobs",
+    summary="Recent ingest jobs, newest first",
+    description="Every running ingest and the last finished ones (kept in memory).",
+    tags=["ingest"],
+)
+async def ingest_jobs_list(ingest_jobs: NamedDependency[IngestJobs]) -> list[IngestJob]:
+    return ingest_jobs.recent()
+
+
+@get(
+    "/ingest/jobs/{job_id:str}",
+    summary="One ingest's progress",
+    description=(
+        "Its phase (receiving, converting, committing, done, failed), bytes received, "
+        "rows converted, and once finished the result or the error."
+    ),
+    tags=["ingest"],
+    responses=error_responses(404),
+)
+async def ingest_job(ingest_jobs: NamedDependency[IngestJobs], job_id: FromPath[str]) -> IngestJob:
+    return ingest_jobs.get(job_id)
+
+
+jobs_router = Router("/", route_handlers=[ingest_jobs_list, ingest_job])
+
+QUERY_PARAMETERS = frozenset({"name", "types", "mode", "dry_run", "job"})
 
 
 def _commit_mode(mode: str | None, parameters: Iterable[str]) -> CommitMode:

@@ -97,6 +97,10 @@ class InferredColumn(msgspec.Struct):
     dataset's wider type) or ``widened``."""
     reason: str | None = None
     """Why a column became VARCHAR although some values looked typed."""
+    risk: str | None = None
+    """Why this typing deserves a look before committing: ``leading_zeros``, ``mixed``
+    (typed and text values, or several typed kinds) or ``defaulted`` (text for another
+    reason); None when nothing was guessed."""
 
 
 class CsvLayout(msgspec.Struct):
@@ -283,8 +287,8 @@ def _kind(value: str) -> str:
 
 
 def _column(name: str, values: list[str]) -> InferredColumn:
-    def text(reason: str | None) -> InferredColumn:
-        return InferredColumn(name=name, type=VARCHAR, reason=reason)
+    def text(reason: str | None, risk: str | None = "defaulted") -> InferredColumn:
+        return InferredColumn(name=name, type=VARCHAR, reason=reason, risk=risk)
 
     def typed(type_name: str) -> InferredColumn:
         return InferredColumn(name=name, type=type_name)
@@ -303,7 +307,9 @@ def _column(name: str, values: list[str]) -> InferredColumn:
     if found <= {"int", "float"}:
         zero = next((v for v in values if _LEADING_ZERO.match(v)), None)
         if zero is not None:
-            return text(f"numbers with leading zeros are kept as text (e.g. {zero!r})")
+            return text(
+                f"numbers with leading zeros are kept as text (e.g. {zero!r})", "leading_zeros"
+            )
         if "float" in found:
             return typed(DOUBLE)
         digits = max(len(v.lstrip("-")) for v in values if v)
@@ -321,13 +327,17 @@ def _column(name: str, values: list[str]) -> InferredColumn:
     if "text" not in found:
         return text(
             f"mixed value kinds {sorted(found)}: e.g. "
-            + ", ".join(repr(kinds[k]) for k in sorted(found))
+            + ", ".join(repr(kinds[k]) for k in sorted(found)),
+            "mixed",
         )
     typed_kinds = sorted(found - {"text"})
     if not typed_kinds:
-        return text(None)  # plain text, nothing ambiguous
+        return text(None, None)  # plain text, nothing ambiguous
     examples = ", ".join(f"{kinds[k]!r} ({k})" for k in typed_kinds)
-    return text(f"some values look typed ({examples}) but others are text, e.g. {kinds['text']!r}")
+    return text(
+        f"some values look typed ({examples}) but others are text, e.g. {kinds['text']!r}",
+        "mixed",
+    )
 
 
 def _apply_overrides(columns: list[InferredColumn], overrides: dict[str, str]) -> None:
@@ -342,6 +352,7 @@ def _apply_overrides(columns: list[InferredColumn], overrides: dict[str, str]) -
         column.type = type_name
         column.source = "override"
         column.reason = None
+        column.risk = None
 
 
 # Inferred type -> the table types a value of it converts to without loss, for appends.

@@ -34,10 +34,14 @@ from lakehouse.ingest.convert import ConvertOptions, ConvertResult, convert_csv
 from lakehouse.ingest.errors import EmptyCSV, MissingDatasetName
 from lakehouse.ingest.interface import (
     DefaultedColumn,
+    IngestPreview,
+    IngestProgress,
     IngestResult,
     IngestStats,
+    PreviewColumn,
     Upload,
 )
+from lakehouse.ingest.preview import PREVIEW_ROWS, sample_rows
 from lakehouse.ingest.schema import (
     CsvLayout,
     InferredColumn,
@@ -122,26 +126,19 @@ class IngestService:
         upload: Upload,
         types: str | None = None,
         mode: CommitMode = CommitMode.AUTO,
+        progress: IngestProgress | None = None,
     ) -> IngestResult:
         """Ingest one upload as dataset ``name`` (see ``Ingestor.ingest``)."""
         name = validate_name(name)
+        progress = progress or _NoProgress()
         overrides = parse_type_overrides(types)
         timer = PhaseTimer()
         await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
         upload_path, parquet_path = spool_paths(self.spool_dir)
         try:
-            spooled = await _spool(upload, upload_path)
-            timer.lap("spool")
-            layout = await asyncio.to_thread(
-                infer_layout, upload_path, self.settings.sample_rows, overrides
+            spooled, layout, converted = await self._convert(
+                name, upload, overrides, mode, (upload_path, parquet_path), timer, progress
             )
-            if mode == CommitMode.APPEND:
-                layout = await self._conform(name, layout, upload_path, overrides)
-            timer.lap("infer")
-            converted = await asyncio.to_thread(
-                convert_csv, upload_path, layout, parquet_path, self.convert_options
-            )
-            timer.lap("convert")
             schema = [Column(name=c.name, type=c.type) for c in layout.columns]
             request = CommitRequest(
                 name=name,
@@ -151,12 +148,77 @@ class IngestService:
                 source=SourceFile(name=spooled.file_name, sha256=spooled.sha256),
                 typing=_typing(layout, converted),
             )
+            progress.enter("committing")
             registration = await self._publish(request, parquet_path, timer)
             stats = _stats(spooled, layout, converted, schema, registration, timer)
             _log_ingest(name, stats, timer)
             return IngestResult(manifest=registration.manifest, stats=stats)
         finally:
             await asyncio.to_thread(_remove, upload_path, parquet_path)
+
+    async def preview(
+        self,
+        name: str | None,
+        upload: Upload,
+        types: str | None = None,
+        mode: CommitMode = CommitMode.AUTO,
+        progress: IngestProgress | None = None,
+    ) -> IngestPreview:
+        """What ``ingest`` would commit (see ``Ingestor.preview``): the same conversion,
+        then the files are removed and nothing is stored or committed."""
+        name = validate_name(name)
+        progress = progress or _NoProgress()
+        overrides = parse_type_overrides(types)
+        await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
+        upload_path, parquet_path = spool_paths(self.spool_dir)
+        try:
+            spooled, layout, converted = await self._convert(
+                name, upload, overrides, mode, (upload_path, parquet_path), PhaseTimer(), progress
+            )
+            rows = await asyncio.to_thread(sample_rows, parquet_path, PREVIEW_ROWS)
+        finally:
+            await asyncio.to_thread(_remove, upload_path, parquet_path)
+        return IngestPreview(
+            name=name,
+            bytes_read=spooled.size,
+            rows=converted.rows,
+            delimiter=layout.delimiter,
+            columns=[
+                PreviewColumn(name=t.name, type=t.type, source=t.source, reason=t.reason, risk=risk)
+                for t, risk in zip(
+                    _typing(layout, converted), _risks(layout, converted), strict=True
+                )
+            ],
+            sample=rows,
+        )
+
+    async def _convert(
+        self,
+        name: str,
+        upload: Upload,
+        overrides: dict[str, str],
+        mode: CommitMode,
+        paths: tuple[Path, Path],
+        timer: PhaseTimer,
+        progress: IngestProgress,
+    ) -> tuple[Spooled, CsvLayout, ConvertResult]:
+        """Spool the upload, infer its layout (conformed to the dataset on append) and
+        write it as Parquet to the spool: the part of an ingest a dry run does too."""
+        upload_path, parquet_path = paths
+        spooled = await _spool(upload, upload_path)
+        timer.lap("spool")
+        progress.enter("converting")
+        layout = await asyncio.to_thread(
+            infer_layout, upload_path, self.settings.sample_rows, overrides
+        )
+        if mode == CommitMode.APPEND:
+            layout = await self._conform(name, layout, upload_path, overrides)
+        timer.lap("infer")
+        converted = await asyncio.to_thread(
+            convert_csv, upload_path, layout, parquet_path, self.convert_options, progress.converted
+        )
+        timer.lap("convert")
+        return spooled, layout, converted
 
     async def _conform(
         self, name: str, layout: CsvLayout, path: Path, overrides: dict[str, str]
@@ -175,7 +237,9 @@ class IngestService:
         )
         reason = f"the dataset {manifest.name!r} has this type"
         layout.columns = [
-            msgspec.structs.replace(c, source="dataset", reason=reason) if c.name in wider else c
+            msgspec.structs.replace(c, source="dataset", reason=reason, risk=None)
+            if c.name in wider
+            else c
             for c in layout.columns
         ]
         return layout
@@ -200,6 +264,14 @@ class IngestService:
             raise
         timer.lap("commit")
         return registration
+
+
+class _NoProgress:
+    def enter(self, phase: str) -> None:
+        pass
+
+    def converted(self, rows: int) -> None:
+        pass
 
 
 async def _spool(upload: Upload, path: Path) -> Spooled:
@@ -270,6 +342,12 @@ def _typing(layout: CsvLayout, converted: ConvertResult) -> list[ColumnTyping]:
         )
         for c in layout.columns
     ]
+
+
+def _risks(layout: CsvLayout, converted: ConvertResult) -> list[str | None]:
+    """Per column, why its type deserves a look before committing (None: nothing)."""
+    widened = {w.name for w in converted.widened}
+    return ["widened" if c.name in widened else c.risk for c in layout.columns]
 
 
 def _defaulted(columns: list[InferredColumn]) -> list[DefaultedColumn]:

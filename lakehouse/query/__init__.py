@@ -1,7 +1,7 @@
 """Query: a DuckDB pool behind a sandboxed, read-only SQL API."""
 
 from lakehouse.query._run import Params, QueryResult
-from lakehouse.query.encoders import ResultFormat
+from lakehouse.query.encoders import ResultFormat, make_encoder
 from lakehouse.query.errors import (
     DatasetChanged,
     EngineRestarted,
@@ -16,8 +16,10 @@ from lakehouse.query.errors import (
     TableNotFound,
     UnsupportedFormat,
 )
+from lakehouse.query.fast_path import SqlFastPath
 from lakehouse.query.interface import QueryEngine
 from lakehouse.query.routes import run_sql as sql_route
+from lakehouse.query.routes import run_sql_get as sql_get_route
 from lakehouse.query.service import QueryService
 
 __all__ = [
@@ -36,7 +38,10 @@ __all__ = [
     "ResultFormat",
     "SandboxViolation",
     "ShuttingDown",
+    "SqlFastPath",
     "TableNotFound",
     "UnsupportedFormat",
+    "make_encoder",
+    "sql_get_route",
     "sql_route",
 ]

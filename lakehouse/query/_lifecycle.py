@@ -179,6 +179,7 @@ class EngineLifecycle:
             "pool_size": engine.pool.size,
             "idle_connections": engine.pool.idle,
             "views_version": engine.views.version,
+            "hot": engine.views.hot_status(),
             "restarts": self.restarts,
         }
 

@@ -29,6 +29,12 @@ class QueryEngine(Protocol):
         """State for /health (never secrets or SQL); ``status`` is ``ok`` when the
         database answers ``SELECT 1``."""
 
+    async def etag(self, sql: str, params: Params, fmt: ResultFormat) -> str | None:
+        """A strong HTTP validator of the answer ``sql`` with ``params`` in ``fmt`` would
+        give now (it changes with the catalog version), or None when the statement is not
+        deterministic (a volatile function such as ``random()`` / ``now()``, files read by
+        path). Same errors as ``execute`` for the catalog's state; the SQL is not run."""
+
     async def execute(
         self,
         sql: str,

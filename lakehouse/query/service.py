@@ -18,6 +18,8 @@ let go of it. Opening, probing and closing DuckDB run in worker threads too.
 This module wires the parts: ``_lifecycle`` keeps the engine (database, pool,
 views) over time: opened at start, rebuilt after a fatal error, probed for
 /health, closed. ``_run`` is one query on one borrowed cursor, and its stream.
+``result_cache`` keeps the answers of deterministic statements per catalog
+version (ADR 0019): a hit answers once the views are fresh, without a cursor.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from lakehouse.query.engine import (
     warn_of_test_switches,
 )
 from lakehouse.query.errors import QueryTimeout, StorageOutage, TableNotFound
+from lakehouse.query.result_cache import CacheKey, Determinism, ResultCache, cache_key, etag
 from lakehouse.query.views import CATALOG_READ, ViewRegistrar
 from lakehouse.storage import DuckDBGrant
 
@@ -71,12 +74,14 @@ class QueryService:
         self._spill_dir = spill_dir
         self.read_roots: list[str] = []
         """The locations SQL may read, as the last grant said."""
-        # One thread per cursor, plus one for view refreshes and one for the health
-        # probe: a query never waits for a thread.
+        # One thread per cursor, plus one each for view refreshes, in-memory copies and
+        # the health probe: a query never waits for a thread.
         self.executor = ThreadPoolExecutor(
-            max_workers=settings.pool_size + 2, thread_name_prefix="duckdb"
+            max_workers=settings.pool_size + 3, thread_name_prefix="duckdb"
         )
         self._lifecycle = EngineLifecycle(self._open_engine, self.executor)
+        self.results = ResultCache(settings.result_cache_bytes)
+        self._determinism: Determinism | None = None
 
     def __repr__(self) -> str:
         return f"QueryService(pool_size={self.settings.pool_size})"
@@ -98,6 +103,7 @@ class QueryService:
         removed = await asyncio.to_thread(remove_stale_spill_dirs, self._spill_dir)
         if removed:
             log.info("removed %d stale DuckDB spill director(ies)", removed)
+        self._determinism = await asyncio.to_thread(Determinism)
         await self._lifecycle.start()
         log.info(
             "query engine ready",
@@ -127,7 +133,9 @@ class QueryService:
         )
         self.read_roots = grant.read_roots
         try:
-            views = ViewRegistrar(self._catalog, admin, grant.address, self.executor)
+            views = ViewRegistrar(
+                self._catalog, admin, grant.address, self.executor, self.settings.hot_dataset_bytes
+            )
             local_root = "" if "://" in grant.root else grant.root
             engine = Engine(database, CursorPool(cursors), views, grant.address, local_root)
             await views.ensure_fresh()
@@ -145,11 +153,13 @@ class QueryService:
     async def close(self) -> None:
         """Close the database; queries still running are interrupted."""
         await self._lifecycle.close()
+        if self._determinism is not None:
+            await asyncio.to_thread(self._determinism.close)
 
     async def health(self) -> dict[str, Any]:
         """Pool and view state for /health (no secrets, no SQL); ``status`` comes from
         a real ``SELECT 1`` at most once per HEALTH_CACHE_SECONDS."""
-        return await self._lifecycle.health()
+        return {**await self._lifecycle.health(), "result_cache": self.results.stats()}
 
     def timeout_for(self, requested: float | None) -> float:
         """The time limit of a query: the configured one, or lower on request."""
@@ -181,6 +191,12 @@ class QueryService:
         deadline = asyncio.get_running_loop().time() + limit  # waiting for a cursor counts too
         engine = await self._lifecycle.ready()
         await _fresh_views(engine.views, sql, limit, deadline)
+        media_type = MEDIA_TYPES[fmt]
+        key = None
+        if self.results.enabled:
+            key = await self._cache_key(engine.views.version, sql, params, fmt)
+            if key is not None and (body := self.results.get(key)) is not None:
+                return QueryResult(media_type, body, None)
         run = await self._borrow(engine, limit, deadline)
         try:
             checked = False
@@ -191,15 +207,40 @@ class QueryService:
         except BaseException:
             run.release()
             raise
-        media_type = MEDIA_TYPES[fmt]
         if run.done:
             run.release()
+            if key is not None:
+                self.results.put(key, head)
             log.debug(
                 "query answered",
                 extra={"ms": round((time.perf_counter() - started) * 1000, 2), "format": fmt},
             )
             return QueryResult(media_type, head, None)
         return QueryResult(media_type, head, run.stream())
+
+    async def etag(self, sql: str, params: Params, fmt: ResultFormat) -> str | None:
+        """A strong validator of the answer ``sql`` would give now: it changes with the
+        statement, its parameters, the format and the catalog version. None when the
+        answer may change without a commit (a volatile function, external files)."""
+        limit = self.settings.timeout_seconds
+        deadline = asyncio.get_running_loop().time() + limit
+        engine = await self._lifecycle.ready()
+        await _fresh_views(engine.views, sql, limit, deadline)
+        key = await self._cache_key(engine.views.version, sql, params, fmt)
+        return None if key is None else etag(key)
+
+    async def _cache_key(
+        self, version: str | None, sql: str, params: Params, fmt: ResultFormat
+    ) -> CacheKey | None:
+        """The result cache's key for ``sql`` at ``version``; None when it is not deterministic.
+        A text seen for the first time is parsed in a worker thread."""
+        determinism = self._determinism
+        if determinism is None or version is None:
+            return None
+        verdict = determinism.known(sql)
+        if verdict is None:
+            verdict = await asyncio.to_thread(determinism.verdict, sql)
+        return cache_key(verdict, params, fmt, version)
 
     async def _time_travel(self, run: Run, sql: str, params: Params) -> tuple[str, Params]:
         """``sql`` (checked by the sandbox as written) with its ``AT (VERSION => n)`` /

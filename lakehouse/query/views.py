@@ -12,6 +12,9 @@ query naming it answers 503 ``storage_unavailable`` (never 404), and the view
 is tried again by the next query that names it (one attempt at a time, shared by
 the queries waiting), so the first such query after storage recovers answers.
 Queries on other datasets never wait for that retry.
+
+Within ``hot_bytes``, a dataset's view is then pointed at an in-memory copy of
+its current version, made in the background (``hot``, ADR 0017).
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from typing import NamedTuple
 
 import duckdb
 
 from lakehouse.catalog import Catalog, Column, Manifest
 from lakehouse.errors import LakehouseError
+from lakehouse.query import hot
 from lakehouse.query.errors import (
     ACCESS_DENIED,
     DatasetObjectMissing,
@@ -73,16 +79,21 @@ def view_sql(manifest: Manifest, paths: Sequence[str]) -> str:
     """``CREATE OR REPLACE VIEW`` for one dataset; ``paths``: its objects as DuckDB reads them."""
     name = quote_identifier(manifest.name)
     if paths:
-        # The table's columns, in its order: files of older versions may lack columns
-        # added since (NULL there, by name) or hold columns dropped since.
-        select = ", ".join(quote_identifier(column.name) for column in manifest.schema)
-        files = ", ".join(quote_literal(path) for path in paths)
-        union = ", union_by_name = true" if len(paths) > 1 else ""
-        return (
-            f"CREATE OR REPLACE VIEW {name} AS SELECT {select} FROM read_parquet([{files}]{union})"
-        )
+        return f"CREATE OR REPLACE VIEW {name} AS {_columns(manifest)} FROM {_files(paths)}"
     # No object (nothing to read_parquet): still a view with the dataset's columns.
     return f"CREATE OR REPLACE VIEW {name} AS {empty_select(manifest.name, manifest.schema)}"
+
+
+def _columns(manifest: Manifest) -> str:
+    # The table's columns, in its order: files of older versions may lack columns
+    # added since (NULL there, by name) or hold columns dropped since.
+    return "SELECT " + ", ".join(quote_identifier(column.name) for column in manifest.schema)
+
+
+def _files(paths: Sequence[str]) -> str:
+    files = ", ".join(quote_literal(path) for path in paths)
+    union = ", union_by_name = true" if len(paths) > 1 else ""
+    return f"read_parquet([{files}]{union})"
 
 
 def empty_select(dataset: str, schema: Sequence[Column]) -> str:
@@ -97,6 +108,26 @@ def empty_select(dataset: str, schema: Sequence[Column]) -> str:
     return f"SELECT {select} WHERE false"
 
 
+class Source(NamedTuple):
+    """A view over a dataset version's Parquet objects."""
+
+    fingerprint: str
+    view: str  # quoted
+    columns: str  # SELECT ...
+    paths: list[str]
+
+    def select(self) -> str:
+        return f"{self.columns} FROM {_files(self.paths)}"
+
+
+class HotCopy(NamedTuple):
+    """The in-memory copy a view reads."""
+
+    fingerprint: str
+    table: str
+    bytes: int
+
+
 class ViewRegistrar:
     """Keeps the database's views in step with the catalog."""
 
@@ -106,7 +137,9 @@ class ViewRegistrar:
         admin: duckdb.DuckDBPyConnection,
         duckdb_path: Callable[[str], str],
         executor: Executor,
+        hot_bytes: int = 0,
     ) -> None:
+        """``hot_bytes``: the memory budget of in-memory copies (0: none)."""
         self._catalog = catalog
         self._admin = admin  # used only by the refresh task, never by user SQL
         self._duckdb_path = duckdb_path
@@ -126,10 +159,29 @@ class ViewRegistrar:
         self._tasks_started = 0  # refresh tasks started so far
         self._task_number = 0  # which of them ``_refreshing`` is
         self.refreshes = 0
+        # View DDL runs in worker threads: the refresh and the copier's switch to a copy.
+        self._ddl = threading.Lock()
+        self._hot_budget = hot_bytes
+        # lower-case name -> what its view reads, while that is Parquet objects: what the
+        # copier may copy; and the copies views read.
+        self._sources: dict[str, Source] = {}
+        self._hot: dict[str, HotCopy] = {}
+        self._not_hot: set[str] = set()  # fingerprints that do not fit, or failed to copy
+        self._copier: asyncio.Future[None] | None = None
+        self._copier_cursor: duckdb.DuckDBPyConnection | None = None
 
     def names_dataset_object(self, text: str) -> bool:
         """Whether ``text`` (an error message) names an object some view read."""
         return any(path in text for path in list(self._paths))
+
+    def hot_status(self) -> dict[str, object]:
+        """Which datasets queries read from memory, and the bytes their copies take."""
+        copies = dict(self._hot)
+        return {
+            "datasets": sorted(copies),
+            "bytes": sum(copy.bytes for copy in copies.values()),
+            "budget_bytes": self._hot_budget,
+        }
 
     @property
     def version(self) -> str | None:
@@ -219,8 +271,15 @@ class ViewRegistrar:
         await loop.run_in_executor(self._executor, self._apply, manifests, unloaded)
         self._version = version
         self.refreshes += 1
+        if self._hot_budget > 0 and (self._copier is None or self._copier.done()):
+            self._copier = loop.run_in_executor(self._executor, self._copy_hot)
+            self._copier.add_done_callback(_retrieve_exception)
 
     def _apply(self, manifests: list[Manifest], unloaded: list[str]) -> None:
+        with self._ddl:
+            self._apply_locked(manifests, unloaded)
+
+    def _apply_locked(self, manifests: list[Manifest], unloaded: list[str]) -> None:
         wanted: dict[str, str] = {}
         # Once storage failed (not refused: that may be one prefix's policy), the other
         # views wait for the retry.
@@ -276,6 +335,10 @@ class ViewRegistrar:
                 self._broken(manifest, exc, wanted)
                 continue
             self._views[key] = fingerprint
+            self._drop_copy(key)  # the view no longer reads it
+            if paths:
+                view = quote_identifier(manifest.name)
+                self._sources[key] = Source(fingerprint, view, _columns(manifest), paths)
             for stale in self._current.get(key, ()):
                 self._keys.pop(stale, None)
             self._current[key] = paths
@@ -328,11 +391,74 @@ class ViewRegistrar:
                 f"cannot drop the view of dataset {key!r}: {type(exc).__name__}"
             ) from exc
         self._views.pop(key, None)
+        self._drop_copy(key)
         for path in self._current.pop(key, ()):
             self._keys.pop(path, None)
 
+    # -- in-memory copies (worker threads) ---------------------------------------------
 
-def _retrieve_exception(task: asyncio.Task[None]) -> None:
+    def _drop_copy(self, key: str) -> None:
+        """Forget ``key``'s source and drop its copy (under ``_ddl``, after its view stopped
+        reading it: a query still scanning it keeps its own snapshot)."""
+        self._sources.pop(key, None)
+        copy = self._hot.pop(key, None)
+        if copy is not None:
+            hot.drop_copy(self._admin, copy.table)
+
+    def _copy_hot(self) -> None:
+        """Copy datasets into memory while the budget lasts, one at a time, and point
+        their views at the copies: only if the view still reads that version then."""
+        if self._copier_cursor is None:
+            self._copier_cursor = self._admin.cursor()
+        con = self._copier_cursor
+        while True:
+            with self._ddl:
+                self._not_hot &= {source.fingerprint for source in self._sources.values()}
+                todo = [
+                    (key, source)
+                    for key, source in self._sources.items()
+                    if key not in self._hot and source.fingerprint not in self._not_hot
+                ]
+                free = self._hot_budget - sum(copy.bytes for copy in self._hot.values())
+            if not todo:
+                return
+            key, source = todo[0]
+            table = hot.table_name()
+            size = self._copy(con, key, source, table, free)
+            with self._ddl:
+                current = self._sources.get(key)
+                if current is None or current.fingerprint != source.fingerprint:
+                    hot.drop_copy(con, table)  # replaced meanwhile: the next round copies it
+                elif size is None:
+                    self._not_hot.add(source.fingerprint)
+                else:
+                    self._admin.execute(
+                        f"CREATE OR REPLACE VIEW {source.view} AS {source.columns} FROM {table}"
+                    )
+                    self._hot[key] = HotCopy(source.fingerprint, table, size)
+                    log.info("dataset %s is read from memory now", key, extra={"bytes": size})
+
+    def _copy(
+        self, con: duckdb.DuckDBPyConnection, key: str, source: Source, table: str, free: int
+    ) -> int | None:
+        """``source`` copied into ``table``: the bytes it takes, or None (and no table)
+        when it does not fit in ``free`` bytes or could not be read."""
+        try:
+            estimate = hot.parquet_bytes(con, source.paths)
+            if estimate > free:
+                return None
+            size = max(hot.create_copy(con, table, source.select()), estimate)
+        except duckdb.Error as exc:
+            log.warning("could not copy dataset %s into memory: %s", key, exc)
+            hot.drop_copy(con, table)
+            return None
+        if size > free:
+            hot.drop_copy(con, table)
+            return None
+        return size
+
+
+def _retrieve_exception(task: asyncio.Future[None]) -> None:
     # Every waiter may have given up (their time limits): the failure is still seen.
     if not task.cancelled() and task.exception() is not None:
         log.warning("refreshing the views failed: %s", task.exception())

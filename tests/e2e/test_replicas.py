@@ -1,6 +1,7 @@
 """Two `lakehouse serve` replicas on one bucket (the moto S3 server) and one
 PostgreSQL catalog: concurrent appends to both land every row exactly once, and
-a commit on one replica is visible to queries on the other within a second."""
+a commit on one replica is visible to queries on the other within a second, even to
+a query the other has just answered from its result cache."""
 
 from __future__ import annotations
 
@@ -97,7 +98,12 @@ def test_two_replicas_append_concurrently_and_see_each_other(
         for server in (a, b):
             assert postgres.password not in server.logs()
 
-        # A commit on A is visible on B within a second; on A at once.
+        # B's answer is in its result cache (the second ask is a hit) ...
+        hits = httpx.get(f"{b.url}/health").json()["query"]["result_cache"]["hits"]
+        for _ in range(2):
+            assert count(b.url, "SELECT count(*) AS n FROM events") == [{"n": total}]
+        assert httpx.get(f"{b.url}/health").json()["query"]["result_cache"]["hits"] > hits
+        # ... yet a commit on A is visible on B within a second; on A at once.
         version = append(a.url, "A", 10_000)
         assert count(a.url, "SELECT count(*) AS n FROM events") == [{"n": total + 1}]
         seen = threading.Event()

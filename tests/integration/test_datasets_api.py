@@ -211,7 +211,7 @@ async def test_an_unknown_mode_or_query_parameter_is_400_and_writes_nothing(
         ("&mode=bogus", {"mode": "bogus", "allowed": ["create", "append", "replace"]}),
         ("&mode=APPEND", {"mode": "APPEND", "allowed": ["create", "append", "replace"]}),
         ("&mdoe=append", {"unknown": ["mdoe"]}),
-        ("&mode=append&dry_run=1", {"unknown": ["dry_run"]}),
+        ("&mode=append&dryrun=1", {"unknown": ["dryrun"]}),
     ]:
         body = await ingest(client, "w", WORKERS, query=query, status=400)
         assert body["error"]["code"] == "bad_request"

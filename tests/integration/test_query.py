@@ -386,9 +386,19 @@ async def test_a_slow_query_stops_at_the_time_limit_and_the_pool_recovers(
 # -- missing files --------------------------------------------------
 
 
+@pytest.fixture
+async def parquet_app(settings: Settings) -> AsyncIterator[App]:
+    """The app with no in-memory copies: its views always read the Parquet objects."""
+    settings.query.hot_dataset_bytes = 0
+    services = build_services(settings)
+    async with AsyncTestClient(app=create_app(settings, services)) as http:
+        yield App(http, services)
+
+
 async def test_missing_files_are_404_and_a_dataset_object_gone_from_storage_is_502(
-    app: App, settings: Settings
+    parquet_app: App, settings: Settings
 ) -> None:
+    app = parquet_app
     root = _duckdb_root(app)
     missing = assert_error(
         await sql(app.http, f"SELECT * FROM read_parquet('{root}datasets/nope.parquet')"),

@@ -106,6 +106,8 @@ def break_objects(data_dir: Path) -> None:
 
 
 async def test_query_errors_never_show_the_data_directory(local_settings: Settings) -> None:
+    # Read from the files, not from in-memory copies, so the vanished file is noticed.
+    local_settings.query.hot_dataset_bytes = 0
     data_dir = Path(local_settings.storage.data_dir).resolve()  # noqa: ASYNC240 - not I/O
     async with AsyncTestClient(app=create_app(local_settings)) as http:
         for name in ("gone", "broken"):

@@ -21,6 +21,9 @@ def make_settings(backend: str, tmp_path: Path, moto: MotoServer | None) -> Sett
     settings = Settings()
     settings.storage.data_dir = str(tmp_path / "data")
     settings.logging.level = "debug"
+    # The MCP endpoint's SDK is a large import every server start would pay for; the tests
+    # of /mcp (tests/e2e/test_mcp.py) turn it on.
+    settings.mcp.enabled = False
     secrets_file = tmp_path / "secrets.toml"
     settings.secrets.file = str(secrets_file)
     if backend == "s3":

@@ -104,6 +104,7 @@ OVERRIDE_VALUES: dict[str, tuple[str, object]] = {
     "LAKEHOUSE_SECRETS_FILE": ("/run/secrets/lake.toml", "/run/secrets/lake.toml"),
     "LAKEHOUSE_CATALOG_URI": ("postgresql://db.internal/lake", "postgresql://db.internal/lake"),
     "LAKEHOUSE_LOG_LEVEL": ("warning", "warning"),
+    "LAKEHOUSE_RESULT_CACHE_BYTES": ("0", 0),
 }
 # Variables read elsewhere, each with a test of its own.
 OTHER_VARIABLES = {
@@ -111,6 +112,7 @@ OTHER_VARIABLES = {
     "LAKEHOUSE_CATALOG_PASSWORD",  # test_catalog_password_from_the_environment below
     "LAKEHOUSE_TEST_FATAL_SQL",  # tests/integration/test_engine_repair.py
     "LAKEHOUSE_TESTING",  # its guard, same test
+    "LAKEHOUSE_URL",  # the CLI client's server: tests/e2e/test_cli.py
 }
 
 

@@ -31,6 +31,8 @@ def _imports(tree: ast.Module) -> Iterator[tuple[str, list[str], int]]:
 
 def _package_of(module: str) -> str | None:
     parts = module.split(".")
+    if parts[0] != "lakehouse":  # rich.console is not ours
+        return None
     return parts[1] if len(parts) > 1 and parts[1] in PACKAGES else None
 
 
@@ -52,7 +54,16 @@ def boundary_violations(sources: Iterable[tuple[str, ast.Module]]) -> list[str]:
 
 
 def test_no_module_imports_another_packages_private_files() -> None:
-    assert PACKAGES == ["admin", "catalog", "ingest", "query", "storage"]
+    assert PACKAGES == [
+        "admin",
+        "agents",
+        "catalog",
+        "client",
+        "console",
+        "ingest",
+        "query",
+        "storage",
+    ]
     assert boundary_violations(_sources()) == []
 
 
@@ -67,6 +78,37 @@ def test_query_takes_only_the_duckdb_grant_from_storage() -> None:
         or (target == "lakehouse.config" and name in {"StorageSettings", "SecretsSettings"})
     }
     assert taken == {("lakehouse.storage", "DuckDBGrant")}
+
+
+def test_agents_reach_only_the_catalog_and_the_query_engine() -> None:
+    # The MCP endpoint is read-only by construction: it cannot reach storage or ingest,
+    # and it queries only through the QueryEngine protocol, as /v1/sql does.
+    reached = {
+        target
+        for module, tree in _sources()
+        if _package_of(module) == "agents"
+        for target, _, _ in _imports(tree)
+        if target.startswith("lakehouse.") and _package_of(target) not in {None, "agents"}
+    }
+    assert reached == {"lakehouse.catalog", "lakehouse.query"}
+
+
+def server_imports(sources: Iterable[tuple[str, ast.Module]]) -> list[str]:
+    """What the client imports of lakehouse outside its own package: it talks HTTP."""
+    return [
+        f"{module}:{line} imports {target}"
+        for module, tree in sources
+        if _package_of(module) == "client"
+        for target, _, line in _imports(tree)
+        if target.split(".")[0] == "lakehouse" and _package_of(target) != "client"
+    ]
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    assert server_imports(_sources()) == []
+    # ... and the check can fail.
+    breaking = [("lakehouse.client.http", ast.parse("from lakehouse.errors import BadRequest"))]
+    assert server_imports(breaking) == ["lakehouse.client.http:1 imports lakehouse.errors"]
 
 
 def test_the_rule_catches_private_and_submodule_imports() -> None:
