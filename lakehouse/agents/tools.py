@@ -18,12 +18,12 @@ from lakehouse.agents.capped import CappedRows, read_capped
 from lakehouse.catalog import Catalog, DatasetVersion, DescribedColumn, described_columns
 from lakehouse.config import McpSettings
 from lakehouse.errors import BadRequest
-from lakehouse.query import QueryEngine, ResultFormat
+from lakehouse.query import QueryEngine, ResultFormat, column_stats_sql
 
 SAMPLE_ROWS = 5
 """Rows of a dataset ``describe_dataset`` shows."""
 PROFILE_MAX_BYTES = 4 * 1024 * 1024
-"""SUMMARIZE gives one short row per column; this only bounds a pathological table."""
+"""The profile is one short row per column; this only bounds a pathological table."""
 
 
 @dataclass
@@ -46,7 +46,7 @@ class DatasetLine(msgspec.Struct, frozen=True):
 
 
 class ColumnProfile(msgspec.Struct, frozen=True):
-    """One row of DuckDB's SUMMARIZE, the parts an agent needs."""
+    """One row of ``column_stats_sql``, the parts an agent needs."""
 
     column: str
     min: str | None
@@ -109,7 +109,9 @@ class DatasetTools:
         history = await self._catalog.history(manifest.name)
         table = f'"{manifest.name}"'  # a validated identifier, quoted all the same
         sample = await self._rows(f"SELECT * FROM {table}", SAMPLE_ROWS, self._settings.max_bytes)
-        summary = await self._rows(f"SUMMARIZE {table}", len(manifest.schema), PROFILE_MAX_BYTES)
+        columns = [(column.name, column.type) for column in manifest.schema]
+        stats_sql = column_stats_sql(manifest.name, columns)
+        summary = await self._rows(stats_sql, len(columns), PROFILE_MAX_BYTES)
         profile = [
             ColumnProfile(s.column_name, s.min, s.max, s.approx_unique, s.null_percentage)
             for s in msgspec.json.decode(summary.rows_json, type=list[_SummaryRow])

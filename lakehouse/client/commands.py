@@ -233,7 +233,7 @@ def _datasets(client: LakehouseClient, args: argparse.Namespace) -> None:
 
 def _describe(client: LakehouseClient, args: argparse.Namespace) -> None:
     info = client.dataset(args.name)
-    profile = {row["column_name"]: row for row in client.rows(f"SUMMARIZE {_ident(args.name)}")}
+    profile = {row["column_name"]: row for row in client.rows(_stats_sql(info))}
     console = Console()
     console.print(
         f"{info['name']}: version {info['version']}, {_rows(info['rows'])}, "
@@ -290,6 +290,25 @@ def _rows(count: int) -> str:
 def _when(timestamp: str) -> str:
     """An ISO-8601 UTC time as ``2025-01-31 12:00:00Z``: to the second, and narrow."""
     return timestamp[:19].replace("T", " ") + "Z"
+
+
+def _stats_sql(info: dict[str, Any]) -> str:
+    """Per column: min, max, approximate distinct count and NULL percentage, computed
+    directly (SUMMARIZE fails on doubles near ±1e308: its standard deviation overflows)."""
+    rows = []
+    for column in info["columns"]:
+        name = _ident(column["name"])
+        rows.append(
+            f"{{'column_name': '{column['name'].replace(chr(39), chr(39) * 2)}', "
+            f"'min': CAST(min({name}) AS VARCHAR), 'max': CAST(max({name}) AS VARCHAR), "
+            f"'approx_unique': approx_count_distinct({name}), "
+            f"'null_percentage': round(100.0 * (count(*) - count({name})) "
+            f"/ nullif(count(*), 0), 2)::DOUBLE}}"
+        )
+    return (
+        f"WITH stats AS (SELECT [{', '.join(rows)}] AS s FROM {_ident(info['name'])}) "
+        "SELECT unnest(s, recursive := true) FROM stats"
+    )
 
 
 def _ident(name: str) -> str:

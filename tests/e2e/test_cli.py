@@ -197,15 +197,29 @@ def test_datasets_describe_and_history(
     assert describe.returncode == 0, describe.stderr.decode()
     out = describe.stdout.decode()
     assert "people: version 1, 3 rows" in out
-    # Type, how it was typed, then SUMMARIZE's nulls %, distinct count, min and max.
-    assert re.search(r"│ amount +│ DOUBLE +│ inferred +│ 0\.0 +│ 3 +│ 7\.25 +│ 12\.0 +│", out), out
+    # Type, how it was typed, then nulls %, distinct count, min and max.
+    assert re.search(r"│ amount +│ DOUBLE +│ inferred +│ 0 +│ 3 +│ 7\.25 +│ 12\.0 +│", out), out
     leading_zeros = r"inferred: numbers with leading zeros[^│]+"
-    assert re.search(rf"│ zip +│ VARCHAR +│ {leading_zeros}│ 0\.0 +│ 3 +│ 01234 +│ 60601 +│", out)
+    assert re.search(rf"│ zip +│ VARCHAR +│ {leading_zeros}│ 0 +│ 3 +│ 01234 +│ 60601 +│", out)
 
     history = lakehouse("history", "people", env=env)
     assert history.returncode == 0, history.stderr.decode()
     assert re.search(
         r"│ 1 +│ [\d-]+ [\d:]+Z +│ \w+ +│ 3 +│ 0 +│ 3 +│ people\.csv +│", history.stdout.decode()
+    )
+
+
+def test_describe_profiles_doubles_at_the_edge_of_their_range(
+    server: LakehouseServer, tmp_path: Path
+) -> None:
+    env = client_env(server)
+    source = tmp_path / "extreme.csv"
+    source.write_text("x\n1e308\n-1e308\n1.5\n")
+    assert lakehouse("ingest", source, env=env).returncode == 0
+    describe = lakehouse("describe", "extreme", env=env)
+    assert describe.returncode == 0, describe.stderr.decode()
+    assert re.search(
+        r"│ x +│ DOUBLE +│ inferred +│ 0 +│ 3 +│ -1e\+308 +│ 1e\+308 +│", describe.stdout.decode()
     )
 
 

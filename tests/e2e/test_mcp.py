@@ -303,3 +303,20 @@ async def test_every_tool_call_is_audited_in_the_server_log(server: LakehouseSer
     described = [line for line in audit if line["tool"] == "describe_dataset"]
     assert described[-1]["dataset"] == "people"
     assert described[-1]["request_id"]
+
+
+async def test_describe_profiles_doubles_at_the_edge_of_their_range(
+    server: LakehouseServer,
+) -> None:
+    ingested = httpx.post(
+        f"{server.url}/v1/ingest?name=extreme",
+        content="x\n1e308\n-1e308\n1.5\n",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    )
+    assert ingested.status_code in (200, 201), ingested.text
+    async with mcp_client(server) as client:
+        described = structured(await client.call_tool("describe_dataset", {"name": "extreme"}))
+    [x] = described["profile"]
+    assert (x["column"], x["min"], x["max"]) == ("x", "-1e+308", "1e+308")
+    assert len(described["sample"]) == 3
