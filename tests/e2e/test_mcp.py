@@ -308,12 +308,10 @@ async def test_every_tool_call_is_audited_in_the_server_log(server: LakehouseSer
 async def test_describe_profiles_doubles_at_the_edge_of_their_range(
     server: LakehouseServer,
 ) -> None:
-    ingested = httpx.post(
-        f"{server.url}/v1/ingest?name=extreme",
-        content="x\n1e308\n-1e308\n1.5\n",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=30,
-    )
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        ingested = await http.post(
+            f"{server.url}/v1/ingest?name=extreme", content="x\n1e308\n-1e308\n1.5\n"
+        )
     assert ingested.status_code in (200, 201), ingested.text
     async with mcp_client(server) as client:
         described = structured(await client.call_tool("describe_dataset", {"name": "extreme"}))

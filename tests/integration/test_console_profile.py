@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+
 import pytest
 from litestar.testing import AsyncTestClient
 
