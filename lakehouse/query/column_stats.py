@@ -4,8 +4,10 @@ SUMMARIZE also computes a standard deviation, which fails outright on doubles ne
 
 from __future__ import annotations
 
-NUMERIC_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER")
-NUMERIC_TYPES += ("USMALLINT", "UTINYINT", "DOUBLE", "FLOAT", "REAL", "DECIMAL")
+NUMERIC_TYPES = (
+    *("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER"),
+    *("USMALLINT", "UTINYINT", "DOUBLE", "FLOAT", "REAL", "DECIMAL"),
+)
 
 
 def _quote(identifier: str) -> str:
