@@ -73,7 +73,8 @@ class DatasetDescription(msgspec.Struct, frozen=True):
     """Rows of the listed columns only."""
     profile: list[ColumnProfile]
     history: list[DatasetVersion]
-    """The latest ``HISTORY_VERSIONS`` versions."""
+    """The latest versions: at most ``HISTORY_VERSIONS``, as many as fit in a quarter
+    of the byte cap, without the per-column typing (``columns`` says it)."""
     history_total: int
 
 
@@ -139,7 +140,7 @@ class DatasetTools:
             columns_total=len(manifest.schema),
             sample=msgspec.Raw(b"[]"),
             profile=profile,
-            history=history[-HISTORY_VERSIONS:],
+            history=_latest(history, max_bytes // 4),
             history_total=len(history),
         )
         listed = ", ".join(_quote(name) for name, _ in columns) or "NULL"
@@ -188,6 +189,15 @@ class DatasetTools:
         """``sql`` run as ``/v1/sql`` runs it (sandbox, time limit, errors), its rows capped."""
         result = await self._query.execute(sql, fmt=ResultFormat.ARROW)
         return await read_capped(result, max_rows, max_bytes, reserved)
+
+
+def _latest(history: list[DatasetVersion], budget: int) -> list[DatasetVersion]:
+    """The latest versions, oldest first, that fit in ``budget`` bytes doubled."""
+    newest_first = [
+        msgspec.structs.replace(version, typing=[])
+        for version in reversed(history[-HISTORY_VERSIONS:])
+    ]
+    return fitting(newest_first, budget)[::-1]
 
 
 def _quote(identifier: str) -> str:
