@@ -1,6 +1,6 @@
 """The console's profile fragment (/ui/datasets/NAME/profile) in-process, on datasets
 that used to break it: one column, header only, a column or dataset named ``v``, and
-doubles at the edge of their range."""
+doubles at the edge of their range; and the console page's link to the API docs."""
 
 from __future__ import annotations
 
@@ -73,3 +73,14 @@ async def test_doubles_at_the_edge_of_their_range(client: Client) -> None:
     assert field(html, "x", "distinct") == "3"
     assert field(html, "x", "max") == "1e+308"
     assert '<svg class="histogram"' in html
+
+
+async def test_with_a_token_the_api_docs_link_says_it_needs_one(local_settings: Settings) -> None:
+    local_settings.server.auth_token = "console-docs-token"
+    async with AsyncTestClient(app=create_app(local_settings)) as http:
+        page = await http.get("/")
+        docs = await http.get("/docs")
+    assert page.status_code == 200
+    assert docs.status_code == 401  # what a browser following the link gets
+    assert "API docs (token needed)" in page.text
+    assert "/docs/openapi.json with an Authorization: Bearer header" in page.text
