@@ -117,8 +117,8 @@ class IngestSettings(_Section):
     sample_rows: int = 10_000
     """Rows read to infer column types."""
     max_field_bytes: int = 8 * MiB
-    """Largest CSV field, counted with the rest of its row (the reader needs a whole
-    row in one block); a larger one is a 400 naming its line."""
+    """Largest CSV field, counted with the rest of its row (its values and delimiters;
+    the reader needs a whole row within two blocks); a larger one is a 400 naming its line."""
     row_group_rows: int = 122_880
     """Rows per Parquet row group."""
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"

@@ -46,6 +46,10 @@ STATE_PREFIX = "_state/"
 LOCAL_ONLY_PREFIXES = (SCRATCH_PREFIX, STATE_PREFIX)
 """Directories under a local data root that hold no objects: not listed, not readable."""
 
+UPLOAD_PREFIXES = (DATASETS_PREFIX, CATALOG_PREFIX)
+"""Where the lakehouse's own writes go: the sweep aborts stale multipart uploads only
+under these (in a shared bucket, other tools' uploads are not ours to abort)."""
+
 RESERVED_PREFIXES = (CATALOG_PREFIX, SCRATCH_PREFIX, STATE_PREFIX)
 """Key prefixes only the lakehouse itself writes: the raw storage API refuses them
 (a bad manifest there would hide a dataset)."""

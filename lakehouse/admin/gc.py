@@ -20,8 +20,8 @@ import logging
 import msgspec
 
 from lakehouse.catalog import Catalog
-from lakehouse.layout import DATASETS_PREFIX, dataset_prefix
-from lakehouse.storage import ObjectStore
+from lakehouse.layout import DATASETS_PREFIX, UPLOAD_PREFIXES, dataset_prefix
+from lakehouse.storage import ObjectStore, StorageUnavailable
 
 log = logging.getLogger("lakehouse.admin.gc")
 
@@ -66,7 +66,7 @@ class OrphanSweep:
         store, catalog, grace_seconds = self._store, self._catalog, self.grace_seconds
         now = now or dt.datetime.now(dt.UTC)
         grace = dt.timedelta(seconds=grace_seconds)
-        aborted = await store.abort_stale_uploads(now - grace)
+        aborted = await self._abort_stale_uploads(now - grace)
         # The data of a dataset whose manifest could not be read is not orphaned:
         # it is one repaired manifest away from being served again.
         protected = {dataset_prefix(name) for name in await catalog.unreadable()}
@@ -111,6 +111,20 @@ class OrphanSweep:
                 "orphan sweep aborted %d stale upload(s)", len(aborted), extra={"aborted": aborted}
             )
         return report
+
+    async def _abort_stale_uploads(self, started_before: dt.datetime) -> list[str]:
+        """Best effort: a store that cannot list or abort uploads now (an outage, or
+        credentials without s3:ListBucketMultipartUploads / s3:AbortMultipartUpload)
+        must not stop the sweep, nor the server's start; the next sweep tries again."""
+        try:
+            return await self._store.abort_stale_uploads(started_before, UPLOAD_PREFIXES)
+        except StorageUnavailable as exc:
+            log.warning(
+                "could not look for stale uploads to abort: %s",
+                exc.code,
+                extra={"reason": exc.details},
+            )
+            return []
 
 
 async def _referenced_keys(catalog: Catalog) -> set[str]:

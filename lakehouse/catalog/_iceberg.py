@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import itertools
 import logging
@@ -81,8 +82,14 @@ from lakehouse.catalog.rules import (
     validate_request,
 )
 from lakehouse.config import CatalogSettings
+from lakehouse.errors import LakehouseError
 from lakehouse.layout import DELETED_PREFIX, catalog_database, data_key, dataset_prefix
-from lakehouse.storage import FileIOGrant, ObjectStore, StorageUnavailable
+from lakehouse.storage import (
+    FileIOGrant,
+    ObjectStore,
+    StorageAccessDenied,
+    StorageUnavailable,
+)
 
 log = logging.getLogger("lakehouse.catalog")
 
@@ -437,6 +444,14 @@ class IcebergCatalog:
                     entries[lower] = await self._run(self._load_entry, lower)
                 except (NoSuchTableError, CommitFailedException):
                     continue  # dropped or replaced meanwhile: the next refresh sees it
+                except TableFileMissing:
+                    # Deleted behind the catalog: a retry finds it no more than this did.
+                    log.error(
+                        "skipping unreadable table %s: a file of it is missing",
+                        lower,
+                        extra={"dataset": lower, "metadata": location},
+                    )
+                    unreadable[lower] = location
                 except (StorageUnavailable, CatalogUnavailable) as exc:
                     # Transient: keep serving what we had; the next refresh tries again.
                     log.warning("cannot reload table %s: %s", lower, exc.message)
@@ -757,13 +772,30 @@ class IcebergCatalog:
             # Not chained: the driver's message may name the connection.
             raise CatalogUnavailable(f"the catalog database failed: {type(exc).__name__}") from None
         except OSError as exc:
-            raise StorageUnavailable(
-                f"reading or writing a table's files failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise _file_error(exc) from exc
 
     # Last: inside the class body, ``list`` names this method from here on.
     async def list(self) -> list[Manifest]:
         return [self._entries[n].manifest for n in sorted(self._entries)]
+
+
+class TableFileMissing(CatalogUnavailable):
+    """A file of a table (its metadata, a manifest) is gone from storage: the table is
+    damaged, not passing through an outage."""
+
+
+def _file_error(exc: OSError) -> LakehouseError:
+    """Our error for a table file's ``exc`` (pyarrow's or the OS's): its class and errno
+    name, never its text, which holds a local path or a URL."""
+    kind = type(exc).__name__
+    if exc.errno is not None and exc.errno in errno.errorcode:
+        kind = f"{kind} {errno.errorcode[exc.errno]}"
+    message = f"reading or writing a table's files failed: {kind}"
+    if isinstance(exc, FileNotFoundError):
+        return TableFileMissing(message, details={"reason": "file_missing"})
+    if "ACCESS_DENIED" in str(exc) or isinstance(exc, PermissionError):
+        return StorageAccessDenied(message, details={"reason": "access_denied"})
+    return StorageUnavailable(message, details={"reason": kind})
 
 
 def database_url(uri: str, data_dir: str, password: Callable[[], str | None]) -> str:

@@ -23,7 +23,9 @@ part of that field, and the ingest is a 400 naming the line.
 
 A row must fit in two of the reader's blocks. When one does not (a field of
 several MiB), the pass starts again with blocks twice as large, up to
-``max_field_bytes``; a row that does not fit those is a 400 naming its line.
+``max_field_bytes``. A row larger than ``max_field_bytes`` (its values and
+delimiters) is a 400 naming its line: the reader refuses rows beyond two blocks,
+and once two blocks exceed the limit each batch's largest row is measured.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ _FALSE = pa.array(FALSE_VALUES)
 _MiB = 1024 * 1024
 _DICTIONARY_SAMPLE_ROWS = 10_000
 _AHEAD = 4
+# A leading zero (digits lost as a number), or hexadecimal: Arrow's integer cast reads
+# "0x1F" as 31, and the sample never infers a number from it.
+_NOT_DECIMAL = f"{LEADING_ZERO}|^[+-]?0[xX]"
 
 
 class WidenedColumn(msgspec.Struct):
@@ -89,7 +94,8 @@ class ConvertOptions(msgspec.Struct):
     # and no slower on 2 cores (ADR 0009).
     block_size: int = _MiB
     max_field_bytes: int = 8 * _MiB
-    """The largest block tried when a row does not fit two (ADR 0009)."""
+    """The largest row accepted (its values and delimiters), and the largest block tried
+    when a row does not fit two (ADR 0009)."""
 
 
 class _NotTyped(Exception):
@@ -98,6 +104,10 @@ class _NotTyped(Exception):
 
 class _QuoteNeverClosed(Exception):
     """The file ends inside a quoted field."""
+
+
+class _RowTooLarge(Exception):
+    """A row is larger than ``max_field_bytes``."""
 
 
 def convert_csv(
@@ -130,6 +140,9 @@ def convert_csv(
                 block_size = min(block_size * 2, options.max_field_bytes)
                 continue
             raise _error(exc, source, layout, options.max_field_bytes) from exc
+        except _RowTooLarge:
+            target.unlink(missing_ok=True)
+            raise locate_oversized(source, layout.delimiter, options.max_field_bytes) from None
         except _QuoteNeverClosed:
             target.unlink(missing_ok=True)
             raise unclosed_quote(source, layout.delimiter) or InvalidCSV(
@@ -167,6 +180,8 @@ def _write(
     refused: Exception | None = None
     pending: list[pa.RecordBatch] = []
     pending_rows = pending_bytes = 0
+    # The reader takes rows up to two blocks: measure them when that is over the limit.
+    measure = 2 * block_size > options.max_field_bytes
     with (
         _ProbedFile(source, _probe(layout), _AHEAD if block_size > _MiB else None) as stream,
         _BackgroundWriter(target, schema, options) as writer,
@@ -175,6 +190,8 @@ def _write(
         for batch, last in _with_last(_consumed(reader, stream)):
             if last:
                 batch = _without_probe(batch)
+            if measure and _largest_row_bytes(batch) > options.max_field_bytes:
+                raise _RowTooLarge
             arrays = list(batch.columns)
             for index in sorted(checked):
                 column = columns[index]
@@ -242,8 +259,10 @@ class _ProbedFile(io.RawIOBase):
 
     With ``ahead``, a read waits while that many blocks are read and not yet
     consumed (``consumed``): pyarrow's reader reads up to 32 blocks ahead,
-    which with large blocks is a lot of memory. The wait is short, in case a
-    block yields no batch.
+    which with large blocks is a lot of memory. Every block read yields one
+    batch (an empty one counts too) and a batch needs at most the block after
+    its own, so the wait ends; closing the file (the pass ended, or failed)
+    ends it too.
     """
 
     def __init__(self, source: Path, probe: bytes, ahead: int | None = None) -> None:
@@ -253,6 +272,7 @@ class _ProbedFile(io.RawIOBase):
         self.ahead = ahead
         self.reads = 0
         self.batches = 0
+        self.ended = False
         self.progress = threading.Condition()
 
     def readable(self) -> bool:
@@ -261,7 +281,7 @@ class _ProbedFile(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         if (ahead := self.ahead) is not None:
             with self.progress:
-                self.progress.wait_for(lambda: self.reads - self.batches < ahead, 0.05)
+                self.progress.wait_for(lambda: self.ended or self.reads - self.batches < ahead)
                 self.reads += 1
         data = self.file.read(size)
         # The probe in the same read as the file's end: a file of one line without
@@ -276,6 +296,9 @@ class _ProbedFile(io.RawIOBase):
             self.progress.notify_all()
 
     def close(self) -> None:
+        with self.progress:  # a read still waiting must not wait for a consumer gone
+            self.ended = True
+            self.progress.notify_all()
         self.file.close()
         super().close()
 
@@ -285,6 +308,19 @@ def _consumed(reader: pa_csv.CSVStreamingReader, stream: _ProbedFile) -> Iterato
         stream.consumed()
         if batch.num_rows:
             yield batch
+
+
+def _largest_row_bytes(batch: pa.RecordBatch) -> int:
+    """The largest row's values and delimiters in bytes (as ``locate_oversized`` counts)."""
+    if not batch.num_rows or not batch.num_columns:
+        return 0
+    lengths = [pc.fill_null(pc.binary_length(column), 0) for column in batch.columns]
+    total = lengths[0]
+    for length in lengths[1:]:
+        total = pc.add(total, length)
+    largest = int(pc.max(total).as_py())
+    columns: int = batch.num_columns
+    return largest + columns
 
 
 def _probe(layout: CsvLayout) -> bytes:
@@ -418,8 +454,8 @@ def _typed(values: pa.Array, column: InferredColumn) -> pa.Array:
         first = _first_leading_zero(values)
         if first is not None:
             raise _NotTyped(
-                f"a value past the sample has a leading zero ({first!r}): "
-                "as a number it would lose digits"
+                f"a value past the sample has a leading zero or is hexadecimal ({first!r}): "
+                "as a number it would lose digits or change"
             )
     if column.source == "override":
         values = pc.utf8_trim_whitespace(values)  # as lenient as pyarrow's own parsers were
@@ -457,7 +493,7 @@ def _first_leading_zero(values: pa.Array) -> str | None:
     if not pc.any(candidates).as_py():
         return None
     subset = pc.filter(values, candidates)
-    zeros = pc.match_substring_regex(subset, LEADING_ZERO)
+    zeros = pc.match_substring_regex(subset, _NOT_DECIMAL)
     if not pc.any(zeros).as_py():
         return None
     first: str = subset[pc.index(zeros, True).as_py()].as_py()

@@ -11,6 +11,10 @@ from pathlib import Path
 
 from lakehouse.ingest.errors import FieldTooLarge, InvalidCSV, RaggedRows
 
+# The csv module refuses fields over 128 KiB by default; the fields this module looks
+# for are larger (up to [ingest] max_field_bytes, and beyond it to report them).
+csv.field_size_limit(64 * 1024 * 1024)
+
 
 def ragged(line: int, row: int, expected: int, got: int) -> RaggedRows:
     return RaggedRows(

@@ -92,6 +92,7 @@ class Run:
         self._reason: str | None = None  # "timeout" once the timer fired
         self._in_flight: concurrent.futures.Future[Any] | None = None
         self._released = False
+        self._stuck = False  # counted in the pool's ``stuck`` until given back
         self._reader: pa.RecordBatchReader | None = None
         self._encoder: Encoder | None = None
         self.done = False
@@ -116,12 +117,7 @@ class Run:
             async with asyncio.timeout_at(self._deadline + INTERRUPT_GRACE_SECONDS):
                 return await asyncio.wrap_future(future, loop=self._loop)
         except TimeoutError:
-            # Interrupted at the deadline, yet still running: stuck on a storage read.
-            raise StorageOutage(
-                f"the query did not finish within its time limit of {self._timeout:g} s "
-                "because object storage does not answer; retry later",
-                details={"reason": "timeout", "timeout_seconds": self._timeout},
-            ) from None
+            raise self._not_stopped() from None
         except asyncio.CancelledError:
             # The client went away: stop DuckDB; release once the thread lets go.
             self._cursor.interrupt()
@@ -168,6 +164,20 @@ class Run:
                 return await work
         except TimeoutError:
             raise self._timeout_error() from None
+
+    def _not_stopped(self) -> LakehouseError:
+        """Interrupted at the deadline, yet still running past the grace."""
+        if self._engine.local_root:
+            return self._timeout_error()  # no object storage: a computation slow to stop
+        # On object storage: stuck on a read httpfs waits out (ADR 0015).
+        if not self._stuck:
+            self._stuck = True
+            self._engine.pool.stuck += 1
+        return StorageOutage(
+            f"the query did not finish within its time limit of {self._timeout:g} s "
+            "because object storage does not answer; retry later",
+            details={"reason": "timeout", "timeout_seconds": self._timeout},
+        )
 
     def _interrupted(self) -> LakehouseError:
         if self._reason == "timeout":
@@ -262,6 +272,8 @@ class Run:
             self._close_reader()
         except Exception:  # closing a dead reader must not lose the cursor
             log.debug("closing a result reader failed", exc_info=True)
+        if self._stuck:
+            self._engine.pool.stuck -= 1
         self._engine.pool.release(self._cursor)
         self._lifecycle.close_if_idle(self._engine)
 

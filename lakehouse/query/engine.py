@@ -47,11 +47,35 @@ def httpfs_extension_path() -> Path:
 
 
 TEST_FATAL_SQL_ENV = "LAKEHOUSE_TEST_FATAL_SQL"
-"""Test-only fault switch, unset (off) in every real deployment (ADR 0008): when set,
-a query whose text is exactly its value fails as DuckDB's ``FatalException`` does and
-leaves its database not answering, like an invalidated one. DuckDB 1.5.5 offers no
-reproducible fatal error through a sandboxed SELECT, and the self-repair must be
-tested on a real server."""
+"""Test-only fault switch, unset (off) in every real deployment (ADR 0008): when set
+together with ``TESTING_ENV=1``, a query whose text is exactly its value fails as
+DuckDB's ``FatalException`` does and leaves its database not answering, like an
+invalidated one. DuckDB 1.5.5 offers no reproducible fatal error through a sandboxed
+SELECT, and the self-repair must be tested on a real server."""
+TESTING_ENV = "LAKEHOUSE_TESTING"
+"""The second guard of ``TEST_FATAL_SQL_ENV``: one variable set by accident does not
+hand every client a way to restart the engine."""
+
+
+def fault_switch_sql() -> str | None:
+    """The test-only fault switch's statement, when both variables turn it on."""
+    if os.environ.get(TESTING_ENV) != "1":
+        return None
+    return os.environ.get(TEST_FATAL_SQL_ENV) or None
+
+
+def warn_of_test_switches() -> None:
+    """A WARNING at start when the test-only fault switch is on (or set, but ignored)."""
+    if fault_switch_sql() is not None:
+        log.warning(
+            "the test-only fault switch is ON (%s and %s=1): a query of its exact text "
+            "restarts the engine; never set these outside tests",
+            TEST_FATAL_SQL_ENV,
+            TESTING_ENV,
+        )
+    elif os.environ.get(TEST_FATAL_SQL_ENV):
+        log.warning("%s is set but ignored: %s=1 is not", TEST_FATAL_SQL_ENV, TESTING_ENV)
+
 
 SPILL_DIR_PREFIX = "spill-"
 """Each process's private DuckDB spill directory under the spill parent starts with this."""
@@ -125,7 +149,7 @@ class Database:
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         self._probe = con.cursor()
-        self._test_fatal_sql = os.environ.get(TEST_FATAL_SQL_ENV) or None
+        self._test_fatal_sql = fault_switch_sql()
         self._invalidated = False
 
     def raise_test_fault(self, sql: str) -> None:
@@ -180,6 +204,9 @@ class CursorPool:
         if not cursors:
             raise ValueError("query.pool_size must be at least 1")
         self.size = len(cursors)
+        self.stuck = 0
+        """Cursors held by runs that outlived their time limit, stuck in a read object
+        storage left hanging; they come back when httpfs gives up."""
         self._cursors = list(cursors)
         self._free: asyncio.Queue[duckdb.DuckDBPyConnection] = asyncio.Queue()
         for cursor in self._cursors:

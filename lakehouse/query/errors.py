@@ -20,6 +20,7 @@ QueryFailed (500 query_failed)          anything else DuckDB raised (a bug)
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 
@@ -140,6 +141,8 @@ class UnsupportedFormat(BadRequest):
     code = "unsupported_format"
 
 
+log = logging.getLogger("lakehouse.query")
+
 _MISSING_FILE = re.compile(r'No files found that match the pattern "([^"]*)"')
 _HTTP_404 = re.compile(r"\b404\b")
 
@@ -151,6 +154,10 @@ _HTTP_NO_ANSWER = re.compile(r"error for HTTP [A-Z]+ to ")
 _THROTTLED = frozenset({429, 503})
 ACCESS_DENIED = "access_denied"
 """``details.reason`` of a 403 from object storage."""
+
+# The scheme and host (with port) of a URL: httpfs names the endpoint it failed to reach,
+# an internal address that no response shows (ADR 0015).
+_URL_ORIGIN = re.compile(r"\bhttps?://[^/\s\"']+")
 
 _MISSING_TABLE = re.compile(r'Table with name "?([^"\s!]+)"? does not exist')
 
@@ -199,19 +206,19 @@ def translate(
     fatal errors are not translated here: only the caller knows their cause and
     handles the engine.
     """
-    message = str(exc)
+    raw = str(exc)
+    message = without_endpoint(raw)
     if isinstance(exc, duckdb.IOException):
         missing = _MISSING_FILE.search(message)
-        if is_missing_object(message):
-            if dataset_path is not None and dataset_path(message):
-                return DatasetChanged(
-                    "the dataset changed while the query ran; retry",
-                    details={"duckdb_message": message},
-                )
+        if is_missing_object(raw):
+            if dataset_path is not None and dataset_path(raw):
+                log.warning("an object vanished under a query: %s", raw)
+                return DatasetChanged("the dataset changed while the query ran; retry")
             details = {"path": missing.group(1)} if missing else None
             return FileNotFound(message, details=details)
-        outage = storage_failure(message)
+        outage = storage_failure(raw)
         if outage is not None:
+            log.warning("object storage failed under a query: %s", raw)
             return outage
     if isinstance(exc, duckdb.CatalogException):
         found = _MISSING_TABLE.search(message)
@@ -227,6 +234,11 @@ def translate(
     return QueryFailed(f"query failed: {message}")
 
 
+def without_endpoint(message: str) -> str:
+    """``message`` with every URL's scheme and host cut (the rest of its path kept)."""
+    return _URL_ORIGIN.sub("", message)
+
+
 def is_missing_object(message: str) -> bool:
     """Whether a DuckDB I/O message says a file or object does not exist."""
     return bool(_MISSING_FILE.search(message) or _HTTP_404.search(message))
@@ -240,7 +252,7 @@ def storage_failure(message: str) -> LakehouseError | None:
     if code == 403:
         return StorageAccessDenied(
             "object storage refused the server's credentials",
-            details={"reason": ACCESS_DENIED, "duckdb_message": message},
+            details={"reason": ACCESS_DENIED},
         )
     if code is not None and (code in _THROTTLED or code >= 500):
         reason = "throttled" if code in _THROTTLED else "server_error"
@@ -250,5 +262,5 @@ def storage_failure(message: str) -> LakehouseError | None:
         return None
     return StorageOutage(
         f"object storage is unavailable ({reason}); retry later",
-        details={"reason": reason, "duckdb_message": message},
+        details={"reason": reason},
     )

@@ -41,7 +41,12 @@ from lakehouse.query._lifecycle import Engine, EngineLifecycle
 from lakehouse.query._run import Params, QueryResult, Run
 from lakehouse.query._time_travel import mentions_at_clause
 from lakehouse.query.encoders import MEDIA_TYPES, ResultFormat
-from lakehouse.query.engine import CursorPool, Database, remove_stale_spill_dirs
+from lakehouse.query.engine import (
+    CursorPool,
+    Database,
+    remove_stale_spill_dirs,
+    warn_of_test_switches,
+)
 from lakehouse.query.errors import QueryTimeout, StorageOutage, TableNotFound
 from lakehouse.query.result_cache import CacheKey, Determinism, ResultCache, cache_key, etag
 from lakehouse.query.views import CATALOG_READ, ViewRegistrar
@@ -94,6 +99,7 @@ class QueryService:
     async def start(self) -> None:
         """Remove spill files a killed process left, then open and lock the database,
         fill the pool, create the views."""
+        warn_of_test_switches()
         removed = await asyncio.to_thread(remove_stale_spill_dirs, self._spill_dir)
         if removed:
             log.info("removed %d stale DuckDB spill director(ies)", removed)
@@ -184,7 +190,7 @@ class QueryService:
         limit = self.timeout_for(timeout)
         deadline = asyncio.get_running_loop().time() + limit  # waiting for a cursor counts too
         engine = await self._lifecycle.ready()
-        await _fresh_views(engine.views, limit, deadline)
+        await _fresh_views(engine.views, sql, limit, deadline)
         media_type = MEDIA_TYPES[fmt]
         key = None
         if self.results.enabled:
@@ -219,7 +225,7 @@ class QueryService:
         limit = self.settings.timeout_seconds
         deadline = asyncio.get_running_loop().time() + limit
         engine = await self._lifecycle.ready()
-        await _fresh_views(engine.views, limit, deadline)
+        await _fresh_views(engine.views, sql, limit, deadline)
         key = await self._cache_key(engine.views.version, sql, params, fmt)
         return None if key is None else etag(key)
 
@@ -266,22 +272,22 @@ class QueryService:
             async with asyncio.timeout_at(deadline):
                 cursor = await pool.acquire()
         except TimeoutError:
-            raise _waited_too_long(limit) from None
+            raise _waited_too_long(pool, limit) from None
         try:
             if loop.time() >= deadline:  # a cursor came free just too late
-                raise _waited_too_long(limit)
+                raise _waited_too_long(pool, limit)
             return Run(self._lifecycle, self.executor, engine, cursor, limit, deadline)
         except BaseException:
             pool.release(cursor)
             raise
 
 
-async def _fresh_views(views: ViewRegistrar, limit: float, deadline: float) -> None:
+async def _fresh_views(views: ViewRegistrar, sql: str, limit: float, deadline: float) -> None:
     """The views in step with the catalog, waiting for a refresh until ``deadline``: only
     creating views reads storage, so a refresh that long is stuck on storage."""
     try:
         async with asyncio.timeout_at(deadline):
-            await views.ensure_fresh()
+            await views.ensure_fresh(sql)
     except TimeoutError:
         raise StorageOutage(
             f"the datasets could not be loaded within the query's time limit of {limit:g} s: "
@@ -290,7 +296,15 @@ async def _fresh_views(views: ViewRegistrar, limit: float, deadline: float) -> N
         ) from None
 
 
-def _waited_too_long(limit: float) -> QueryTimeout:
+def _waited_too_long(pool: CursorPool, limit: float) -> LakehouseError:
+    if pool.stuck:
+        # Connections held by queries stuck on object storage: an outage, not a busy server.
+        return StorageOutage(
+            f"no connection came free within the query's time limit of {limit:g} s: "
+            f"{pool.stuck} of {pool.size} are held by queries object storage does not "
+            "answer; retry later",
+            details={"reason": "timeout", "timeout_seconds": limit},
+        )
     return QueryTimeout(
         f"the query waited for a free connection past its time limit of {limit:g} s",
         details={"timeout_seconds": limit},

@@ -3,13 +3,15 @@
 ``ensure_fresh`` is called before every query. When the catalog version is
 the one of the last refresh it returns after one string comparison; when
 it differs, one task lists the catalog and re-creates the views, and every
-concurrent caller waits for that refresh (within its own time limit) and then runs.
+concurrent caller waits (within its own time limit) for a refresh that read the
+catalog after the caller arrived, so a query sees every commit acknowledged before it.
 
 Creating a view reads its files' Parquet footers. When object storage fails
 then (ADR 0015), the dataset is *unavailable*, not absent: it has no view, a
 query naming it answers 503 ``storage_unavailable`` (never 404), and the view
-is tried again by the next query (one attempt at a time, shared by the queries
-waiting), so the first query after storage recovers answers.
+is tried again by the next query that names it (one attempt at a time, shared by
+the queries waiting), so the first such query after storage recovers answers.
+Queries on other datasets never wait for that retry.
 
 Within ``hot_bytes``, a dataset's view is then pointed at an in-memory copy of
 its current version, made in the background (``hot``, ADR 0017).
@@ -58,6 +60,9 @@ CATALOG_READ = "catalog_read"
 """Why a dataset that exists has no view when the catalog could not load its table."""
 OBJECT_MISSING = "object_missing"
 """Why a dataset has no view when an object its current version references is gone."""
+_NOT_RETRIED = frozenset({CATALOG_READ, OBJECT_MISSING})
+"""Reasons a query naming the dataset does not retry its view for: they change with the
+catalog (a poll loads the table; a new version replaces the missing object)."""
 
 
 def quote_identifier(name: str) -> str:
@@ -148,6 +153,11 @@ class ViewRegistrar:
         # lower-case name -> why its view is missing: storage failed (503), or an object of
         # its current version is gone ("object_missing", 502); retried by the next query.
         self._unavailable: dict[str, str] = {}
+        # lower-case name -> the fingerprint whose object was missing: not retried until
+        # the dataset's manifest changes (a retry would only fail the same way).
+        self._missing: dict[str, str] = {}
+        self._tasks_started = 0  # refresh tasks started so far
+        self._task_number = 0  # which of them ``_refreshing`` is
         self.refreshes = 0
         # View DDL runs in worker threads: the refresh and the copier's switch to a copy.
         self._ddl = threading.Lock()
@@ -210,17 +220,47 @@ class ViewRegistrar:
                     return _object_missing(name, self._keys.get(path, ""))
         return error
 
-    async def ensure_fresh(self) -> None:
+    async def ensure_fresh(self, sql: str = "") -> None:
         """Re-create the views if the catalog changed since the last refresh, and try
-        the unavailable ones again. Cancelling the caller (its time limit) does not
-        stop the refresh: the next caller waits for it."""
-        if await self._catalog.version() == self._version and not self._unavailable:
+        again the unavailable views ``sql`` names. Returns once the views reflect at
+        least the catalog version seen on entry (a refresh that read the catalog before
+        then may miss the caller's own commit, so it is not enough). Cancelling the
+        caller (its time limit) does not stop the refresh: the next caller waits for it."""
+        entered = self._tasks_started
+        if await self._catalog.version() == self._version and not self._retry_named(sql):
             return
-        task = self._refreshing
-        if task is None or task.done():
-            task = self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
-            task.add_done_callback(_retrieve_exception)
-        await asyncio.shield(task)
+        while True:
+            task = self._refreshing
+            if task is None or task.done():
+                task = self._start_refresh()
+            elif self._task_number <= entered:
+                # Started before this call: it may have read the catalog before the
+                # caller's commit. Wait for it (one refresh at a time); unless it read
+                # the version there is now (and retried what it could), start anew.
+                await asyncio.shield(task)
+                if await self._catalog.version() == self._version:
+                    return
+                continue
+            await asyncio.shield(task)
+            return
+
+    def _start_refresh(self) -> asyncio.Task[None]:
+        self._tasks_started += 1
+        self._task_number = self._tasks_started
+        task = self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+        task.add_done_callback(_retrieve_exception)
+        return task
+
+    def _retry_named(self, sql: str) -> bool:
+        """Whether ``sql`` names a dataset whose view storage failed to create: only such a
+        query waits for the retry (a dataset damaged or unloadable from the catalog waits
+        for the catalog to change; a query on healthy datasets never waits)."""
+        for name, reason in list(self._unavailable.items()):
+            if reason in _NOT_RETRIED:
+                continue
+            if re.search(rf"(?<![\w$]){re.escape(name)}(?![\w$])", sql, re.IGNORECASE):
+                return True
+        return False
 
     async def _refresh(self) -> None:
         # Read before listing: a change landing meanwhile refreshes again next time.
@@ -241,12 +281,20 @@ class ViewRegistrar:
 
     def _apply_locked(self, manifests: list[Manifest], unloaded: list[str]) -> None:
         wanted: dict[str, str] = {}
-        outage: str | None = None  # once storage failed, the other views wait for the retry
+        # Once storage failed (not refused: that may be one prefix's policy), the other
+        # views wait for the retry.
+        outage: str | None = None
         for manifest in manifests:
             key = manifest.name.lower()
             fingerprint = f"{manifest.updated_at.isoformat()}|{','.join(manifest.objects)}"
             wanted[key] = fingerprint
             if self._views.get(key) == fingerprint:
+                continue
+            if (
+                self._unavailable.get(key) == OBJECT_MISSING
+                and self._missing.get(key) == fingerprint
+            ):
+                wanted.pop(key)  # the same version, the same missing object: no retry
                 continue
             if outage is not None:
                 self._postpone(key, outage, wanted)
@@ -265,6 +313,7 @@ class ViewRegistrar:
                         extra={"dataset": manifest.name},
                     )
                     self._postpone(key, OBJECT_MISSING, wanted)
+                    self._missing[key] = fingerprint
                     continue
                 if failure is None:
                     self._broken(manifest, exc, wanted)
@@ -277,8 +326,10 @@ class ViewRegistrar:
                     exc,
                     extra={"dataset": manifest.name},
                 )
-                outage = str(failure.details["reason"])
-                self._postpone(key, outage, wanted)
+                reason = str(failure.details["reason"])
+                if reason != ACCESS_DENIED:  # a refusal may be this dataset's alone: go on
+                    outage = reason
+                self._postpone(key, reason, wanted)
                 continue
             except (duckdb.Error, ValueError, LakehouseError) as exc:
                 self._broken(manifest, exc, wanted)
@@ -293,6 +344,7 @@ class ViewRegistrar:
             self._current[key] = paths
             self._keys.update(keys)
             self._unavailable.pop(key, None)
+            self._missing.pop(key, None)
             for path in paths:
                 self._paths[path] = None
                 self._paths.move_to_end(path)
@@ -305,6 +357,7 @@ class ViewRegistrar:
         for key in list(self._unavailable):
             if key not in listed:  # deleted meanwhile, or unloaded (below)
                 del self._unavailable[key]
+                self._missing.pop(key, None)
         for key in unloaded:  # the catalog could not load its table from storage
             self._unavailable[key] = CATALOG_READ
 
@@ -332,7 +385,11 @@ class ViewRegistrar:
         try:
             self._admin.execute(f"DROP VIEW IF EXISTS {quote_identifier(key)}")
         except duckdb.Error as exc:
-            raise QueryFailed(f"cannot drop the view of dataset {key!r}: {exc}") from exc
+            # DuckDB's text may name a local path: the log has it, the client the class.
+            log.error("cannot drop the view of dataset %s: %s", key, exc)
+            raise QueryFailed(
+                f"cannot drop the view of dataset {key!r}: {type(exc).__name__}"
+            ) from exc
         self._views.pop(key, None)
         self._drop_copy(key)
         for path in self._current.pop(key, ()):

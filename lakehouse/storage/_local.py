@@ -24,6 +24,7 @@ from lakehouse.storage.errors import (
     KeyConflict,
     ObjectNotFound,
     ObjectTooLarge,
+    StorageMisconfigured,
     StorageUnavailable,
 )
 from lakehouse.storage.interface import DuckDBGrant, FileIOGrant, ObjectInfo
@@ -57,12 +58,16 @@ class LocalObjectStore:
                     details={"reason": "EACCES"},
                 )
 
-    async def abort_stale_uploads(self, started_before: dt.datetime) -> builtins.list[str]:
-        return await asyncio.to_thread(self._remove_stale_temp_files, started_before)
+    async def abort_stale_uploads(
+        self, started_before: dt.datetime, prefixes: Sequence[str]
+    ) -> builtins.list[str]:
+        return await asyncio.to_thread(self._remove_stale_temp_files, started_before, prefixes)
 
-    def _remove_stale_temp_files(self, started_before: dt.datetime | None) -> builtins.list[str]:
-        """Remove the temp files of writes (older than ``started_before``, if given);
-        return their paths under the root.
+    def _remove_stale_temp_files(
+        self, started_before: dt.datetime | None, prefixes: Sequence[str] = ("",)
+    ) -> builtins.list[str]:
+        """Remove the temp files of writes under ``prefixes`` (older than
+        ``started_before``, if given); return their paths under the root.
 
         The top-level local-only directories (``_tmp/``: ingest spool, DuckDB
         spill; ``_state/``: the SQLite catalog) are not walked: their users clean
@@ -77,6 +82,8 @@ class LocalObjectStore:
                 if not name.startswith(IN_PROGRESS_PREFIX):
                     continue
                 path = Path(dirpath) / name
+                if not path.relative_to(self.root).as_posix().startswith(tuple(prefixes)):
+                    continue
                 try:
                     if cutoff is not None and path.stat().st_mtime >= cutoff:
                         continue
@@ -147,7 +154,7 @@ class LocalObjectStore:
             # Synchronous on purpose: it must run even when we are being cancelled.
             tmp.unlink(missing_ok=True)  # noqa: ASYNC240
             if isinstance(exc, OSError):
-                raise _os_error(key, exc) from exc
+                raise os_error(key, exc) from exc
             raise
         return await self.head(key)
 
@@ -181,12 +188,12 @@ class LocalObjectStore:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
             # unlink of a directory is EISDIR (or EPERM on some systems): not an object.
             if isinstance(exc, PermissionError) and not path.is_dir():
-                raise _os_error(key, exc) from exc
+                raise os_error(key, exc) from exc
             if not missing_ok:
                 raise ObjectNotFound(f"no object {key!r}") from exc
             return
         except OSError as exc:
-            raise _os_error(key, exc) from exc
+            raise os_error(key, exc) from exc
         self._prune_empty_dirs(path.parent)
 
     def _prune_empty_dirs(self, directory: Path) -> None:
@@ -206,7 +213,7 @@ class LocalObjectStore:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"no object {key!r}") from exc
         except OSError as exc:
-            raise _os_error(key, exc) from exc
+            raise os_error(key, exc) from exc
 
     async def open_read(self, key: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
         validate_key(key)
@@ -216,7 +223,7 @@ class LocalObjectStore:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"no object {key!r}") from exc
         except OSError as exc:
-            raise _os_error(key, exc) from exc
+            raise os_error(key, exc) from exc
         try:
             while chunk := await asyncio.to_thread(handle.read, chunk_size):
                 yield chunk
@@ -230,7 +237,7 @@ class LocalObjectStore:
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"no object {key!r}") from exc
         except OSError as exc:
-            raise _os_error(key, exc) from exc
+            raise os_error(key, exc) from exc
         if not _is_regular_file(info):
             raise ObjectNotFound(f"no object {key!r}")
         return _info(key, info)
@@ -273,10 +280,10 @@ def _translate_os_errors(key: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise _os_error(key, exc) from exc
+        raise os_error(key, exc) from exc
 
 
-def _os_error(key: str, exc: OSError) -> InvalidKey | KeyConflict | StorageUnavailable:
+def os_error(key: str, exc: OSError) -> InvalidKey | KeyConflict | StorageUnavailable:
     """An OSError as one of ours; the message names the key, not the disk path."""
     if exc.errno == errno.ENAMETOOLONG:
         # The client's key, not the disk, is at fault: a 400 like any other bad key.
@@ -290,9 +297,10 @@ def _os_error(key: str, exc: OSError) -> InvalidKey | KeyConflict | StorageUnava
             "a key cannot be both an object and a prefix of other objects"
         )
     reason = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
-    return StorageUnavailable(
-        f"local storage failed for {key!r}: {reason}", details={"reason": reason}
-    )
+    # Permissions and a read-only mount are the operator's to fix: retrying does not help.
+    operator = exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+    kind = StorageMisconfigured if operator else StorageUnavailable
+    return kind(f"local storage failed for {key!r}: {reason}", details={"reason": reason})
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:

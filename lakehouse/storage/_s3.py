@@ -20,6 +20,7 @@ import asyncio
 import builtins
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
@@ -34,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lakehouse.errors import LakehouseError
 from lakehouse.limits import capped
-from lakehouse.storage._s3_errors import TRANSPORT_ERRORS, error_code, translate
+from lakehouse.storage._s3_errors import TRANSPORT_ERRORS, UploadGone, error_code, translate
 from lakehouse.storage.errors import ObjectNotFound, ObjectTooLarge, StorageUnavailable
 from lakehouse.storage.interface import DuckDBGrant, FileIOGrant, ObjectInfo
 from lakehouse.storage.keys import validate_key, validate_prefix
@@ -316,7 +317,9 @@ class S3ObjectStore:
                 await upload.complete()
         except BaseException:
             if upload is not None:
-                await upload.abort()
+                # One quick attempt: the write failed already, most likely on an S3
+                # that fails, and the sweep aborts what is left once past the grace.
+                await upload.abort(quick=True)
             raise
         return await self.head(key)
 
@@ -394,31 +397,37 @@ class S3ObjectStore:
         found.sort(key=lambda info: info.key)
         return found
 
-    async def abort_stale_uploads(self, started_before: dt.datetime) -> builtins.list[str]:
-        """Abort the multipart uploads started before ``started_before``: a process
-        that died mid-upload leaves its parts behind, billed and invisible."""
+    async def abort_stale_uploads(
+        self, started_before: dt.datetime, prefixes: Sequence[str]
+    ) -> builtins.list[str]:
+        """Abort the multipart uploads under ``prefixes`` started before ``started_before``:
+        a process that died mid-upload leaves its parts behind, billed and invisible."""
         stale: list[tuple[str, str]] = []
         paginator = self._s3.get_paginator("list_multipart_uploads")
-        try:
-            async for page in paginator.paginate(Bucket=self.bucket):
-                stale += [
-                    (upload["Key"], upload["UploadId"])
-                    for upload in page.get("Uploads", [])
-                    if _utc(upload["Initiated"]) < started_before
-                ]
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error("ListMultipartUploads", "", exc) from exc
-        for key, upload_id in stale:
-            await _MultipartUpload(self, key, upload_id).abort(quietly=False)
-        if stale:
-            log.info("aborted %d stale multipart upload(s)", len(stale))
-        return sorted(key for key, _ in stale)
+        for prefix in prefixes:
+            try:
+                async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                    stale += [
+                        (upload["Key"], upload["UploadId"])
+                        for upload in page.get("Uploads", [])
+                        if _utc(upload["Initiated"]) < started_before
+                    ]
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("ListMultipartUploads", prefix, exc) from exc
+        aborted = [
+            key for key, upload_id in stale if await _MultipartUpload(self, key, upload_id).abort()
+        ]
+        if aborted:
+            log.info("aborted %d stale multipart upload(s)", len(aborted))
+        return sorted(aborted)
 
     # -- error translation -----------------------------------------------------
 
-    async def _call(self, operation: str, key: str, **kwargs: Any) -> Any:
-        """Call one S3 operation, translating botocore's errors into ours."""
-        method: Callable[..., Any] = getattr(self._s3, _snake(operation))
+    async def _call(self, operation: str, key: str, *, quick: bool = False, **kwargs: Any) -> Any:
+        """Call one S3 operation, translating botocore's errors into ours; ``quick``: on
+        the probe's client (one attempt, short timeouts) instead of with the budget."""
+        client = self._probe_client if quick and self._probe_client is not None else self._s3
+        method: Callable[..., Any] = getattr(client, _snake(operation))
         try:
             return await method(**kwargs)
         except (ClientError, BotoCoreError) as exc:
@@ -457,39 +466,66 @@ class _MultipartUpload:
         self.parts.append({"ETag": response["ETag"], "PartNumber": number})
 
     async def complete(self) -> None:
-        await self.store._call(
-            "CompleteMultipartUpload",
-            self.key,
-            Bucket=self.store.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            MultipartUpload={"Parts": self.parts},
-        )
+        try:
+            await self.store._call(
+                "CompleteMultipartUpload",
+                self.key,
+                Bucket=self.store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},
+            )
+        except UploadGone:
+            # A retry after an attempt that completed but whose answer was lost (or an
+            # upload aborted meanwhile): the object tells which, by its multipart ETag.
+            if not await self._completed():
+                raise
 
-    async def abort(self, *, quietly: bool = True) -> None:
-        """Abort the upload; an upload that is gone already counts as aborted.
+    async def _completed(self) -> bool:
+        """Whether ``key`` holds the object these parts make."""
+        try:
+            info = await self.store.head(self.key)
+        except ObjectNotFound:
+            return False
+        return info.etag.strip('"') == _multipart_etag(self.parts)
 
-        ``quietly``: the upload failed already, so a failure to abort is logged, not
-        raised (the sweep at the next start aborts it once it is older than the grace).
+    async def abort(self, *, quick: bool = False) -> bool:
+        """Abort the upload; whether it is gone (one already gone counts as aborted).
+        ``quick``: one attempt with short timeouts, not the retry budget.
+
+        A failure to abort is logged, not raised: the upload failed already, and the
+        orphan sweep aborts it once it is older than the grace period.
         """
         try:
             await self.store._call(
                 "AbortMultipartUpload",
                 self.key,
+                quick=quick,
                 Bucket=self.store.bucket,
                 Key=self.key,
                 UploadId=self.upload_id,
             )
-        except ObjectNotFound:
-            return  # NoSuchUpload: completed or aborted meanwhile
-        except Exception:
-            if not quietly:
-                raise
+        except UploadGone:
+            return True  # NoSuchUpload: completed or aborted meanwhile
+        except Exception as exc:
             log.warning(
-                "could not abort a multipart upload; a bucket lifecycle rule will "
-                "have to remove its parts",
-                extra={"bucket": self.store.bucket, "key": self.key},
+                "could not abort a multipart upload; the orphan sweep or a bucket "
+                "lifecycle rule will remove its parts",
+                extra={"bucket": self.store.bucket, "key": self.key, "reason": _why(exc)},
             )
+            return False
+        return True
+
+
+def _why(exc: Exception) -> object:
+    """What a log says of ``exc``: our error's details, or the exception's class."""
+    return exc.details if isinstance(exc, LakehouseError) else type(exc).__name__
+
+
+def _multipart_etag(parts: Sequence[dict[str, Any]]) -> str:
+    """S3's ETag of a completed multipart upload: the MD5 of its parts' MD5s, and their count."""
+    digests = b"".join(bytes.fromhex(part["ETag"].strip('"')) for part in parts)
+    return f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"
 
 
 async def _chunks_of(data: bytes, size: int) -> AsyncIterator[bytes]:

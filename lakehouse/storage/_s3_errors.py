@@ -8,6 +8,8 @@ what is left is what the client must hear about:
     failures (reset, refused, timeouts, cut bodies)     503 storage_unavailable, Retry-After
     the server's credentials refused (AccessDenied)     502 storage_access_denied
     a missing object (NoSuchKey, a 404 HEAD)            404 object_not_found
+    a multipart upload gone (NoSuchUpload)              503 storage_unavailable: a write
+                                                        whose object may exist is no 404
     a conditional write refused (PreconditionFailed)    409 storage_precondition_failed
     any other refusal (NoSuchBucket, InvalidBucketName) 502 storage_misconfigured
 
@@ -57,7 +59,8 @@ ACCESS_DENIED_CODES = frozenset(
         "AccountProblem",
     }
 )
-NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "NoSuchUpload"})
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound"})
+UPLOAD_GONE_CODES = frozenset({"NoSuchUpload"})
 PRECONDITION_CODES = frozenset({"PreconditionFailed"})
 TRANSIENT_CODES = frozenset(
     {"InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed"}
@@ -70,6 +73,11 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 """What reading a response body may raise when the connection fails."""
+
+
+class UploadGone(StorageUnavailable):
+    """The multipart upload is gone: completed by an earlier attempt whose answer was
+    lost, or aborted (by a sweep elsewhere). The write's caller finds out which."""
 
 
 def error_code(exc: BaseException) -> str:
@@ -98,6 +106,8 @@ def translate(operation: str, bucket: str, key: str, exc: BaseException) -> Lake
     kind: type[LakehouseError]
     if code in NOT_FOUND_CODES or (status == 404 and code == "404"):
         return ObjectNotFound(f"no object {key!r}")
+    if code in UPLOAD_GONE_CODES:
+        return UploadGone(_message(operation, bucket, code), details=_details(operation, code))
     if code in THROTTLING_CODES or status == 429 or (status == 503 and code == "503"):
         kind = StorageThrottled
     elif code in ACCESS_DENIED_CODES or status == 403:

@@ -10,12 +10,15 @@ counts as degraded (``timeout``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import msgspec
 
-from lakehouse.storage.errors import StorageUnavailable
+from lakehouse.errors import LakehouseError
 from lakehouse.storage.interface import ObjectStore
+
+log = logging.getLogger("lakehouse.storage")
 
 
 class StorageStatus(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -47,14 +50,17 @@ class StorageHealth:
                 await asyncio.wait_for(self._store.probe(), self._timeout_seconds)
             except TimeoutError:
                 self._status = StorageStatus("degraded", "timeout")
-            except StorageUnavailable as exc:
+            except LakehouseError as exc:  # storage's own errors, a 404 or 412 among them
                 self._status = StorageStatus("degraded", _reason(exc))
+            except Exception as exc:  # a closed client, a bug: /health still answers
+                log.warning("the storage probe failed", exc_info=True)
+                self._status = StorageStatus("degraded", type(exc).__name__)
             else:
                 self._status = StorageStatus("ok")
             self._checked_at = time.monotonic()
             return self._status
 
 
-def _reason(exc: StorageUnavailable) -> str:
+def _reason(exc: LakehouseError) -> str:
     details = exc.details if isinstance(exc.details, dict) else {}
     return str(details.get("reason") or exc.code)

@@ -117,13 +117,17 @@ class ObjectStore(Protocol):
             StorageUnavailable: it does not (a subclass says why: throttled, access denied).
         """
 
-    async def abort_stale_uploads(self, started_before: dt.datetime) -> builtins.list[str]:
-        """Abort writes in progress that started before ``started_before``: what a
-        process that died mid-write left (S3: incomplete multipart uploads; local:
-        temp files). Returns the keys (local: the temp files' paths) it aborted.
+    async def abort_stale_uploads(
+        self, started_before: dt.datetime, prefixes: Sequence[str]
+    ) -> builtins.list[str]:
+        """Abort writes in progress under ``prefixes`` that started before
+        ``started_before``: what a process that died mid-write left (S3: incomplete
+        multipart uploads; local: temp files). Returns the keys (local: the temp files'
+        paths) it aborted; one that could not be aborted is logged and left for the next
+        sweep.
 
         Raises:
-            StorageUnavailable: the backend failed (what was aborted stays aborted).
+            StorageUnavailable: listing the writes failed.
         """
 
 

@@ -328,14 +328,17 @@ async def test_stale_writes_are_aborted_and_younger_ones_kept(
         in_progress = await store_backend.leftovers("w/")
         # moto reports every upload as started in 2010: a cutoff before that keeps it.
         long_ago = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-        assert await store.abort_stale_uploads(long_ago) == []
+        assert await store.abort_stale_uploads(long_ago, ["w/"]) == []
+        assert await store_backend.leftovers("w/") == in_progress
+        # Only the writes under the prefixes asked for (a shared bucket has others).
+        assert await store.abort_stale_uploads(an_hour_from_now, ["other/"]) == []
         assert await store_backend.leftovers("w/") == in_progress
 
-        aborted = await store.abort_stale_uploads(an_hour_from_now)
+        aborted = await store.abort_stale_uploads(an_hour_from_now, ["other/", "w/"])
         assert len(aborted) == 1
         assert aborted[0].startswith("w/")
         assert await store_backend.leftovers("w/") == []
-        assert await store.abort_stale_uploads(an_hour_from_now) == []
+        assert await store.abort_stale_uploads(an_hour_from_now, ["w/"]) == []
         writing.cancel()  # the writer is gone, as a killed process is
     assert await store_backend.leftovers() == []
 

@@ -217,6 +217,46 @@ def test_a_failed_multipart_upload_is_aborted(
     assert http.put("/storage/put/faults/big.bin", content=body).json()["size"] == len(body)
 
 
+def test_a_completed_upload_whose_answer_was_lost_is_a_200(
+    http: httpx.Client, proxy: FaultProxy, server: LakehouseServer, moto_s3: Any
+) -> None:
+    """S3 completed the upload but the answer never arrived: botocore's retry hears
+    NoSuchUpload, and the object that exists says the write succeeded (not a 404)."""
+    bucket = server.settings.storage.s3.bucket
+    body = b"c" * (6 * MiB)
+    lost = Fault.reset_response(times=1, methods=frozenset({"POST"}), path_contains="uploadId=")
+    injected = proxy.injected
+    with proxy.faulty(lost):
+        response = http.put("/storage/put/faults/completed.bin", content=body)
+    assert proxy.injected == injected + 1
+    assert response.status_code == 200, response.text
+    assert response.json()["size"] == len(body)
+    assert http.get("/storage/get/faults/completed.bin").content == body
+    assert uploads(moto_s3, bucket) == []
+
+
+def test_the_abort_after_a_failed_upload_does_not_spend_the_budget_again(
+    http: httpx.Client, proxy: FaultProxy, server: LakehouseServer, moto_s3: Any
+) -> None:
+    """The upload already failed on an S3 that fails: one attempt to abort it, and what is
+    left is the sweep's."""
+    bucket = server.settings.storage.s3.bucket
+    body = b"q" * (6 * MiB)
+    failing = Fault.error(
+        500, "InternalError", methods=frozenset({"PUT", "DELETE"}), path_contains="uploadId="
+    )
+    injected = proxy.injected
+    with proxy.faulty(failing):
+        response = http.put("/storage/put/faults/abort.bin", content=body)
+    assert_error(response, 503, "storage_unavailable")
+    attempts = server.settings.storage.s3.max_attempts
+    assert proxy.injected - injected == attempts + 1  # the part's budget, one abort
+    assert uploads(moto_s3, bucket) == ["faults/abort.bin"]
+    # The sweep of the lakehouse's prefixes leaves it (a raw storage API key): abort it here.
+    [upload] = moto_s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    moto_s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+
+
 # -- ingest ------------------------------------------------------------------------------
 
 
@@ -312,7 +352,9 @@ def health_until(http: httpx.Client, wanted: str) -> dict[str, Any]:
     while True:
         started = time.monotonic()
         response = http.get("/health")
-        assert time.monotonic() - started < 5  # the probe never holds /health up
+        # The probe never holds /health up past its 3 s timeout (plus a margin for a
+        # loaded machine).
+        assert time.monotonic() - started < 3 + 3
         assert response.status_code == 200
         body: dict[str, Any] = response.json()
         if body["storage"]["status"] == wanted or time.monotonic() > deadline:
@@ -326,8 +368,11 @@ def health_until(http: httpx.Client, wanted: str) -> dict[str, Any]:
         (Fault.error(503, "SlowDown"), {"SlowDown"}),
         (Fault.error(403, "AccessDenied"), {"AccessDenied"}),
         (Fault.stall(), {"ReadTimeoutError", "timeout"}),
+        # Answers no probe expects: still a 200 saying degraded, never a 500.
+        (Fault.error(404, "NoSuchKey"), {"object_not_found"}),
+        (Fault.error(412, "PreconditionFailed"), {"PreconditionFailed"}),
     ],
-    ids=["SlowDown", "AccessDenied", "stall"],
+    ids=["SlowDown", "AccessDenied", "stall", "NoSuchKey", "PreconditionFailed"],
 )
 def test_health_reports_storage_degraded_and_recovers(
     http: httpx.Client, proxy: FaultProxy, fault: Fault, reasons: set[str]
@@ -364,16 +409,34 @@ def test_uploads_a_dead_process_left_are_aborted_at_start_up_past_the_grace(
         PartNumber=1,
         Body=b"p" * 1024,
     )
+    # Another tool's upload in a shared bucket, outside the lakehouse's prefixes.
+    moto_s3.create_multipart_upload(Bucket=bucket, Key="other-tool/upload.bin")
     # Younger than the grace period (moto's fixed date made "now"): kept.
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()).encode()
     fault_proxy.rewrite(MOTO_INITIATED, now)
     server = LakehouseServer(settings, tmp_path).start()
     assert server.stop() == 0
-    assert uploads(moto_s3, bucket) == ["datasets/w/data/dead.parquet"]
+    assert uploads(moto_s3, bucket) == ["datasets/w/data/dead.parquet", "other-tool/upload.bin"]
     # Older than the grace period (moto's own date, in 2010): aborted at start-up.
     fault_proxy.rewrite(MOTO_INITIATED, None)
     server.start()
     try:
-        assert uploads(moto_s3, bucket) == []
+        assert uploads(moto_s3, bucket) == ["other-tool/upload.bin"]
     finally:
         assert server.stop() == 0
+
+
+def test_start_up_does_not_need_permission_to_abort_uploads(
+    moto: MotoServer, fault_proxy: FaultProxy, tmp_path: Path, moto_s3: Any
+) -> None:
+    """Least-privilege credentials without s3:ListBucketMultipartUploads: the sweep at
+    start-up logs it and the server starts."""
+    settings = fault_settings(tmp_path, moto, fault_proxy)
+    fault_proxy.inject(Fault.error(403, "AccessDenied", methods=GET, path_contains="?uploads"))
+    server = LakehouseServer(settings, tmp_path).start()
+    try:
+        assert fault_proxy.injected >= 1
+        assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+    finally:
+        assert server.stop() == 0
+    assert "could not look for stale uploads to abort" in server.logs()

@@ -8,15 +8,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
+import pyarrow as pa
 import pytest
 from litestar.testing import AsyncTestClient
 
+from lakehouse.app import create_app
 from lakehouse.catalog import Column, Manifest, schema_fingerprint
 from lakehouse.catalog._codec import encode_manifest
+from lakehouse.config import Settings
 from lakehouse.layout import MANIFEST_PREFIX, manifest_key
 from lakehouse.storage import ObjectStore
 from tests.support.catalog import (
@@ -28,6 +32,7 @@ from tests.support.catalog import (
     put_objects,
     register_body,
 )
+from tests.support.query import register_table
 from tests.support.servers import LakehouseServer
 
 
@@ -387,3 +392,30 @@ async def test_bad_register_requests_are_400(
     assert_error(response, 400, code)
     assert await listed(client) == []
     assert (await client.get("/catalog/manifest/x")).status_code == 404
+
+
+async def test_a_table_whose_metadata_was_deleted_is_unreadable_not_an_outage(
+    local_settings: Settings,
+) -> None:
+    """Its metadata deleted from storage behind the catalog: the table is damaged (said so
+    once, never retried as an outage), and no answer names a local path."""
+    data_dir = str(Path(local_settings.storage.data_dir).resolve())  # noqa: ASYNC240 - not I/O
+    async with AsyncTestClient(app=create_app(local_settings)) as http:
+        await register_table(http, "gone", pa.table({"n": pa.array([1, 2], pa.int64())}))
+        await register_table(http, "kept", pa.table({"n": pa.array([3], pa.int64())}))
+        metadata = Path(data_dir, "datasets", "gone", "metadata")
+        await asyncio.to_thread(lambda: [p.unlink() for p in metadata.glob("*.metadata.json")])
+        appended = await http.post(
+            "/v1/ingest?name=gone&mode=append",
+            content=b"n\n4\n",
+            headers={"content-type": "text/csv"},
+        )
+        assert appended.status_code == 502, appended.text
+        assert data_dir not in appended.text
+    async with AsyncTestClient(app=create_app(local_settings)) as http:
+        response = await http.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM gone"})
+        # Skipped as unreadable (logged), as a corrupt table is: not 503 until a commit.
+        assert response.status_code == 404, response.text
+        assert data_dir not in response.text
+        kept = await http.post("/v1/sql", json={"sql": "SELECT n FROM kept"})
+        assert kept.json() == [{"n": 3}]

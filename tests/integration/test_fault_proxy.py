@@ -3,6 +3,8 @@ seen by a plain S3 client with its retries switched off."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 import uuid
 from typing import Any
@@ -60,6 +62,33 @@ def test_a_fault_can_be_limited_to_one_method(fault_proxy: FaultProxy) -> None:
         assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0  # GETs reach moto
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+
+
+def test_an_error_answer_to_a_head_has_no_body(fault_proxy: FaultProxy) -> None:
+    """As S3's: a body would be read as the start of the next answer on the connection."""
+    fault_proxy.inject(Fault.error(503, "SlowDown", times=1, methods=frozenset({"HEAD"})))
+    with socket.create_connection(("127.0.0.1", fault_proxy.port), timeout=5) as sock:
+        sock.sendall(b"HEAD /bucket/k HTTP/1.1\r\nHost: s3\r\n\r\n")
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(4096)
+        head, _, rest = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503")
+        sock.settimeout(0.3)
+        with contextlib.suppress(TimeoutError):
+            rest += sock.recv(4096)
+        assert rest == b""
+    assert fault_proxy.injected == 1
+
+
+def test_a_reset_after_the_whole_body_is_not_counted_as_injected(
+    fault_proxy: FaultProxy,
+) -> None:
+    s3, bucket = s3_through(fault_proxy)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x" * 1000)
+    fault_proxy.inject(Fault.reset_response(after_bytes=1000, times=1, methods=frozenset({"GET"})))
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x" * 1000
+    assert (fault_proxy.injected, fault_proxy.missed) == (0, 1)
 
 
 def test_resets_in_the_middle_of_a_body_are_connection_errors(fault_proxy: FaultProxy) -> None:

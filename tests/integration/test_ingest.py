@@ -310,6 +310,20 @@ async def test_leading_zero_past_the_sample_widens_to_text(
     assert len(rows) == 10_051
 
 
+async def test_hexadecimal_past_the_sample_widens_to_text(
+    client: Client, store: ObjectStore
+) -> None:
+    """Arrow's integer cast would read 0x1F as 31: the column becomes text instead."""
+    lines = ["code", *(str(i) for i in range(10_050)), "0x1F"]
+    response = await ingest(client, "hex", ("\n".join(lines) + "\n").encode())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["schema"] == [{"name": "code", "type": "VARCHAR"}]
+    assert "0x1F" in body["ingest"]["widened"][0]["reason"]
+    rows = (await read_dataset(store, body)).to_pylist()
+    assert rows[-1] == {"code": "0x1F"}
+
+
 async def test_quoted_header_name_with_a_newline(client: Client, store: ObjectStore) -> None:
     response = await ingest(client, "nl_header", b'"a\nb",c\n1,2\n3,4\n')
     assert response.status_code == 200, response.text

@@ -396,7 +396,7 @@ async def parquet_app(settings: Settings) -> AsyncIterator[App]:
 
 
 async def test_missing_files_are_404_and_a_dataset_object_gone_from_storage_is_502(
-    parquet_app: App,
+    parquet_app: App, settings: Settings
 ) -> None:
     app = parquet_app
     root = _duckdb_root(app)
@@ -406,6 +406,11 @@ async def test_missing_files_are_404_and_a_dataset_object_gone_from_storage_is_5
         "file_not_found",
     )
     assert "nope.parquet" in missing["message"]
+    # Neither where the server keeps its files nor the address of its object storage.
+    endpoint = settings.storage.s3.endpoint_url.split("://")[-1]
+    data_dir = str(Path(settings.storage.data_dir).resolve())  # noqa: ASYNC240 - not I/O
+    assert data_dir not in str(missing)
+    assert not endpoint or endpoint not in str(missing)
     manifest = await register_table(app.http, "people", people(5))
     [key] = manifest["objects"]
     assert (await sql(app.http, "SELECT count(*) AS n FROM people")).json() == [{"n": 5}]

@@ -105,6 +105,7 @@ class FaultProxy:
     port: int = 0
     requests: int = 0  # requests seen
     injected: int = 0  # requests a fault was applied to
+    missed: int = 0  # reset_response faults whose body was too short to cut (not injected)
     _fault: Fault | None = None
     _rewrites: dict[bytes, bytes] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -230,7 +231,7 @@ class FaultProxy:
                     return
                 body = await _read_body(client_r, request.headers)
                 if fault is not None and fault.kind == "error":
-                    client_w.write(_error_response(fault))
+                    client_w.write(_error_response(fault, request.method))
                     await client_w.drain()
                     continue
                 if fault is not None and fault.kind == "stall":
@@ -249,8 +250,14 @@ class FaultProxy:
                 limit = fault.after_bytes if fault and fault.kind == "reset_response" else None
                 with self._lock:
                     rewrites = dict(self._rewrites)
-                keep_alive = await _relay_response(up_r, client_w, request.method, limit, rewrites)
+                keep_alive, sent = await _relay_response(
+                    up_r, client_w, request.method, limit, rewrites
+                )
                 if limit is not None:
+                    if sent <= limit:  # the whole body went out: nothing was cut
+                        with self._lock:
+                            self.injected -= 1
+                            self.missed += 1
                     _reset(client_w)
                     return
                 if not keep_alive:
@@ -322,9 +329,9 @@ async def _relay_response(
     method: str,
     limit: int | None,
     rewrites: dict[bytes, bytes],
-) -> bool:
+) -> tuple[bool, int]:
     """Copy one response; with ``limit``, only its head and ``limit`` body bytes.
-    Returns whether the connection may carry another request."""
+    Returns whether the connection may carry another request, and the body's length."""
     while True:
         raw = await upstream.readuntil(b"\r\n\r\n")
         status = int(raw.split(b" ", 2)[1])
@@ -352,7 +359,8 @@ async def _relay_response(
     client.write(raw)
     client.write(body if limit is None else body[:limit])
     await client.drain()
-    return headers.get("connection", "").lower() != "close" and "content-length" in headers
+    keep_alive = headers.get("connection", "").lower() != "close" and "content-length" in headers
+    return keep_alive, len(body)
 
 
 def _with_content_length(head: bytes, length: int) -> bytes:
@@ -363,8 +371,10 @@ def _with_content_length(head: bytes, length: int) -> bytes:
     )
 
 
-def _error_response(fault: Fault) -> bytes:
+def _error_response(fault: Fault, method: str) -> bytes:
     body = _ERROR_BODY.format(code=fault.code).encode()
+    if method == "HEAD":  # as S3 answers a HEAD: no body, or the next answer starts with it
+        body = b""
     reason = {500: "Internal Server Error", 503: "Slow Down"}.get(fault.status, "Error")
     head = (
         f"HTTP/1.1 {fault.status} {reason}\r\n"

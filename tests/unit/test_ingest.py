@@ -128,3 +128,54 @@ def test_all_widened_numeric_columns_are_found_in_one_pass(
     assert sorted(w.name for w in result.widened) == ["a", "b", "c", "e"]
     assert [c.type for c in layout.columns][4] == VARCHAR
     assert result.rows == 300
+
+
+def test_the_read_ahead_waits_for_the_consumer_until_the_file_is_closed(tmp_path: Path) -> None:
+    """pyarrow's reader would read 32 blocks ahead: a read waits while ``ahead`` blocks
+    are unconsumed, however long the consumer takes, and closing the file frees it."""
+    import threading
+
+    from lakehouse.ingest import convert
+
+    source = tmp_path / "x.csv"
+    source.write_bytes(b"x" * 100)
+    stream = convert._ProbedFile(source, b"", ahead=2)
+    returned: list[bytes | Exception] = []
+
+    def read_four() -> None:
+        for _ in range(4):
+            try:
+                returned.append(stream.read(10))
+            except ValueError as exc:  # read after close
+                returned.append(exc)
+
+    reader = threading.Thread(target=read_four, daemon=True)
+    reader.start()
+    reader.join(0.5)
+    assert reader.is_alive()  # a slow consumer (a row group being encoded) holds it
+    assert len(returned) == 2  # two blocks read, the third waiting
+    stream.consumed()
+    reader.join(0.5)
+    assert len(returned) == 3  # one consumed: one more read, the fourth waiting
+    assert reader.is_alive()
+    stream.close()  # the pass ended without consuming the rest: the read is let go
+    reader.join(10)
+    assert not reader.is_alive()
+    assert len(returned) == 4  # data or, the file being closed, a ValueError
+
+
+@pytest.mark.parametrize(
+    ("data", "rows"),
+    [(b"a,b\n", 0), (b"a,b", 0), (b"a,b\n1,x\n", 1), (b'a,b\n1,"two\nlines"', 1)],
+    ids=["header-only", "header-without-newline", "one-row", "quoted-newline-no-eol"],
+)
+def test_tiny_files_convert_with_large_blocks(tmp_path: Path, data: bytes, rows: int) -> None:
+    """With blocks over 1 MiB reads wait for the consumer: tiny files still end."""
+    from lakehouse.ingest import convert
+
+    source = tmp_path / "x.csv"
+    source.write_bytes(data)
+    layout = infer_layout(source, 100, {})
+    options = convert.ConvertOptions(block_size=4 * 1024 * 1024)
+    result = convert.convert_csv(source, layout, tmp_path / "x.parquet", options)
+    assert result.rows == rows

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
 
 from lakehouse.config import Settings
 from lakehouse.storage import KeyConflict, ObjectNotFound
+from lakehouse.storage._local import os_error
 from tests.support.storage import leftovers, new_store
 
 
@@ -50,3 +53,20 @@ async def test_local_store_start_removes_temp_files_of_interrupted_writes(tmp_pa
     assert not any(path.exists() for path in stale)
     assert scratch.exists()
     assert [info.key for info in await store.list()] == ["datasets/a/1.parquet"]
+
+
+@pytest.mark.parametrize(
+    ("number", "status", "code"),
+    [
+        (errno.EACCES, 502, "storage_misconfigured"),
+        (errno.EROFS, 502, "storage_misconfigured"),
+        (errno.ENOSPC, 503, "storage_unavailable"),
+        (errno.EIO, 503, "storage_unavailable"),
+    ],
+)
+def test_disk_errors_say_whether_an_operator_must_act(number: int, status: int, code: str) -> None:
+    """A permission or a read-only mount is the operator's (502, no retry); a full or
+    failing disk may pass (503); neither names the disk path."""
+    error = os_error("a/b.bin", OSError(number, os.strerror(number), "/srv/lake/a/b.bin"))
+    assert (error.status_code, error.code) == (status, code)
+    assert "/srv" not in error.message

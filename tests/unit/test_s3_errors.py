@@ -71,6 +71,8 @@ def client_error(code: str, status: int) -> ClientError:
         ("403", 403, 502, "storage_access_denied", None),  # a HEAD answered 403
         # missing
         ("NoSuchKey", 404, 404, "object_not_found", None),
+        # A multipart upload gone: the write may have succeeded; never a 404.
+        ("NoSuchUpload", 404, 503, "storage_unavailable", "5"),
         ("404", 404, 404, "object_not_found", None),
         # conditional writes
         ("PreconditionFailed", 412, 409, "storage_precondition_failed", None),
