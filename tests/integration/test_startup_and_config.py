@@ -106,8 +106,10 @@ def break_objects(data_dir: Path) -> None:
 
 
 async def test_query_errors_never_show_the_data_directory(local_settings: Settings) -> None:
-    # Read from the files, not from in-memory copies, so the vanished file is noticed.
+    # Read from the files each time (no in-memory copies, no cached answers), so the
+    # objects broken behind the catalog's back are noticed.
     local_settings.query.hot_dataset_bytes = 0
+    local_settings.query.result_cache_bytes = 0
     data_dir = Path(local_settings.storage.data_dir).resolve()  # noqa: ASYNC240 - not I/O
     async with AsyncTestClient(app=create_app(local_settings)) as http:
         for name in ("gone", "broken"):
