@@ -10,6 +10,7 @@ the SQL is never rewritten, and a huge result costs no more than the rows return
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 import pyarrow as pa
@@ -18,11 +19,31 @@ import pyarrow.ipc as pa_ipc
 from lakehouse.query import QueryFailed, QueryResult, ResultFormat, make_encoder
 
 
+def doubled(data: bytes) -> int:
+    """What ``data`` (JSON) adds to a tool call's answer: it goes out once as structured
+    content and once more, escaped, as the text content older clients read."""
+    return len(data) + len(msgspec.json.encode(data.decode()))
+
+
+def fitting(items: list[Any], budget: int) -> list[Any]:
+    """The longest head of ``items`` whose JSON takes at most ``budget`` bytes doubled."""
+    kept: list[Any] = []
+    size = doubled(b"[]")
+    for item in items:
+        size += doubled(msgspec.json.encode(item)) + 2  # and its comma, twice
+        if size > budget:
+            break
+        kept.append(item)
+    return kept
+
+
 class CappedRows(msgspec.Struct, frozen=True):
     """What a capped read kept."""
 
     columns: list[dict[str, str]]
-    """``{"name", "type"}`` per column, in order (Arrow's type names)."""
+    """``{"name", "type"}`` per column, in order (Arrow's type names); only the first
+    ones when the list alone would take more than half the budget."""
+    columns_total: int
     rows_json: bytes
     """The rows kept, as a JSON array of objects (``/v1/sql``'s JSON encoding)."""
     row_count: int
@@ -101,20 +122,27 @@ class _ArrowChunks:
             await rest.aclose()  # type: ignore[attr-defined]  # the engine's async generator
 
 
-async def read_capped(result: QueryResult, max_rows: int, max_bytes: int) -> CappedRows:
-    """At most ``max_rows`` rows of ``result`` (an Arrow stream) whose JSON array is at
-    most ``max_bytes`` long; ``result`` is closed either way."""
+async def read_capped(
+    result: QueryResult, max_rows: int, max_bytes: int, reserved: int = 0
+) -> CappedRows:
+    """At most ``max_rows`` rows of ``result`` (an Arrow stream) such that the columns
+    list and the rows' JSON array, each counted ``doubled``, take at most ``max_bytes``
+    less ``reserved`` (the rest of the answer); ``result`` is closed either way."""
     stream = _ArrowChunks(result.head, result.rest)
     columns: list[dict[str, str]] = []
+    columns_total = 0
     encoder = None
     kept: list[bytes] = []
-    size = 2  # the brackets of the array
+    budget = max_bytes - reserved
+    size = doubled(b"[]")
     seen_rows = 0
     truncated = False
     try:
         async for item in stream.items():
             if isinstance(item, pa.Schema):
-                columns = [{"name": field.name, "type": str(field.type)} for field in item]
+                every = [{"name": field.name, "type": str(field.type)} for field in item]
+                columns, columns_total = fitting(every, budget // 2), len(every)
+                size += doubled(msgspec.json.encode(columns))
                 encoder = make_encoder(ResultFormat.NDJSON, item)
                 continue
             assert encoder is not None
@@ -123,8 +151,8 @@ async def read_capped(result: QueryResult, max_rows: int, max_bytes: int) -> Cap
                 continue  # counting the rows that already arrived, for total_rows
             room = item.slice(0, max_rows - len(kept))
             for line in encoder.encode(room).split(b"\n")[:-1]:
-                added = len(line) + (1 if kept else 0)  # and its comma
-                if size + added > max_bytes:
+                added = doubled(line) + (2 if kept else 0)  # and its comma, twice
+                if size + added > budget:
                     break
                 kept.append(line)
                 size += added
@@ -135,6 +163,7 @@ async def read_capped(result: QueryResult, max_rows: int, max_bytes: int) -> Cap
         await stream.aclose()
     return CappedRows(
         columns=columns,
+        columns_total=columns_total,
         rows_json=b"[" + b",".join(kept) + b"]",
         row_count=len(kept),
         truncated=truncated,

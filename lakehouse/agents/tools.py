@@ -14,16 +14,22 @@ from dataclasses import dataclass
 
 import msgspec
 
-from lakehouse.agents.capped import CappedRows, read_capped
+from lakehouse.agents.capped import CappedRows, doubled, fitting, read_capped
 from lakehouse.catalog import Catalog, DatasetVersion, DescribedColumn, described_columns
 from lakehouse.config import McpSettings
 from lakehouse.errors import BadRequest
-from lakehouse.query import QueryEngine, ResultFormat
+from lakehouse.query import QueryEngine, ResultFormat, column_stats_sql
 
 SAMPLE_ROWS = 5
 """Rows of a dataset ``describe_dataset`` shows."""
+HISTORY_VERSIONS = 20
+"""The latest versions ``describe_dataset`` lists (``history_total`` counts them all)."""
+_TRUNCATED_HINT = (
+    "the result has more rows than returned: aggregate, filter, or page with "
+    "ORDER BY ... LIMIT/OFFSET"
+)
 PROFILE_MAX_BYTES = 4 * 1024 * 1024
-"""SUMMARIZE gives one short row per column; this only bounds a pathological table."""
+"""The profile is one short row per column; this only bounds a pathological table."""
 
 
 @dataclass
@@ -46,7 +52,7 @@ class DatasetLine(msgspec.Struct, frozen=True):
 
 
 class ColumnProfile(msgspec.Struct, frozen=True):
-    """One row of DuckDB's SUMMARIZE, the parts an agent needs."""
+    """One row of ``column_stats_sql``, the parts an agent needs."""
 
     column: str
     min: str | None
@@ -61,13 +67,20 @@ class DatasetDescription(msgspec.Struct, frozen=True):
     rows: int
     updated: dt.datetime
     columns: list[DescribedColumn]
+    """The first columns, as many as fit in a quarter of the byte cap."""
+    columns_total: int
     sample: msgspec.Raw
+    """Rows of the listed columns only."""
     profile: list[ColumnProfile]
     history: list[DatasetVersion]
+    """The latest versions: at most ``HISTORY_VERSIONS``, as many as fit in a quarter
+    of the byte cap, without the per-column typing (``columns`` says it)."""
+    history_total: int
 
 
 class QueryAnswer(msgspec.Struct, frozen=True):
     columns: list[dict[str, str]]
+    columns_total: int
     rows: msgspec.Raw
     row_count: int
     truncated: bool
@@ -107,25 +120,39 @@ class DatasetTools:
         manifest = await self._catalog.get(name)
         record.dataset = manifest.name
         history = await self._catalog.history(manifest.name)
-        table = f'"{manifest.name}"'  # a validated identifier, quoted all the same
-        sample = await self._rows(f"SELECT * FROM {table}", SAMPLE_ROWS, self._settings.max_bytes)
-        summary = await self._rows(f"SUMMARIZE {table}", len(manifest.schema), PROFILE_MAX_BYTES)
+        max_bytes = self._settings.max_bytes
+        described = fitting(described_columns(manifest, history), max_bytes // 4)
+        kept = {column.name for column in described}
+        columns = [(c.name, c.type) for c in manifest.schema if c.name in kept]
+        summary = await self._rows(
+            column_stats_sql(manifest.name, columns), len(columns), PROFILE_MAX_BYTES
+        )
         profile = [
             ColumnProfile(s.column_name, s.min, s.max, s.approx_unique, s.null_percentage)
             for s in msgspec.json.decode(summary.rows_json, type=list[_SummaryRow])
         ]
+        answer = DatasetDescription(
+            name=manifest.name,
+            version=manifest.version,
+            rows=manifest.row_count,
+            updated=manifest.updated_at,
+            columns=described,
+            columns_total=len(manifest.schema),
+            sample=msgspec.Raw(b"[]"),
+            profile=profile,
+            history=_latest(history, max_bytes // 4),
+            history_total=len(history),
+        )
+        listed = ", ".join(_quote(name) for name, _ in columns) or "NULL"
+        sample = await self._rows(
+            f"SELECT {listed} FROM {_quote(manifest.name)}",
+            SAMPLE_ROWS,
+            max_bytes,
+            reserved=doubled(msgspec.json.encode(answer)),
+        )
         record.rows = sample.row_count
         return msgspec.json.encode(
-            DatasetDescription(
-                name=manifest.name,
-                version=manifest.version,
-                rows=manifest.row_count,
-                updated=manifest.updated_at,
-                columns=described_columns(manifest, history),
-                sample=msgspec.Raw(sample.rows_json),
-                profile=profile,
-                history=history,
-            )
+            msgspec.structs.replace(answer, sample=msgspec.Raw(sample.rows_json))
         )
 
     async def query(self, sql: str, max_rows: int | None, record: CallRecord) -> bytes:
@@ -134,17 +161,20 @@ class DatasetTools:
         if max_rows is not None and max_rows < 1:
             raise BadRequest(f"max_rows must be at least 1 (the server returns at most {cap})")
         limit = min(max_rows or cap, cap)
-        capped = await self._rows(sql, limit, self._settings.max_bytes)
+        max_bytes = self._settings.max_bytes
+        # Everything but the columns and rows, its numbers as long as they can get.
+        envelope = QueryAnswer(
+            [], 10**9, msgspec.Raw(b"[]"), limit, True, 10**18, limit, max_bytes, _TRUNCATED_HINT
+        )
+        capped = await self._rows(
+            sql, limit, max_bytes, reserved=doubled(msgspec.json.encode(envelope))
+        )
         record.rows, record.truncated = capped.row_count, capped.truncated
-        hint = None
-        if capped.truncated:
-            hint = (
-                "the result has more rows than returned: aggregate, filter, or page with "
-                "ORDER BY ... LIMIT/OFFSET"
-            )
+        hint = _TRUNCATED_HINT if capped.truncated else None
         return msgspec.json.encode(
             QueryAnswer(
                 columns=capped.columns,
+                columns_total=capped.columns_total,
                 rows=msgspec.Raw(capped.rows_json),
                 row_count=capped.row_count,
                 truncated=capped.truncated,
@@ -155,7 +185,20 @@ class DatasetTools:
             )
         )
 
-    async def _rows(self, sql: str, max_rows: int, max_bytes: int) -> CappedRows:
+    async def _rows(self, sql: str, max_rows: int, max_bytes: int, reserved: int = 0) -> CappedRows:
         """``sql`` run as ``/v1/sql`` runs it (sandbox, time limit, errors), its rows capped."""
         result = await self._query.execute(sql, fmt=ResultFormat.ARROW)
-        return await read_capped(result, max_rows, max_bytes)
+        return await read_capped(result, max_rows, max_bytes, reserved)
+
+
+def _latest(history: list[DatasetVersion], budget: int) -> list[DatasetVersion]:
+    """The latest versions, oldest first, that fit in ``budget`` bytes doubled."""
+    newest_first = [
+        msgspec.structs.replace(version, typing=[])
+        for version in reversed(history[-HISTORY_VERSIONS:])
+    ]
+    return fitting(newest_first, budget)[::-1]
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

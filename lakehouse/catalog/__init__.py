@@ -28,6 +28,7 @@ from lakehouse.catalog.interface import (
 from lakehouse.catalog.routes import DatasetDetail, datasets_router, describe
 from lakehouse.catalog.routes import router as catalog_router
 from lakehouse.catalog.rules import (
+    check_commit,
     described_columns,
     schema_fingerprint,
     validate_dataset_name,
@@ -57,6 +58,7 @@ __all__ = [
     "TableVersion",
     "VersionNotFound",
     "catalog_router",
+    "check_commit",
     "column_typing",
     "database_url",
     "datasets_router",

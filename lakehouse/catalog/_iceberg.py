@@ -58,7 +58,6 @@ from lakehouse.catalog._types import UnsupportedType, arrow_column_type, columns
 from lakehouse.catalog._types import iceberg_type as to_iceberg_type
 from lakehouse.catalog.errors import (
     CatalogUnavailable,
-    DatasetExists,
     DatasetNotFound,
     InvalidRegistration,
     VersionNotFound,
@@ -75,8 +74,9 @@ from lakehouse.catalog.interface import (
     TableVersion,
 )
 from lakehouse.catalog.rules import (
+    check_commit,
     check_objects_exist,
-    schema_conflict,
+    evolution_conflict,
     schema_fingerprint,
     validate_dataset_name,
     validate_request,
@@ -568,18 +568,9 @@ class IcebergCatalog:
             table = self._load_table(lower)
         except NoSuchTableError:
             return self._create(request, paths, properties)
-        if request.mode == CommitMode.CREATE:
-            raise DatasetExists(
-                f"dataset {request.name!r} exists; use mode=append or mode=replace",
-                details={"name": request.name},
-            )
         before = self._manifest(table)
-        current = columns_of(table.schema())
+        check_commit(request.name, before, request.schema, request.mode)
         replace = request.mode in (CommitMode.AUTO, CommitMode.REPLACE)
-        if request.mode == CommitMode.AUTO and current != request.schema:
-            raise schema_conflict(
-                before, request.schema, "ingest with mode=append or mode=replace to change it"
-            )
         added, dropped = _evolution(before, request.schema, drop_missing=replace)
         with table.transaction() as tx:
             _evolve(tx, added, dropped, request.schema if replace else None)
@@ -841,27 +832,14 @@ def _evolution(
     replace the rows (``drop_missing``), a column that changes its type is dropped and
     added anew; otherwise that is a ``SchemaConflict`` (Iceberg widens none of the
     types ingest writes in place)."""
+    conflict = evolution_conflict(existing, offered, drop_missing=drop_missing)
+    if conflict is not None:
+        raise conflict
     current = {c.name.lower(): c for c in existing.schema}
     offered_names = {c.name.lower() for c in offered}
-    respelled = [
-        f"{c.name} is spelled {current[c.name.lower()].name} in the dataset"
-        for c in offered
-        if c.name.lower() in current and current[c.name.lower()].name != c.name
-    ]
-    if respelled:
-        raise schema_conflict(existing, offered, "; ".join(respelled))
     retyped = [
         c for c in offered if c.name.lower() in current and current[c.name.lower()].type != c.type
     ]
-    if retyped and not drop_missing:
-        changed = "; ".join(
-            f"{c.name}: {current[c.name.lower()].type} -> {c.type}" for c in retyped
-        )
-        raise schema_conflict(
-            existing,
-            offered,
-            f"a column cannot change its type when rows are appended ({changed}); use mode=replace",
-        )
     retyped_names = {c.name.lower() for c in retyped}
     added = [c for c in offered if c.name.lower() not in current or c.name.lower() in retyped_names]
     dropped = [current[c.name.lower()] for c in retyped] + [

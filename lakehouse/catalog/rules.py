@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import msgspec
 
 from lakehouse.catalog.errors import (
+    DatasetExists,
     InvalidDatasetName,
     InvalidRegistration,
     MissingObjects,
@@ -20,6 +21,7 @@ from lakehouse.catalog.errors import (
 from lakehouse.catalog.interface import (
     Column,
     ColumnTyping,
+    CommitMode,
     CommitRequest,
     DatasetVersion,
     DescribedColumn,
@@ -122,6 +124,52 @@ def object_key_problems(keys: list[str]) -> list[str]:
         if not key.startswith(DATASETS_PREFIX):
             problems.append(f"object {key!r} is not under {DATASETS_PREFIX!r}")
     return problems
+
+
+def check_commit(name: str, existing: Manifest, offered: list[Column], mode: CommitMode) -> None:
+    """Raise what committing files of schema ``offered`` as ``name`` (as the request
+    spells it) to the existing dataset in ``mode`` is refused with; the commit applies
+    it, and a dry run without committing."""
+    if mode == CommitMode.CREATE:
+        raise DatasetExists(
+            f"dataset {name!r} exists; use mode=append or mode=replace", details={"name": name}
+        )
+    if mode == CommitMode.AUTO and existing.schema != offered:
+        raise schema_conflict(
+            existing, offered, "ingest with mode=append or mode=replace to change it"
+        )
+    replace = mode in (CommitMode.AUTO, CommitMode.REPLACE)
+    conflict = evolution_conflict(existing, offered, drop_missing=replace)
+    if conflict is not None:
+        raise conflict
+
+
+def evolution_conflict(
+    existing: Manifest, offered: list[Column], *, drop_missing: bool
+) -> SchemaConflict | None:
+    """Why the dataset's schema cannot evolve to ``offered``: a column spelled another
+    way, or (unless the rows are replaced) one that changes its type."""
+    current = {c.name.lower(): c for c in existing.schema}
+    respelled = [
+        f"{c.name} is spelled {current[c.name.lower()].name} in the dataset"
+        for c in offered
+        if c.name.lower() in current and current[c.name.lower()].name != c.name
+    ]
+    if respelled:
+        return schema_conflict(existing, offered, "; ".join(respelled))
+    retyped = [
+        c for c in offered if c.name.lower() in current and current[c.name.lower()].type != c.type
+    ]
+    if retyped and not drop_missing:
+        changed = "; ".join(
+            f"{c.name}: {current[c.name.lower()].type} -> {c.type}" for c in retyped
+        )
+        return schema_conflict(
+            existing,
+            offered,
+            f"a column cannot change its type when rows are appended ({changed}); use mode=replace",
+        )
+    return None
 
 
 def schema_conflict(existing: Manifest, offered: list[Column], reason: str) -> SchemaConflict:

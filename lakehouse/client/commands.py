@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -62,6 +63,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ingest.add_argument("file", type=Path, help="the CSV file")
     ingest.add_argument("--name", help="the dataset (default: the file's name without suffix)")
     ingest.add_argument("--mode", choices=["append", "replace", "create"])
+    ingest.add_argument(
+        "--types", help="column types instead of the inferred ones, e.g. zip:string,amount:double"
+    )
     ingest.set_defaults(run=_ingest)
 
     sql = sub.add_parser("sql", parents=[common], help="run a read-only SQL query")
@@ -92,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the parsed client command; its exit status."""
     if not args.url.startswith(("http://", "https://")):
         return _fail(f"--url must start with http:// or https://, not {args.url!r}", EXIT_USAGE)
-    client = LakehouseClient(args.url, args.token)
+    token = args.token.strip() if args.token else None
+    if token and not all("!" <= char <= "~" for char in token):
+        # Never the token itself, nor an HTTP library's message, which would quote it.
+        return _fail("the token contains characters a header cannot carry", EXIT_USAGE)
+    client = LakehouseClient(args.url, token)
     try:
         args.run(client, args)
     except UsageError as exc:
@@ -119,7 +127,7 @@ def _ingest(client: LakehouseClient, args: argparse.Namespace) -> None:
     path: Path = args.file
     if not path.is_file():
         raise UsageError(f"{path.name}: no such file")
-    name = args.name or path.stem
+    name = args.name or _dataset_name(path)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -140,6 +148,7 @@ def _ingest(client: LakehouseClient, args: argparse.Namespace) -> None:
             args.mode,
             on_upload=lambda sent: progress.advance(task, sent),
             on_job=on_job,
+            types=args.types,
         )
         progress.update(task, description="done")
     stats = body["ingest"]
@@ -158,6 +167,12 @@ def _ingest(client: LakehouseClient, args: argparse.Namespace) -> None:
             f"{column['reason']}",
             markup=False,
         )
+
+
+def _dataset_name(path: Path) -> str:
+    """The file's name without its suffix, made a valid dataset name as the console does."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", path.stem)
+    return "_" + name if name[:1].isdigit() else name
 
 
 def _schema_table(stats: dict[str, Any]) -> Table:
@@ -189,8 +204,21 @@ def _sql(client: LakehouseClient, args: argparse.Namespace) -> None:
         if args.output is None:
             _copy(chunks, sys.stdout.buffer)
         else:
-            with args.output.open("wb") as target:  # opened once the query answered
-                _copy(chunks, target)
+            _write(chunks, args.output)  # opened once the query answered
+
+
+def _write(chunks: Iterable[bytes], path: Path) -> None:
+    """``chunks`` into the file ``path``; no partial file is left when the stream fails."""
+    try:
+        target = path.open("wb")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with target:
+            _copy(chunks, target)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _copy(chunks: Iterable[bytes], target: io.BufferedIOBase | Any) -> None:
@@ -233,7 +261,7 @@ def _datasets(client: LakehouseClient, args: argparse.Namespace) -> None:
 
 def _describe(client: LakehouseClient, args: argparse.Namespace) -> None:
     info = client.dataset(args.name)
-    profile = {row["column_name"]: row for row in client.rows(f"SUMMARIZE {_ident(args.name)}")}
+    profile = {row["column_name"]: row for row in client.rows(_stats_sql(info))}
     console = Console()
     console.print(
         f"{info['name']}: version {info['version']}, {_rows(info['rows'])}, "
@@ -290,6 +318,25 @@ def _rows(count: int) -> str:
 def _when(timestamp: str) -> str:
     """An ISO-8601 UTC time as ``2025-01-31 12:00:00Z``: to the second, and narrow."""
     return timestamp[:19].replace("T", " ") + "Z"
+
+
+def _stats_sql(info: dict[str, Any]) -> str:
+    """Per column: min, max, approximate distinct count and NULL percentage, computed
+    directly (SUMMARIZE fails on doubles near ±1e308: its standard deviation overflows)."""
+    rows = []
+    for column in info["columns"]:
+        name = _ident(column["name"])
+        rows.append(
+            f"{{'column_name': '{column['name'].replace(chr(39), chr(39) * 2)}', "
+            f"'min': CAST(min({name}) AS VARCHAR), 'max': CAST(max({name}) AS VARCHAR), "
+            f"'approx_unique': approx_count_distinct({name}), "
+            f"'null_percentage': round(100.0 * (count(*) - count({name})) "
+            f"/ nullif(count(*), 0), 2)::DOUBLE}}"
+        )
+    return (
+        f"WITH stats AS (SELECT [{', '.join(rows)}] AS s FROM {_ident(info['name'])}) "
+        "SELECT unnest(s, recursive := true) FROM stats"
+    )
 
 
 def _ident(name: str) -> str:

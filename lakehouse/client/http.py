@@ -96,11 +96,14 @@ class LakehouseClient:
         mode: str | None,
         on_upload: Callable[[int], None],
         on_job: Callable[[dict[str, Any]], None],
+        types: str | None = None,
     ) -> dict[str, Any]:
         """Upload ``path`` as dataset ``name``, reporting the bytes sent to ``on_upload``
         and, once the file is sent, the server's job (phase, rows) to ``on_job``."""
         job_id = str(uuid.uuid4())
         params = {"name": name, "job": job_id, **({"mode": mode} if mode else {})}
+        if types:
+            params["types"] = types
         size = path.stat().st_size
         sent = 0
 
@@ -149,6 +152,8 @@ class LakehouseClient:
             ) from None
         except httpx.TimeoutException:
             raise ClientError(f"{self.url} did not answer in time") from None
+        except httpx.LocalProtocolError:  # its message would quote the headers, the token's too
+            raise ClientError(f"request to {self.url} could not be sent") from None
         except httpx.HTTPError as exc:
             raise ClientError(f"request to {self.url} failed: {exc}") from None
 

@@ -1,5 +1,5 @@
-"""A dataset's per-column profile: DuckDB's SUMMARIZE (min, max, mean), exact null and
-distinct counts, the most frequent values, and a histogram for numbers and dates."""
+"""A dataset's per-column profile: min, max and mean (``column_stats_sql``), exact null
+and distinct counts, the most frequent values, and a histogram for numbers and dates."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from lakehouse.console.results import quote, rows_of, run_table
-from lakehouse.query import QueryEngine
+from lakehouse.query import QueryEngine, column_stats_sql
 
 TOP_VALUES = 5
 BUCKETS = 10
@@ -32,11 +32,17 @@ class ColumnProfile(msgspec.Struct):
 
 async def profile(engine: QueryEngine, name: str) -> list[ColumnProfile]:
     table = quote(name)
-    summary, _ = await run_table(engine, f"SUMMARIZE SELECT * FROM {table}")
-    summarized = rows_of(summary.select(["column_name", "column_type", "min", "max", "avg"]))
-    summarized = summarized[:MAX_COLUMNS]
-    if not summarized:
+    described, _ = await run_table(engine, f"DESCRIBE SELECT * FROM {table}")
+    columns = rows_of(described.select(["column_name", "column_type"]))[:MAX_COLUMNS]
+    if not columns:
         return []
+    stats, _ = await run_table(engine, column_stats_sql(name, [(c, t) for c, t in columns]))
+    summarized = [
+        (column, type_name, low, high, mean)
+        for (column, type_name), (low, high, mean) in zip(
+            columns, rows_of(stats.select(["min", "max", "mean"])), strict=True
+        )
+    ]
     counts = await _counts(engine, table, [row[0] for row in summarized])
     top = await _top_values(engine, table, [row[0] for row in summarized])
     profiles = []
@@ -73,12 +79,14 @@ async def _top_values(
     engine: QueryEngine, table: str, columns: list[str]
 ) -> dict[int, list[tuple[str | None, int]]]:
     """Per column index: its most frequent values (as text) and their counts."""
+    # Positions, not aliases: an alias may also be a column's (or the table's) name.
     parts = [
-        f"(SELECT {index} AS c, CAST({quote(column)} AS VARCHAR) AS v, count(*) AS n "
-        f"FROM {table} GROUP BY v ORDER BY n DESC, v NULLS LAST LIMIT {TOP_VALUES})"
+        f"(SELECT {index}, CAST({quote(column)} AS VARCHAR), count(*) "
+        f"FROM {table} GROUP BY 2 ORDER BY 3 DESC, 2 NULLS LAST LIMIT {TOP_VALUES})"
         for index, column in enumerate(columns)
     ]
-    result, _ = await run_table(engine, " UNION ALL ".join(parts) + " ORDER BY c, n DESC, v")
+    union = " UNION ALL ".join(parts)
+    result, _ = await run_table(engine, f"SELECT * FROM ({union}) ORDER BY 1, 3 DESC, 2")
     top: dict[int, list[tuple[str | None, int]]] = {}
     for index, value, count in rows_of(result):
         top.setdefault(index, []).append((value, count))
@@ -90,11 +98,15 @@ async def _histogram(engine: QueryEngine, table: str, column: str, type_name: st
     value = quote(column)
     if type_name.startswith(("DATE", "TIMESTAMP")):
         value = f"epoch(CAST({value} AS TIMESTAMP))"
+    # Halved so that hi - lo cannot overflow near ±1e308; infinities and NaN left out.
+    # The CTE names hold a space, which no dataset name can.
     sql = (
-        f"WITH v AS (SELECT CAST({value} AS DOUBLE) AS x FROM {table} WHERE {quote(column)} "
-        "IS NOT NULL), r AS (SELECT min(x) AS lo, max(x) AS hi FROM v) "
+        f'WITH "all values" AS (SELECT CAST({value} AS DOUBLE) / 2 AS x FROM {table}), '
+        '"finite values" AS (SELECT x FROM "all values" WHERE isfinite(x)), '
+        '"value range" AS (SELECT min(x) AS lo, max(x) AS hi FROM "finite values") '
         f"SELECT least(CAST(floor((x - lo) / ((hi - lo) / {BUCKETS})) AS BIGINT), "
-        f"{BUCKETS - 1}) AS b, count(*) AS n FROM v, r WHERE hi > lo GROUP BY b ORDER BY b"
+        f'{BUCKETS - 1}), count(*) FROM "finite values", "value range" '
+        "WHERE hi > lo GROUP BY 1 ORDER BY 1"
     )
     result, _ = await run_table(engine, sql)
     buckets = [0] * BUCKETS

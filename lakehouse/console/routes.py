@@ -8,6 +8,7 @@ URL). Every value reaches the HTML through Jinja's autoescaping.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -25,6 +26,8 @@ from lakehouse.console.profile import profile
 from lakehouse.console.results import error_position, quote, rows_of, run_table
 from lakehouse.errors import LakehouseError
 from lakehouse.query import QueryEngine
+
+_log = logging.getLogger(__name__)
 
 PAGE_ROWS = 100
 SAMPLE_ROWS = 20
@@ -118,7 +121,13 @@ async def profile_fragment(
 ) -> Template:
     async def build() -> dict[str, Any]:
         manifest = await catalog.get(name)
-        return {"columns": await profile(query_engine, manifest.name)}
+        try:
+            return {"columns": await profile(query_engine, manifest.name)}
+        except LakehouseError as exc:
+            # The profile's queries are the console's own, not the user's: no position in
+            # them to point at, and the schema, sample and history stay on the page.
+            _log.warning("profile of %s failed: %s", manifest.name, exc.message)
+            return {"columns": None, "failed": exc.code}
 
     return await _fragment("_profile.html", build)
 

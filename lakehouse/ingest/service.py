@@ -26,6 +26,7 @@ from lakehouse.catalog import (
     DatasetNotFound,
     Registration,
     SourceFile,
+    check_commit,
     validate_dataset_name,
 )
 from lakehouse.config import IngestSettings
@@ -175,6 +176,8 @@ class IngestService:
             spooled, layout, converted = await self._convert(
                 name, upload, overrides, mode, (upload_path, parquet_path), PhaseTimer(), progress
             )
+            schema = [Column(name=c.name, type=c.type) for c in layout.columns]
+            await self._check_commit(name, schema, mode)
             rows = await asyncio.to_thread(sample_rows, parquet_path, PREVIEW_ROWS)
         finally:
             await asyncio.to_thread(_remove, upload_path, parquet_path)
@@ -219,6 +222,14 @@ class IngestService:
         )
         timer.lap("convert")
         return spooled, layout, converted
+
+    async def _check_commit(self, name: str, schema: list[Column], mode: CommitMode) -> None:
+        """Refuse as the commit would (the catalog's own rule), committing nothing."""
+        try:
+            manifest = await self.catalog.get(name)
+        except DatasetNotFound:
+            return
+        check_commit(name, manifest, schema, mode)
 
     async def _conform(
         self, name: str, layout: CsvLayout, path: Path, overrides: dict[str, str]

@@ -1,6 +1,7 @@
 """Query: a DuckDB pool behind a sandboxed, read-only SQL API."""
 
 from lakehouse.query._run import Params, QueryResult
+from lakehouse.query.column_stats import column_stats_sql
 from lakehouse.query.encoders import ResultFormat, make_encoder
 from lakehouse.query.errors import (
     DatasetChanged,
@@ -41,6 +42,7 @@ __all__ = [
     "SqlFastPath",
     "TableNotFound",
     "UnsupportedFormat",
+    "column_stats_sql",
     "make_encoder",
     "sql_get_route",
     "sql_route",

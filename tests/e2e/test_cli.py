@@ -197,15 +197,29 @@ def test_datasets_describe_and_history(
     assert describe.returncode == 0, describe.stderr.decode()
     out = describe.stdout.decode()
     assert "people: version 1, 3 rows" in out
-    # Type, how it was typed, then SUMMARIZE's nulls %, distinct count, min and max.
-    assert re.search(r"│ amount +│ DOUBLE +│ inferred +│ 0\.0 +│ 3 +│ 7\.25 +│ 12\.0 +│", out), out
+    # Type, how it was typed, then nulls %, distinct count, min and max.
+    assert re.search(r"│ amount +│ DOUBLE +│ inferred +│ 0 +│ 3 +│ 7\.25 +│ 12\.0 +│", out), out
     leading_zeros = r"inferred: numbers with leading zeros[^│]+"
-    assert re.search(rf"│ zip +│ VARCHAR +│ {leading_zeros}│ 0\.0 +│ 3 +│ 01234 +│ 60601 +│", out)
+    assert re.search(rf"│ zip +│ VARCHAR +│ {leading_zeros}│ 0 +│ 3 +│ 01234 +│ 60601 +│", out)
 
     history = lakehouse("history", "people", env=env)
     assert history.returncode == 0, history.stderr.decode()
     assert re.search(
         r"│ 1 +│ [\d-]+ [\d:]+Z +│ \w+ +│ 3 +│ 0 +│ 3 +│ people\.csv +│", history.stdout.decode()
+    )
+
+
+def test_describe_profiles_doubles_at_the_edge_of_their_range(
+    server: LakehouseServer, tmp_path: Path
+) -> None:
+    env = client_env(server)
+    source = tmp_path / "extreme.csv"
+    source.write_text("x\n1e308\n-1e308\n1.5\n")
+    assert lakehouse("ingest", source, env=env).returncode == 0
+    describe = lakehouse("describe", "extreme", env=env)
+    assert describe.returncode == 0, describe.stderr.decode()
+    assert re.search(
+        r"│ x +│ DOUBLE +│ inferred +│ 0 +│ 3 +│ -1e\+308 +│ 1e\+308 +│", describe.stdout.decode()
     )
 
 
@@ -250,6 +264,61 @@ def test_bad_usage_exits_2(server: LakehouseServer, args: list[str], tmp_path: P
     assert result.returncode == 2, result.stderr.decode()
     assert result.stderr.decode().strip()
     assert not (tmp_path / "out.txt").exists()
+
+
+@pytest.mark.parametrize("token", ["sek\x01ret", "sekret\r\nX-Evil: 1", "s\u00e9kret"])
+def test_a_token_a_header_cannot_carry_is_a_usage_error_that_never_shows_it(
+    server: LakehouseServer, token: str
+) -> None:
+    result = lakehouse("datasets", "--token", token, env=client_env(server, token=False))
+    assert result.returncode == 2
+    assert result.stderr == b"lakehouse: the token contains characters a header cannot carry\n"
+    assert b"ret" not in result.stdout + result.stderr
+
+
+def test_surrounding_whitespace_of_the_token_is_ignored(
+    server: LakehouseServer, ingested: subprocess.CompletedProcess[bytes]
+) -> None:
+    env = client_env(server, token=False)
+    result = lakehouse("datasets", "--token", f" {TOKEN}\r\n", env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"people" in result.stdout
+
+
+def test_an_output_file_that_cannot_be_written_is_one_line(
+    server: LakehouseServer, tmp_path: Path
+) -> None:
+    result = lakehouse(
+        "sql", "SELECT 1", "-o", tmp_path / "nowhere" / "x.csv", env=client_env(server)
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().count("\n") == 1
+    assert result.stderr.decode().startswith("lakehouse: cannot write ")
+
+
+def test_a_stream_that_fails_midway_leaves_no_partial_file(
+    server: LakehouseServer, tmp_path: Path
+) -> None:
+    target = tmp_path / "partial.csv"
+    # Fails once the first rows have been sent: the answer is cut mid-stream.
+    sql = (
+        "SELECT CASE WHEN range < 2000000 THEN range ELSE error('boom') END AS n "
+        "FROM range(3000000)"
+    )
+    result = lakehouse("sql", sql, "-o", target, env=client_env(server))
+    assert result.returncode == 1, result.stderr.decode()
+    assert not target.exists()
+
+
+def test_ingest_names_the_dataset_after_the_file_as_the_console_does(
+    server: LakehouseServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "2024 my-data.csv"
+    source.write_text("zip,n\n01234,1\n")
+    result = lakehouse("ingest", source, "--types", "n:string", env=client_env(server))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "_2024_my_data: version 1" in result.stdout.decode()
+    assert re.search(r"│ n +│ VARCHAR +│ type given by --types +│", result.stdout.decode())
 
 
 def test_the_token_comes_from_the_option_or_the_environment(

@@ -63,12 +63,16 @@ async def mcp_client(
     token: str = TOKEN,
     statuses: list[int] | None = None,
     mode: str = "auto",
+    bodies: list[bytes] | None = None,
 ) -> AsyncIterator[Client]:
-    """The SDK's client over Streamable HTTP; ``statuses`` collects its HTTP answers' codes."""
+    """The SDK's client over Streamable HTTP; ``statuses`` collects its HTTP answers'
+    codes, ``bodies`` their bodies."""
 
     async def record(response: httpx2.Response) -> None:
         if statuses is not None:
             statuses.append(response.status_code)
+        if bodies is not None:
+            bodies.append(await response.aread())
 
     async with (
         httpx2.AsyncClient(
@@ -194,11 +198,64 @@ async def test_the_byte_cap_truncates_within_the_cap(server: LakehouseServer) ->
     rows = answer["rows"]
     assert answer["truncated"] is True
     assert 0 < len(rows) < MAX_ROWS
-    assert len(json.dumps(rows, separators=(",", ":"))) <= MAX_BYTES
+    # The rows go out twice (structured, and escaped in the text): both within the cap.
+    assert 2 * len(json.dumps(rows, separators=(",", ":"))) <= MAX_BYTES
     expected = sql_rows(server, sql)
     assert rows == expected[: len(rows)]
     # As many rows as fit: one more would not have.
-    assert len(json.dumps(expected[: len(rows) + 1], separators=(",", ":"))) > MAX_BYTES
+    assert 2 * len(json.dumps(expected[: len(rows) + 2], separators=(",", ":"))) > MAX_BYTES
+
+
+ENVELOPE = 1024
+"""The JSON-RPC envelope around a tool's answer, and the answer's small fields."""
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + ", ".join(f"{i} AS c{i:04d}{'n' * 195}" for i in range(2000)),
+        "SELECT repeat('\"', 100000) AS quotes FROM range(100)",
+        "SELECT repeat('\"', 10) AS quotes FROM range(1000)",
+    ],
+    ids=["2000-long-column-names", "huge-quoted-values", "many-quoted-values"],
+)
+async def test_a_tool_calls_http_answer_stays_within_the_byte_cap(
+    server: LakehouseServer, sql: str
+) -> None:
+    bodies: list[bytes] = []
+    async with mcp_client(server, bodies=bodies) as client:
+        bodies.clear()
+        answer = structured(await client.call_tool("query", {"sql": sql}))
+        body = max(bodies, key=len)  # the tool call's, not the session's small ones
+    assert len(body) <= MAX_BYTES + ENVELOPE, len(body)
+    assert answer["truncated"] or len(answer["columns"]) < answer["columns_total"]
+
+
+async def test_describe_caps_a_wide_table_and_a_long_history(server: LakehouseServer) -> None:
+    header = ",".join(f"c{i:04d}{'n' * 195}" for i in range(300))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+        for mode in ["create"] + ["append"] * 21:
+            answer = await http.post(
+                f"{server.url}/v1/ingest?name=wide&mode={mode}",
+                content=header + "\n" + ",".join("1" * 300) + "\n",
+            )
+            assert answer.status_code in (200, 201), answer.text
+    bodies: list[bytes] = []
+    async with mcp_client(server, bodies=bodies) as client:
+        bodies.clear()
+        described = structured(await client.call_tool("describe_dataset", {"name": "wide"}))
+        body = max(bodies, key=len)  # the tool call's, not the session's small ones
+    assert len(body) <= MAX_BYTES + ENVELOPE, len(body)
+    latest = described["version"]
+    assert described["history_total"] == latest > 20
+    listed_versions = [v["version"] for v in described["history"]]
+    assert 0 < len(listed_versions) <= 20
+    assert listed_versions == list(range(latest - len(listed_versions) + 1, latest + 1))
+    assert described["columns_total"] == 300
+    listed = [c["name"] for c in described["columns"]]
+    assert 0 < len(listed) < 300
+    assert [p["column"] for p in described["profile"]] == listed
 
 
 async def test_a_large_result_is_cut_without_reading_it_all(server: LakehouseServer) -> None:
@@ -303,3 +360,18 @@ async def test_every_tool_call_is_audited_in_the_server_log(server: LakehouseSer
     described = [line for line in audit if line["tool"] == "describe_dataset"]
     assert described[-1]["dataset"] == "people"
     assert described[-1]["request_id"]
+
+
+async def test_describe_profiles_doubles_at_the_edge_of_their_range(
+    server: LakehouseServer,
+) -> None:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        ingested = await http.post(
+            f"{server.url}/v1/ingest?name=extreme", content="x\n1e308\n-1e308\n1.5\n"
+        )
+    assert ingested.status_code in (200, 201), ingested.text
+    async with mcp_client(server) as client:
+        described = structured(await client.call_tool("describe_dataset", {"name": "extreme"}))
+    [x] = described["profile"]
+    assert (x["column"], x["min"], x["max"]) == ("x", "-1e+308", "1e+308")
+    assert len(described["sample"]) == 3

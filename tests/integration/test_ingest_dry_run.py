@@ -73,3 +73,20 @@ async def test_dry_run_of_bad_input_is_a_400(client: Client) -> None:
     assert unknown_column.status_code == 400
     not_a_flag = await post(client, "name=people&dry_run=maybe")
     assert not_a_flag.status_code == 400
+
+
+async def test_dry_run_refuses_what_the_commit_refuses(client: Client) -> None:
+    assert (await post(client, "name=people")).status_code in (200, 201)
+    other_schema = b"id,city\n1,Oslo\n"
+    retyped = b"id,zip,amount,code,note\nx,01234,9.50,7,hello\n"
+    for query, data in [
+        ("name=people&mode=create", CSV),
+        ("name=people", other_schema),  # the default mode replaces only the same schema
+        ("name=people&mode=append", retyped),  # id would become VARCHAR
+    ]:
+        committed = await post(client, query, data)
+        dry_run = await post(client, query + "&dry_run=true", data)
+        assert committed.status_code == 409, (query, committed.text)
+        assert (dry_run.status_code, dry_run.json()) == (409, committed.json()), query
+    fine = await post(client, "name=people&mode=append&dry_run=true", CSV)
+    assert fine.status_code == 200, fine.text
