@@ -28,11 +28,12 @@ run: $(STAMP)
 	$(BIN)/lakehouse serve
 
 # The suite starts a throwaway PostgreSQL from the server installed on the machine, and the
-# browser tests the Chromium installed on it. Two workers: most of the suite waits on the
-# servers it starts (PYTEST_WORKERS=0: one process). The API fuzzing runs after, in one
-# process: its guard counts what the fuzz tests of that process sent, and schemathesis's
-# generated tests do not survive pytest-xdist's grouping. PYTEST_ARGS: only those tests.
-PYTEST_WORKERS ?= 2
+# browser tests the Chromium installed on it. Three workers on two cores: most of the suite
+# waits on the servers it starts (PYTEST_WORKERS=0: one process). The API fuzzing runs after,
+# in one process: its guard counts what the fuzz tests of that process sent, and
+# schemathesis's generated tests do not survive pytest-xdist's grouping.
+# PYTEST_ARGS: only those tests.
+PYTEST_WORKERS ?= 3
 FUZZ_TESTS := tests/e2e/test_api_fuzz.py
 test: $(STAMP)
 	scripts/ensure_postgres.sh
