@@ -84,6 +84,22 @@ class StorageOutage(ServiceBusy):
     retry_after_seconds = 5
 
 
+class StorageThrottled(StorageOutage):
+    """S3 kept answering "slow down" (429/503) past the retry budget: the same code and
+    Retry-After the storage API and ingest answer for throttling (ADR 0015)."""
+
+    code = "storage_throttled"
+    retry_after_seconds = 10
+
+
+def storage_outage(message: str, details: dict[str, object]) -> StorageOutage:
+    """The 503 for an outage with ``details["reason"]``: ``storage_throttled`` when S3
+    throttled, else ``storage_unavailable``."""
+    if details.get("reason") == "throttled":
+        return StorageThrottled(message, details=details)
+    return StorageOutage(message, details=details)
+
+
 class StorageAccessDenied(LakehouseError):
     """S3 refused the server's credentials for a dataset's object (a configuration
     fault of the server, not the query's)."""
@@ -260,7 +276,6 @@ def storage_failure(message: str) -> LakehouseError | None:
         reason = "connection"
     else:
         return None
-    return StorageOutage(
-        f"object storage is unavailable ({reason}); retry later",
-        details={"reason": reason},
+    return storage_outage(
+        f"object storage is unavailable ({reason}); retry later", {"reason": reason}
     )

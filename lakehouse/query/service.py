@@ -47,7 +47,7 @@ from lakehouse.query.engine import (
     remove_stale_spill_dirs,
     warn_of_test_switches,
 )
-from lakehouse.query.errors import QueryTimeout, StorageOutage, TableNotFound
+from lakehouse.query.errors import QueryTimeout, StorageOutage, StorageThrottled, TableNotFound
 from lakehouse.query.result_cache import CacheKey, Determinism, ResultCache, cache_key, etag
 from lakehouse.query.views import CATALOG_READ, ViewRegistrar
 from lakehouse.storage import DuckDBGrant
@@ -255,7 +255,8 @@ class QueryService:
         except TableNotFound as exc:
             raise run.views.outage_instead(exc) from exc
         except LakehouseError as exc:
-            if exc.code != StorageOutage.code:  # storage's own error, by its stable code
+            # Storage's own errors, by their stable codes.
+            if exc.code not in (StorageOutage.code, StorageThrottled.code):
                 raise
             # The catalog read the version's manifests from storage, and that failed.
             raise StorageOutage(

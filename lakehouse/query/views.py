@@ -38,10 +38,10 @@ from lakehouse.query.errors import (
     DatasetObjectMissing,
     QueryFailed,
     StorageAccessDenied,
-    StorageOutage,
     TableNotFound,
     is_missing_object,
     storage_failure,
+    storage_outage,
 )
 
 log = logging.getLogger("lakehouse.query")
@@ -204,9 +204,9 @@ class ViewRegistrar:
                 f"dataset {name!r} cannot be read: object storage refused the server's credentials",
                 details={"dataset": name, "reason": reason},
             )
-        return StorageOutage(
+        return storage_outage(
             f"dataset {name!r} cannot be read now: object storage failed ({reason}); retry later",
-            details={"dataset": name, "reason": reason},
+            {"dataset": name, "reason": reason},
         )
 
     async def missing_instead(self, error: LakehouseError, message: str) -> LakehouseError:

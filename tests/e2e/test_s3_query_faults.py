@@ -86,13 +86,16 @@ def query(server: LakehouseServer, sql: str, timeout: float | None = None) -> ht
 
 
 def assert_outage(response: httpx.Response) -> dict[str, Any]:
-    """503 storage_unavailable with Retry-After: the client is told to come back; S3's
-    address (the proxy's and moto's loopback ports) stays in the logs."""
+    """503 storage_unavailable (storage_throttled when S3 throttled) with Retry-After: the
+    client is told to come back; S3's address (the proxy's and moto's loopback ports) stays
+    in the logs."""
     assert response.status_code == 503, response.text
     assert "127.0.0.1" not in response.text
     assert int(response.headers["retry-after"]) > 0
     error: dict[str, Any] = response.json()["error"]
-    assert error["code"] == "storage_unavailable", error
+    # Throttling has the code the storage API and ingest give it; every other outage one code.
+    throttled = error.get("details", {}).get("reason") == "throttled"
+    assert error["code"] == ("storage_throttled" if throttled else "storage_unavailable"), error
     return error
 
 
