@@ -29,8 +29,8 @@ run: $(STAMP)
 
 # The suite starts a throwaway PostgreSQL from the server installed on the machine, and the
 # browser tests the Chromium installed on it. Three workers on two cores: most of the suite
-# waits on the servers it starts (PYTEST_WORKERS=0: one process). The API fuzzing runs after,
-# in one process: its guard counts what the fuzz tests of that process sent, and
+# waits on the servers it starts (PYTEST_WORKERS=0: one process). The API fuzzing runs beside
+# them in a process of its own: its guard counts what the fuzz tests of that process sent, and
 # schemathesis's generated tests do not survive pytest-xdist's grouping.
 # PYTEST_ARGS: only those tests.
 PYTEST_WORKERS ?= 3
@@ -41,8 +41,11 @@ test: $(STAMP)
 ifdef PYTEST_ARGS
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 else
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --ignore=$(FUZZ_TESTS)
-	$(BIN)/pytest $(FUZZ_TESTS)
+	@# The fuzzing alongside the rest; its report is printed after, and either failing fails.
+	$(BIN)/pytest $(FUZZ_TESTS) > $(VENV)/fuzz.log 2>&1 & fuzz=$$!; \
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --ignore=$(FUZZ_TESTS); rest=$$?; \
+	wait $$fuzz; fuzzed=$$?; cat $(VENV)/fuzz.log; \
+	test $$rest -eq 0 && test $$fuzzed -eq 0
 endif
 
 lint: $(STAMP)
