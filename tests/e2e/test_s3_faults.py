@@ -52,13 +52,6 @@ def fault_settings(tmp_path: Path, moto: MotoServer, proxy: FaultProxy) -> Setti
 
 
 @pytest.fixture(scope="module")
-def proxy(moto: MotoServer) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(("127.0.0.1", moto.port)).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture(scope="module")
 def server(
     moto: MotoServer, proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LakehouseServer]:

@@ -36,14 +36,6 @@ GETS = frozenset({"GET"})
 
 
 @pytest.fixture(scope="module")
-def proxy(moto: MotoServer) -> Iterator[FaultProxy]:
-    # Module-scoped (the conftest's ``fault_proxy`` is per test): one server for the module.
-    proxy = FaultProxy(("127.0.0.1", moto.port)).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture(scope="module")
 def server(
     proxy: FaultProxy, moto: MotoServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LakehouseServer]:
