@@ -9,6 +9,7 @@ import msgspec
 
 from lakehouse.catalog import Column, CommitMode, Manifest
 from lakehouse.ingest.convert import WidenedColumn
+from lakehouse.ingest.formats import Format
 
 
 class Upload(msgspec.Struct):
@@ -18,6 +19,10 @@ class Upload(msgspec.Struct):
     kind: Literal["raw", "multipart"]
     chunks: AsyncIterable[bytes]
     boundary: str = ""
+    format: Format | None = None
+    """``?format=``; None: CSV (detection from Content-Type, name and bytes: issue 16)."""
+    sheet: str | None = None
+    """``?sheet=``: the xlsx sheet to read; None: the first."""
 
 
 class DefaultedColumn(msgspec.Struct):

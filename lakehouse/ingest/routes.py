@@ -29,6 +29,7 @@ from lakehouse.errors import BadRequest
 from lakehouse.http_body import request_body
 from lakehouse.http_errors import error_responses
 from lakehouse.ingest.errors import IngestBusy, MissingFile, UnsupportedUpload, UploadTooLarge
+from lakehouse.ingest.formats import Format
 from lakehouse.ingest.interface import Ingestor, IngestPreview, IngestStats, Upload
 from lakehouse.ingest.jobs import IngestJob, IngestJobs
 from lakehouse.ingest.service import validate_name
@@ -173,8 +174,16 @@ async def ingest(
             "GET /v1/ingest/jobs/{job} before its response arrives; else one is made"
         ),
     ] = None,
+    format: Annotated[
+        str | None,
+        QueryParameter(description="The upload's format: " + ", ".join(f.value for f in Format)),
+    ] = None,
+    sheet: Annotated[
+        str | None, QueryParameter(description="xlsx: the sheet to read (default: the first)")
+    ] = None,
 ) -> Response[IngestResponse | IngestPreview]:
     commit_mode = _commit_mode(mode, request.query_params.keys())
+    upload_format = _format(format)
     media_type, options = request.content_type
     multipart = media_type == "multipart/form-data"
     if not multipart and media_type not in RAW_TYPES:
@@ -193,6 +202,8 @@ async def ingest(
             kind="multipart" if multipart else "raw",
             chunks=progress.counting(body),
             boundary=options.get("boundary", "") if multipart else "",
+            format=upload_format,
+            sheet=sheet,
         )
         try:
             outcome = await (
@@ -241,7 +252,21 @@ async def ingest_job(ingest_jobs: NamedDependency[IngestJobs], job_id: FromPath[
 
 jobs_router = Router("/", route_handlers=[ingest_jobs_list, ingest_job])
 
-QUERY_PARAMETERS = frozenset({"name", "types", "mode", "dry_run", "job"})
+QUERY_PARAMETERS = frozenset({"name", "types", "mode", "dry_run", "job", "format", "sheet"})
+
+
+def _format(name: str | None) -> Format | None:
+    """``?format=`` as a Format; a 400 naming the formats for anything else."""
+    if name is None:
+        return None
+    try:
+        return Format(name.lower())
+    except ValueError:
+        allowed = [f.value for f in Format]
+        raise BadRequest(
+            f"unknown format {name!r}; use one of {', '.join(allowed)}",
+            details={"format": name, "allowed": allowed},
+        ) from None
 
 
 def _commit_mode(mode: str | None, parameters: Iterable[str]) -> CommitMode:

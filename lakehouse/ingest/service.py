@@ -32,7 +32,8 @@ from lakehouse.catalog import (
 from lakehouse.config import IngestSettings
 from lakehouse.errors import LakehouseError
 from lakehouse.ingest.convert import ConvertOptions, ConvertResult, convert_csv
-from lakehouse.ingest.errors import EmptyCSV, MissingDatasetName
+from lakehouse.ingest.errors import EmptyCSV, MissingDatasetName, UnsupportedUpload
+from lakehouse.ingest.formats import Converter, ConvertRequest, Format
 from lakehouse.ingest.interface import (
     DefaultedColumn,
     IngestPreview,
@@ -55,6 +56,9 @@ from lakehouse.layout import SPOOL_PREFIX, data_key, spool_paths
 from lakehouse.storage import ObjectStore
 
 log = logging.getLogger("lakehouse.ingest")
+
+# The converter of each format other than CSV/TSV (lakehouse.ingest.formats).
+CONVERTERS: dict[Format, Converter] = {}
 
 
 def validate_name(name: str | None) -> str:
@@ -211,6 +215,11 @@ class IngestService:
         spooled = await _spool(upload, upload_path)
         timer.lap("spool")
         progress.enter("converting")
+        upload_format = upload.format or Format.CSV
+        if upload_format not in (Format.CSV, Format.TSV):
+            return spooled, *await self._convert_other(
+                name, upload_format, upload, overrides, mode, paths, timer, progress
+            )
         layout = await asyncio.to_thread(
             infer_layout, upload_path, self.settings.sample_rows, overrides
         )
@@ -222,6 +231,40 @@ class IngestService:
         )
         timer.lap("convert")
         return spooled, layout, converted
+
+    async def _convert_other(
+        self,
+        name: str,
+        upload_format: Format,
+        upload: Upload,
+        overrides: dict[str, str],
+        mode: CommitMode,
+        paths: tuple[Path, Path],
+        timer: PhaseTimer,
+        progress: IngestProgress,
+    ) -> tuple[CsvLayout, ConvertResult]:
+        """Convert a spooled upload of a format other than CSV with its converter."""
+        convert = CONVERTERS.get(upload_format)
+        if convert is None:
+            raise UnsupportedUpload(f"the format {upload_format.value!r} cannot be ingested")
+        dataset_types: dict[str, str] = {}
+        if mode == CommitMode.APPEND:
+            try:
+                manifest = await self.catalog.get(name)
+                dataset_types = {c.name.lower(): c.type for c in manifest.schema}
+            except DatasetNotFound:
+                pass
+        request = ConvertRequest(
+            options=self.convert_options,
+            overrides=overrides,
+            dataset_types=dataset_types,
+            sheet=upload.sheet,
+            progress=progress.converted,
+        )
+        converted = await asyncio.to_thread(convert, *paths, request)
+        timer.lap("convert")
+        layout = CsvLayout(delimiter=converted.delimiter or "", columns=converted.columns)
+        return layout, ConvertResult(rows=converted.rows, widened=converted.widened)
 
     async def _check_commit(self, name: str, schema: list[Column], mode: CommitMode) -> None:
         """Refuse as the commit would (the catalog's own rule), committing nothing."""
