@@ -228,6 +228,40 @@ def render_type(tree: TypeTree) -> str:
     return f"STRUCT({fields})"
 
 
+def struct_growth(old: str, new: str) -> list[tuple[tuple[str, ...], str]] | None:
+    """The struct fields type ``new`` adds to type ``old``, each as its path inside the
+    column (``element`` and ``value`` step into a list's elements and a map's values)
+    and its DuckDB type, when ``new`` is ``old`` with fields added after a struct's own
+    (at any depth); ``[]`` when they are the same type; None for any other change."""
+    try:
+        return _growth(parse_type(old), parse_type(new), ())
+    except UnsupportedType:
+        return None
+
+
+def _growth(
+    old: TypeTree, new: TypeTree, path: tuple[str, ...]
+) -> list[tuple[tuple[str, ...], str]] | None:
+    if old == new:
+        return []
+    if isinstance(old, List) and isinstance(new, List):
+        return _growth(old.element, new.element, (*path, "element"))
+    if isinstance(old, Map) and isinstance(new, Map) and old.key == new.key:
+        return _growth(old.value, new.value, (*path, "value"))
+    if not (isinstance(old, Struct) and isinstance(new, Struct)):
+        return None
+    kept, extra = new.fields[: len(old.fields)], new.fields[len(old.fields) :]
+    if [name for name, _ in kept] != [name for name, _ in old.fields]:
+        return None  # a field renamed, dropped or moved
+    found: list[tuple[tuple[str, ...], str]] = []
+    for (name, before), (_, after) in zip(old.fields, kept, strict=True):
+        inner = _growth(before, after, (*path, name))
+        if inner is None:
+            return None
+        found += inner
+    return found + [((*path, name), render_type(t)) for name, t in extra]
+
+
 # -- DuckDB <-> Iceberg -------------------------------------------------------------
 
 

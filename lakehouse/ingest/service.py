@@ -31,6 +31,7 @@ from lakehouse.catalog import (
 )
 from lakehouse.config import IngestSettings
 from lakehouse.errors import LakehouseError
+from lakehouse.ingest.columnar_convert import convert_arrow, convert_parquet
 from lakehouse.ingest.convert import ConvertOptions, ConvertResult, convert_csv
 from lakehouse.ingest.errors import EmptyCSV, MissingDatasetName, UnsupportedUpload
 from lakehouse.ingest.formats import Converter, ConvertRequest, Format
@@ -58,7 +59,10 @@ from lakehouse.storage import ObjectStore
 log = logging.getLogger("lakehouse.ingest")
 
 # The converter of each format other than CSV/TSV (lakehouse.ingest.formats).
-CONVERTERS: dict[Format, Converter] = {}
+CONVERTERS: dict[Format, Converter] = {
+    Format.PARQUET: convert_parquet,
+    Format.ARROW: convert_arrow,
+}
 
 
 def validate_name(name: str | None) -> str:
