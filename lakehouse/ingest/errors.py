@@ -8,7 +8,10 @@ BadRequest
 ├── FieldTooLarge (400 field_too_large) details: line, max_field_bytes
 ├── RaggedRows (400 ragged_rows)        details: line, row, expected, got
 ├── NotUTF8 (400 not_utf8)
-└── InvalidTypeOverride (400 invalid_type_override)
+├── InvalidTypeOverride (400 invalid_type_override)
+├── InvalidXLSX (400 invalid_xlsx)      not a workbook, or a broken one
+├── UnknownSheet (400 unknown_sheet)    details: sheet, sheets
+└── EmptySheet (400 empty_sheet)        an xlsx sheet without a cell
 UnsupportedMediaType
 └── UnsupportedUpload (415 unsupported_upload)
 PayloadTooLarge
@@ -68,3 +71,19 @@ class UploadTooLarge(PayloadTooLarge):
 
 class IngestBusy(ServiceBusy):
     code = "ingest_busy"
+
+
+class InvalidXLSX(BadRequest):
+    """An upload read as xlsx that is no readable workbook (not a zip, cut short, no workbook)."""
+
+    code = "invalid_xlsx"
+
+
+class UnknownSheet(BadRequest):
+    """``?sheet=`` names no worksheet of the workbook; details list its sheets."""
+
+    code = "unknown_sheet"
+
+
+class EmptySheet(BadRequest):
+    code = "empty_sheet"

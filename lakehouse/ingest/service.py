@@ -52,6 +52,7 @@ from lakehouse.ingest.schema import (
     parse_type_overrides,
 )
 from lakehouse.ingest.spool import Spooled, spool_multipart, spool_raw
+from lakehouse.ingest.xlsx_convert import convert_xlsx
 from lakehouse.layout import SPOOL_PREFIX, data_key, spool_paths
 from lakehouse.storage import ObjectStore
 
@@ -59,6 +60,7 @@ log = logging.getLogger("lakehouse.ingest")
 
 # The converter of each format other than CSV/TSV (lakehouse.ingest.formats).
 CONVERTERS: dict[Format, Converter] = {}
+CONVERTERS[Format.XLSX] = convert_xlsx
 
 
 def validate_name(name: str | None) -> str:
