@@ -174,6 +174,14 @@ class _Sheet:
         self.worksheet: Any = None
 
     def __enter__(self) -> _Sheet:
+        try:
+            self._open()
+        except BaseException:
+            self.__exit__(None, None, None)  # not called when __enter__ raises
+            raise
+        return self
+
+    def _open(self) -> None:
         # A file object: openpyxl would refuse a path whose name does not end in .xlsx.
         self.file = self.source.open("rb")
         try:
@@ -197,7 +205,6 @@ class _Sheet:
             )
         # The dimensions a file declares can be wrong; read the cells each row has.
         worksheet.reset_dimensions()
-        return self
 
     def rows(self) -> Iterator[Row]:
         try:
