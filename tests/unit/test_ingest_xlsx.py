@@ -46,12 +46,12 @@ def test_cells_are_typed_by_their_kind_and_text_stays_text(tmp_path: Path) -> No
             "people": [
                 ["id", "rate", "hired", "seen", "active", "zip", "name"],
                 [1, 2.5, JAN_2, JAN_2, True, "01234", "Ann"],
-                [2.0, 3, dt.datetime(2024, 2, 29), JAN_3_0506, False, "60601", "Bo"],
+                [1e16, 3, dt.datetime(2024, 2, 29), JAN_3_0506, False, "60601", "Bo"],
             ]
         },
     )
     assert types(converted) == {
-        "id": "BIGINT",  # whole numbers (stored as doubles) are integers
+        "id": "BIGINT",  # whole numbers are integers, 1e16 (stored as "1E+16") too
         "rate": "DOUBLE",
         "hired": "DATE",  # every value at midnight
         "seen": "TIMESTAMP",
@@ -62,7 +62,7 @@ def test_cells_are_typed_by_their_kind_and_text_stays_text(tmp_path: Path) -> No
     assert rows == [
         {"id": 1, "rate": 2.5, "hired": JAN_2.date(), "seen": JAN_2, "active": True,
          "zip": "01234", "name": "Ann"},
-        {"id": 2, "rate": 3.0, "hired": dt.date(2024, 2, 29), "seen": JAN_3_0506,
+        {"id": 10**16, "rate": 3.0, "hired": dt.date(2024, 2, 29), "seen": JAN_3_0506,
          "active": False, "zip": "60601", "name": "Bo"},
     ]  # fmt: skip
     assert converted.rows == 2
