@@ -58,6 +58,8 @@ from lakehouse.ingest.schema import (
 
 SAMPLE_ROWS = 10_000
 """Rows the types are decided on, as ``ingest.sample_rows`` is for CSV."""
+_SAMPLE_CELLS = 500_000
+"""The sample is held as Python values: fewer rows for a wide sheet keep that bounded."""
 _BATCH_ROWS = 4096
 _INT64 = 2**63
 _MIDNIGHT = dt.time()
@@ -139,6 +141,7 @@ def _convert(source: Path, target: Path, request: ConvertRequest, sample_rows: i
         header = next(rows, None)
         if header is None:
             raise EmptySheet(f"the sheet {sheet.name!r} has no cell with a value")
+        sample_rows = min(sample_rows, max(_SAMPLE_CELLS // max(len(header), 1), 1))
         sample = list(itertools.islice(rows, sample_rows))
         kinds = _Kinds()
         kinds.add(header, header=True)
