@@ -95,7 +95,9 @@ class _Kinds:
             if index >= len(self.columns):
                 self.columns.extend({} for _ in range(index + 1 - len(self.columns)))
             if not header:
-                self.columns[index].setdefault(_kind(value), value)
+                # Most cells are text: no need to ask what they are.
+                kind = "text" if type(value) is str else _kind(value)
+                self.columns[index].setdefault(kind, value)
             self.first = index if self.first < 0 else min(self.first, index)
             self.last = max(self.last, index)
 
@@ -149,7 +151,12 @@ def _convert(source: Path, target: Path, request: ConvertRequest, sample_rows: i
             kinds.add(row)
         sampled = kinds.copy()
         layout = _layout(header, sampled, request)
-        written = _write(target, header, layout, request, itertools.chain(sample, rows), kinds)
+
+        def still_fits() -> bool:
+            return _layout(header, kinds, request).same_as(layout)
+
+        later = _learning(rows, kinds)
+        written = _write(target, layout, request, itertools.chain(sample, later), still_fits)
     if written is not None:
         return Converted(columns=layout.columns, rows=written)
     # A cell past the sample did not fit: ``kinds`` now knows every cell of the sheet.
@@ -159,7 +166,7 @@ def _convert(source: Path, target: Path, request: ConvertRequest, sample_rows: i
     with _Sheet(source, request.sheet) as sheet:
         rows = sheet.rows()
         next(rows)
-        written = _write(target, header, final, request, rows, None)
+        written = _write(target, final, request, rows, None)
     assert written is not None  # nothing left to learn: the layout fits every cell
     return Converted(columns=final.columns, rows=written, widened=widened)
 
@@ -240,34 +247,36 @@ def _invalid(exc: BaseException) -> InvalidXLSX:
     )
 
 
+def _learning(rows: Iterator[Row], kinds: _Kinds) -> Iterator[Row]:
+    for row in rows:
+        kinds.add(row)
+        yield row
+
+
 def _write(
     target: Path,
-    header: Row,
     layout: _Layout,
     request: ConvertRequest,
     rows: Iterator[Row],
-    kinds: _Kinds | None,
+    still_fits: Callable[[], bool] | None,
 ) -> int | None:
-    """Write ``rows`` with ``layout``: the rows written, or None when ``kinds`` (told
-    every row) finds a cell the layout does not fit; the file is then incomplete."""
+    """Write ``rows`` with ``layout``: the rows written, or None once ``still_fits``
+    says a cell read does not fit the layout (the file is then incomplete, and the
+    rows are read on to the end)."""
     options: ConvertOptions = request.options
     schema = pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in layout.columns])
-    end = layout.first + len(layout.columns)
     fits = True
     written = 0
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     with _BackgroundWriter(target, schema, options) as writer:
         while batch := list(itertools.islice(rows, _BATCH_ROWS)):
-            if kinds is not None:
-                for row in batch:
-                    kinds.add(row)
-                if fits and not _layout(header, kinds, request).same_as(layout):
-                    fits = False
-                    writer.cancel()
+            if fits and still_fits is not None and not still_fits():
+                fits = False
+                writer.cancel()
             if not fits:
                 continue  # only learning the kinds from here on
-            pending.append(_record_batch(batch, layout, schema, end, written))
+            pending.append(_record_batch(batch, layout, schema, written + pending_rows))
             pending_rows += len(batch)
             if pending_rows >= options.row_group_rows:
                 writer.write(pa.Table.from_batches(pending, schema=schema))
@@ -282,7 +291,7 @@ def _write(
 
 
 def _record_batch(
-    rows: list[Row], layout: _Layout, schema: pa.Schema, end: int, offset: int
+    rows: list[Row], layout: _Layout, schema: pa.Schema, offset: int
 ) -> pa.RecordBatch:
     """The rows' cells of the layout's columns, each converted to its column's type."""
     arrays = []

@@ -202,6 +202,14 @@ def test_type_overrides_apply_and_a_cell_that_does_not_fit_is_a_400(tmp_path: Pa
     assert not (tmp_path / "out.parquet").exists()
 
 
+def test_a_cell_that_does_not_fit_its_override_is_named_by_its_data_row(tmp_path: Path) -> None:
+    rows: list[list[Any]] = [["n"], *([i] for i in range(1, 6000))]
+    rows[4500] = ["n/a"]  # past the first batch of rows converted
+    with pytest.raises(InvalidTypeOverride, match="'n/a' in data row 4500") as error:
+        convert(tmp_path, {"s": rows}, overrides={"n": "BIGINT"})
+    assert error.value.details == {"column": "n", "row": 4500}
+
+
 def test_on_append_columns_take_the_datasets_wider_type(tmp_path: Path) -> None:
     converted, rows = convert(
         tmp_path,
