@@ -6,16 +6,18 @@ first loaded from CSV. (The converter's rules one by one: tests/unit/test_ingest
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from lakehouse.app import build_services
 from lakehouse.config import Settings
 from lakehouse.storage import ObjectStore
-from tests.support.ingest import assert_nothing_left
+from tests.support.ingest import spool_dir
 from tests.support.servers import LakehouseServer
+from tests.support.settings import BACKENDS, make_settings
 from tests.support.xlsx import Formula, Merged, xlsx_bytes
 
 OCTET_STREAM = {"content-type": "application/octet-stream"}
@@ -34,10 +36,36 @@ WORKBOOK = xlsx_bytes(
 )  # fmt: skip
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def xlsx_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    moto = request.getfixturevalue("moto") if request.param == "s3" else None
+    return make_settings(request.param, tmp_path_factory.mktemp(f"xlsx_{request.param}"), moto)
+
+
+@pytest.fixture(scope="module")
+def xlsx_server(
+    xlsx_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LakehouseServer]:
+    """One real server per backend for the module: its tests use datasets of their own."""
+    server = LakehouseServer(xlsx_settings, tmp_path_factory.mktemp("xlsx_server")).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-async def http(server: LakehouseServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+async def http(xlsx_server: LakehouseServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=xlsx_server.url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture
+async def store(xlsx_settings: Settings) -> AsyncIterator[ObjectStore]:
+    services = build_services(xlsx_settings)
+    await services.store.start()
+    yield services.store
+    await services.store.close()
 
 
 async def ingest(http: httpx.AsyncClient, query: str, body: bytes) -> httpx.Response:
@@ -96,8 +124,8 @@ async def test_a_workbook_is_ingested_typed_from_its_cells_and_queried(
     ]
 
 
-async def test_a_renamed_csv_or_an_unknown_sheet_is_a_400_and_leaves_nothing(
-    http: httpx.AsyncClient, store: ObjectStore, settings: Settings
+async def test_a_renamed_csv_an_unknown_or_empty_sheet_is_a_400_and_leaves_nothing(
+    http: httpx.AsyncClient, store: ObjectStore, xlsx_settings: Settings
 ) -> None:
     response = await ingest(http, "name=fake&format=xlsx", b"id,name\n1,Ann\n")
     assert response.status_code == 400, response.text
@@ -111,18 +139,26 @@ async def test_a_renamed_csv_or_an_unknown_sheet_is_a_400_and_leaves_nothing(
     error = response.json()["error"]
     assert error["code"] == "unknown_sheet"
     assert error["details"]["sheets"] == ["shifts", "rates"]
-    await assert_nothing_left(http, store, settings)
+
+    response = await ingest(http, "name=fake&format=xlsx", xlsx_bytes({"blank": []}))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "empty_sheet"
+    listing = (await http.get("/catalog/list")).json()
+    assert "fake" not in {m["name"] for m in listing["datasets"]}
+    assert await store.list("datasets/fake/") == []
+    spool = spool_dir(xlsx_settings)
+    assert not spool.exists() or list(spool.iterdir()) == []
 
 
 async def test_an_xlsx_is_appended_to_a_dataset_loaded_from_csv(http: httpx.AsyncClient) -> None:
     csv = b"worker,zip,rate,day\nCy,02134,9.5,2023-12-31\n"
     created = await http.post(
-        "/v1/ingest?name=shifts", content=csv, headers={"content-type": "text/csv"}
+        "/v1/ingest?name=roster", content=csv, headers={"content-type": "text/csv"}
     )
     assert created.status_code == 200, created.text
     appended = await ingest(
         http,
-        "name=shifts&format=xlsx&mode=append",
+        "name=roster&format=xlsx&mode=append",
         xlsx_bytes(
             {"s": [["worker", "zip", "rate", "day"], ["Di", "00501", 11, dt.datetime(2024, 1, 5)]]}
         ),
@@ -131,7 +167,7 @@ async def test_an_xlsx_is_appended_to_a_dataset_loaded_from_csv(http: httpx.Asyn
     # rate: whole numbers in this sheet, written as the dataset's DOUBLE.
     assert appended.json()["schema"] == created.json()["schema"]
     assert await sql(
-        http, "SELECT worker, zip, rate, CAST(day AS VARCHAR) FROM shifts ORDER BY worker"
+        http, "SELECT worker, zip, rate, CAST(day AS VARCHAR) FROM roster ORDER BY worker"
     ) == [
         ["Cy", "02134", 9.5, "2023-12-31"],
         ["Di", "00501", 11.0, "2024-01-05"],
