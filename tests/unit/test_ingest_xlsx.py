@@ -236,14 +236,26 @@ def _zip_without_workbook() -> bytes:
     return buffer.getvalue()
 
 
+def _sheet_data_corrupted() -> bytes:
+    """A workbook whose sheet's compressed bytes are damaged half-way: it opens, and
+    fails while its rows are read."""
+    data = bytearray(xlsx_bytes({"s": [["a"], *([f"row {i}"] for i in range(3000))]}))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        sheet = archive.getinfo("xl/worksheets/sheet1.xml")
+    middle = sheet.header_offset + 30 + len(sheet.filename) + sheet.compress_size // 2
+    data[middle : middle + 64] = bytes(64)
+    return bytes(data)
+
+
 @pytest.mark.parametrize(
     ("data", "problem"),
     [
         (b"id,name\n1,Ann\n", "not a complete zip archive"),
         (_zip_without_workbook(), "holds no Excel workbook"),
         (xlsx_bytes({"s": [["a"], *([i] for i in range(2000))]})[:-200], "zip archive"),
+        (_sheet_data_corrupted(), "not a readable .xlsx workbook"),
     ],
-    ids=["renamed_csv", "zip_without_workbook", "truncated"],
+    ids=["renamed_csv", "zip_without_workbook", "truncated", "corrupted_sheet"],
 )
 def test_a_file_that_is_no_workbook_is_invalid_xlsx(
     tmp_path: Path, data: bytes, problem: str
