@@ -11,7 +11,10 @@ BadRequest
 ├── InvalidTypeOverride (400 invalid_type_override)
 ├── InvalidParquet (400 invalid_parquet)
 ├── InvalidArrow (400 invalid_arrow)
-└── UnsupportedColumnType (400 unsupported_column_type)   details: column, type
+├── UnsupportedColumnType (400 unsupported_column_type)   details: column, type
+├── InvalidXLSX (400 invalid_xlsx)      not a workbook, or a broken one
+├── UnknownSheet (400 unknown_sheet)    details: sheet, sheets
+└── EmptySheet (400 empty_sheet)        an xlsx sheet without a cell
 UnsupportedMediaType
 └── UnsupportedUpload (415 unsupported_upload)
 PayloadTooLarge
@@ -90,3 +93,19 @@ class UnsupportedColumnType(BadRequest):
     or values that do not fit the nearest type it can; details name the column."""
 
     code = "unsupported_column_type"
+
+
+class InvalidXLSX(BadRequest):
+    """An upload read as xlsx that is no readable workbook (not a zip, cut short, no workbook)."""
+
+    code = "invalid_xlsx"
+
+
+class UnknownSheet(BadRequest):
+    """``?sheet=`` names no worksheet of the workbook; details list its sheets."""
+
+    code = "unknown_sheet"
+
+
+class EmptySheet(BadRequest):
+    code = "empty_sheet"

@@ -53,6 +53,7 @@ from lakehouse.ingest.schema import (
     parse_type_overrides,
 )
 from lakehouse.ingest.spool import Spooled, spool_multipart, spool_raw
+from lakehouse.ingest.xlsx_convert import convert_xlsx
 from lakehouse.layout import SPOOL_PREFIX, data_key, spool_paths
 from lakehouse.storage import ObjectStore
 
@@ -62,6 +63,7 @@ log = logging.getLogger("lakehouse.ingest")
 CONVERTERS: dict[Format, Converter] = {
     Format.PARQUET: convert_parquet,
     Format.ARROW: convert_arrow,
+    Format.XLSX: convert_xlsx,
 }
 
 

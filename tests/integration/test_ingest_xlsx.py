@@ -1,0 +1,174 @@
+"""Excel ingest through the real `lakehouse serve` on both backends: a workbook written by
+xlsxwriter, sent raw with ``?format=xlsx``, read back with SQL; ``?sheet=``; a renamed CSV
+and an unknown sheet are 400s that leave nothing behind; an xlsx appended to a dataset
+first loaded from CSV. (The converter's rules one by one: tests/unit/test_ingest_xlsx.py.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from lakehouse.app import build_services
+from lakehouse.config import Settings
+from lakehouse.storage import ObjectStore
+from tests.support.ingest import spool_dir
+from tests.support.servers import LakehouseServer
+from tests.support.settings import BACKENDS, make_settings
+from tests.support.xlsx import Formula, Merged, xlsx_bytes
+
+OCTET_STREAM = {"content-type": "application/octet-stream"}
+
+WORKBOOK = xlsx_bytes(
+    {
+        "shifts": [
+            ["worker", "zip", "hours", "rate", "pay", "day", Merged("notes", 2), "shift"],
+            ["Ann", "01234", 8, 12.5, Formula("=C2*D2", 100), dt.datetime(2024, 1, 2),
+             "late", "ok", 1],
+            ["Bo", "60601", 6, 10, Formula("=C3*D3", 60), dt.datetime(2024, 1, 3), None, None,
+             "night"],
+        ],
+        "rates": [["role", "rate"], ["cook", 15], ["host", 12.25]],
+    }
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def xlsx_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    moto = request.getfixturevalue("moto") if request.param == "s3" else None
+    return make_settings(request.param, tmp_path_factory.mktemp(f"xlsx_{request.param}"), moto)
+
+
+@pytest.fixture(scope="module")
+def xlsx_server(
+    xlsx_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LakehouseServer]:
+    """One real server per backend for the module: its tests use datasets of their own."""
+    server = LakehouseServer(xlsx_settings, tmp_path_factory.mktemp("xlsx_server")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def http(xlsx_server: LakehouseServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=xlsx_server.url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+async def store(xlsx_settings: Settings) -> AsyncIterator[ObjectStore]:
+    services = build_services(xlsx_settings)
+    await services.store.start()
+    yield services.store
+    await services.store.close()
+
+
+async def ingest(http: httpx.AsyncClient, query: str, body: bytes) -> httpx.Response:
+    return await http.post(f"/v1/ingest?{query}", content=body, headers=OCTET_STREAM)
+
+
+async def sql(http: httpx.AsyncClient, statement: str) -> list[list[Any]]:
+    """The rows of a query, each as a list of its values."""
+    response = await http.post("/v1/sql", json={"sql": statement})
+    assert response.status_code == 200, response.text
+    return [list(row.values()) for row in response.json()]
+
+
+async def test_a_workbook_is_ingested_typed_from_its_cells_and_queried(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await ingest(http, "name=shifts&format=xlsx", WORKBOOK)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["row_count"] == 2
+    assert body["schema"] == [
+        {"name": "worker", "type": "VARCHAR"},
+        {"name": "zip", "type": "VARCHAR"},
+        {"name": "hours", "type": "BIGINT"},
+        {"name": "rate", "type": "DOUBLE"},
+        {"name": "pay", "type": "BIGINT"},
+        {"name": "day", "type": "DATE"},
+        {"name": "notes", "type": "VARCHAR"},
+        {"name": "column_8", "type": "VARCHAR"},
+        {"name": "shift", "type": "VARCHAR"},
+    ]
+    [defaulted] = body["ingest"]["defaulted"]  # reported as a CSV column mixing kinds is
+    assert defaulted["name"] == "shift"
+    assert "'night' (text)" in defaulted["reason"]
+    assert body["ingest"]["widened"] == []
+    rows = await sql(
+        http,
+        "SELECT worker, zip, hours * rate = pay, CAST(day AS VARCHAR), notes, column_8, shift "
+        "FROM shifts ORDER BY worker",
+    )
+    assert rows == [
+        ["Ann", "01234", True, "2024-01-02", "late", "ok", "1"],
+        ["Bo", "60601", True, "2024-01-03", None, None, "night"],
+    ]
+    described = (await http.get("/v1/datasets/shifts")).json()
+    typing = {c["name"]: c for c in described["columns"]}
+    assert (typing["zip"]["type"], typing["zip"]["source"]) == ("VARCHAR", "inferred")
+    assert typing["zip"]["reason"] is None  # text cells: no guess was made
+    assert typing["shift"]["reason"] == defaulted["reason"]
+
+    response = await ingest(http, "name=rates&format=xlsx&sheet=rates", WORKBOOK)
+    assert response.status_code == 200, response.text
+    assert await sql(http, "SELECT role, rate FROM rates ORDER BY role") == [
+        ["cook", 15.0],
+        ["host", 12.25],
+    ]
+
+
+async def test_a_renamed_csv_an_unknown_or_empty_sheet_is_a_400_and_leaves_nothing(
+    http: httpx.AsyncClient, store: ObjectStore, xlsx_settings: Settings
+) -> None:
+    response = await ingest(http, "name=fake&format=xlsx", b"id,name\n1,Ann\n")
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_xlsx"
+    assert "not a complete zip archive" in error["message"]
+    assert "/" not in error["message"]  # no local path
+
+    response = await ingest(http, "name=fake&format=xlsx&sheet=Sheet1", WORKBOOK)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unknown_sheet"
+    assert error["details"]["sheets"] == ["shifts", "rates"]
+
+    response = await ingest(http, "name=fake&format=xlsx", xlsx_bytes({"blank": []}))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "empty_sheet"
+    listing = (await http.get("/catalog/list")).json()
+    assert "fake" not in {m["name"] for m in listing["datasets"]}
+    assert await store.list("datasets/fake/") == []
+    spool = spool_dir(xlsx_settings)
+    assert not spool.exists() or list(spool.iterdir()) == []
+
+
+async def test_an_xlsx_is_appended_to_a_dataset_loaded_from_csv(http: httpx.AsyncClient) -> None:
+    csv = b"worker,zip,rate,day\nCy,02134,9.5,2023-12-31\n"
+    created = await http.post(
+        "/v1/ingest?name=roster", content=csv, headers={"content-type": "text/csv"}
+    )
+    assert created.status_code == 200, created.text
+    appended = await ingest(
+        http,
+        "name=roster&format=xlsx&mode=append",
+        xlsx_bytes(
+            {"s": [["worker", "zip", "rate", "day"], ["Di", "00501", 11, dt.datetime(2024, 1, 5)]]}
+        ),
+    )
+    assert appended.status_code == 200, appended.text
+    # rate: whole numbers in this sheet, written as the dataset's DOUBLE.
+    assert appended.json()["schema"] == created.json()["schema"]
+    assert await sql(
+        http, "SELECT worker, zip, rate, CAST(day AS VARCHAR) FROM roster ORDER BY worker"
+    ) == [
+        ["Cy", "02134", 9.5, "2023-12-31"],
+        ["Di", "00501", 11.0, "2024-01-05"],
+    ]
