@@ -144,14 +144,16 @@ def _infer(batches: Iterator[list[Record]]) -> dict[str, _Key]:
     records = 0
     for batch in batches:
         records += len(batch)
-        for name in dict.fromkeys(k for record in batch for k in record):
+        for name, batch_type in _batch_types(batch).items():
             key = keys.get(name)
             if key is None:
                 key = keys[name] = _Key(name)
             if key.text is not None:
                 continue
             try:
-                key.type = _merge(key.type, _batch_type([r.get(name) for r in batch]), "")
+                if isinstance(batch_type, _AsText):
+                    raise batch_type
+                key.type = _merge(key.type, batch_type, "")
             except _AsText as exc:
                 exc.inferred = key.type if key.type != pa.null() else _first_type(batch, name)
                 key.text = exc
@@ -169,22 +171,35 @@ def _infer(batches: Iterator[list[Record]]) -> dict[str, _Key]:
     return keys
 
 
-def _batch_type(values: list[Any]) -> pa.DataType:
+def _batch_types(batch: list[Record]) -> dict[str, pa.DataType | _AsText]:
+    """The type of each key's values in a batch (or why they need text), keys in
+    first-seen order: all in one go where pyarrow can infer the batch as a whole (a
+    struct), else key by key."""
+    try:
+        return {field.name: field.type for field in pa.array(batch).type}
+    except _ARROW_FAILURES:
+        names = dict.fromkeys(k for record in batch for k in record)
+        return {n: _batch_type([r.get(n) for r in batch]) for n in names}
+
+
+def _batch_type(values: list[Any]) -> pa.DataType | _AsText:
     """The type of one batch's values of a key: pyarrow's inference, which holds for
     most; where it gives up, a look at the values says why."""
     try:
         return pa.array(values).type
     except _ARROW_FAILURES:
+        pass
+    try:
         return _python_type(values, "")
+    except _AsText as exc:
+        return exc
 
 
 def _first_type(batch: list[Record], name: str) -> pa.DataType | None:
     """The type of a key's first value that is not null (what a conflict widened)."""
     first = next((r[name] for r in batch if r.get(name) is not None), None)
-    try:
-        return _batch_type([first])
-    except _AsText:
-        return None
+    found = _batch_type([first])
+    return None if isinstance(found, _AsText) else found
 
 
 def _python_type(values: list[Any], path: str) -> pa.DataType:
@@ -376,20 +391,7 @@ def _write(
     pending: list[pa.RecordBatch] = []
     with _BackgroundWriter(target, schema, options) as writer:
         for batch in batches:
-            arrays = []
-            for column, field in zip(columns, schema, strict=True):
-                if column in failed:
-                    continue
-                try:
-                    arrays.append(_array([r.get(column.key) for r in batch], column, field.type))
-                except _ARROW_FAILURES as exc:
-                    if column.source == "override":
-                        raise InvalidTypeOverride(
-                            f"column {column.name!r} cannot be read as "
-                            f"{_duckdb_types([field.type])[0]}: {exc}",
-                            details={"column": column.name},
-                        ) from exc
-                    failed[column] = f"a value does not fit {field.type}: {exc}; {_AS_TEXT}"
+            arrays = _arrays(batch, columns, schema, failed)
             if failed:
                 writer.cancel()
                 continue  # only checking from here on
@@ -408,10 +410,46 @@ def _write(
     return rows, failed
 
 
-def _array(values: list[Any], column: _Key, arrow: pa.DataType) -> pa.Array:
-    if arrow != pa.string() and column.source != "override":
+def _arrays(
+    batch: list[Record], columns: list[_Key], schema: pa.Schema, failed: dict[_Key, str]
+) -> list[pa.Array]:
+    """A batch's columns, converted as a whole where they take the values as they are;
+    ``failed`` gets the columns whose values do not fit."""
+    direct = [i for i, c in enumerate(columns) if _direct(c, schema[i].type)]
+    arrays: list[pa.Array] = [None] * len(columns)
+    struct = pa.struct([(columns[i].key, schema[i].type) for i in direct])
+    try:
         # pyarrow refuses what does not fit (an integer beyond 2^53 as DOUBLE).
+        for i, array in zip(direct, pa.array(batch, type=struct).flatten(), strict=True):
+            arrays[i] = array
+    except _ARROW_FAILURES:
+        direct = []  # one column at a time, to find the one that does not fit
+    for i, (column, field) in enumerate(zip(columns, schema, strict=True)):
+        if arrays[i] is not None or column in failed:
+            continue
+        try:
+            arrays[i] = _array([r.get(column.key) for r in batch], column, field.type)
+        except _ARROW_FAILURES as exc:
+            if column.source == "override":
+                raise InvalidTypeOverride(
+                    f"column {column.name!r} cannot be read as "
+                    f"{_duckdb_types([field.type])[0]}: {exc}",
+                    details={"column": column.name},
+                ) from exc
+            failed[column] = f"a value does not fit {field.type}: {exc}; {_AS_TEXT}"
+    return arrays
+
+
+def _direct(column: _Key, arrow: pa.DataType) -> bool:
+    """Whether a column takes its JSON values as they are (no text, no cast)."""
+    return column.text is None and column.source != "override" and column.target != pa.string()
+
+
+def _array(values: list[Any], column: _Key, arrow: pa.DataType) -> pa.Array:
+    if _direct(column, arrow):
         return pa.array(values, type=arrow)
+    if all(v is None for v in values):
+        return pa.nulls(len(values), arrow)
     text = pa.array([_text(v) for v in values], type=pa.string())
     if arrow == pa.string():
         return text

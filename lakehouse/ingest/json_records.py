@@ -22,10 +22,11 @@ from lakehouse.ingest.errors import EmptyJSON, FieldTooLarge, InvalidJSON, NotUT
 Record = dict[str, Any]
 
 BATCH_RECORDS = 8192
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 2 * 1024 * 1024
+_DECODER = msgspec.json.Decoder()
 _BOM = codecs.BOM_UTF8
 _CHUNK = 1024 * 1024
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_WHITESPACE = re.compile(rb"[ \t\n\r]*")
 _KINDS = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
 
 
@@ -38,34 +39,63 @@ def kind_of(value: object) -> str:
 
 def ndjson_batches(source: Path, max_record_bytes: int) -> Iterator[list[Record]]:
     """The records of an NDJSON (JSON Lines) file: one object per line, blank lines
-    skipped, a UTF-8 BOM tolerated."""
-    batch: list[Record] = []
-    size = 0
+    skipped, a UTF-8 BOM tolerated. Read a block of lines at a time."""
+    line = 1  # the number of the block's first line
+    rest = b""
     with source.open("rb") as handle:
-        for number, line in enumerate(iter(lambda: handle.readline(max_record_bytes + 1), b""), 1):
-            if number == 1 and line.startswith(_BOM):
-                line = line[len(_BOM) :]
-            if len(line) > max_record_bytes and not line.endswith(b"\n"):
-                raise FieldTooLarge(
-                    f"line {number} is longer than {max_record_bytes} bytes",
-                    details={"line": number, "max_field_bytes": max_record_bytes},
-                )
-            if line.isspace() or not line:
+        while block := handle.read(BATCH_BYTES):
+            if line == 1 and not rest and block.startswith(_BOM):
+                block = block[len(_BOM) :]
+            block = rest + block
+            end = block.rfind(b"\n") + 1
+            if not end:
+                if len(block) > max_record_bytes:
+                    raise _too_long(line, max_record_bytes)
+                rest = block
                 continue
-            record = _decode_line(line, number)
-            if not isinstance(record, dict):
-                raise InvalidJSON(
-                    f"line {number} holds {kind_of(record)}, not an object: "
-                    "NDJSON has one JSON object per line",
-                    details={"line": number},
-                )
-            batch.append(record)
-            size += len(line)
-            if len(batch) >= BATCH_RECORDS or size >= BATCH_BYTES:
-                yield batch
-                batch, size = [], 0
-    if batch:
-        yield batch
+            block, rest = block[:end], block[end:]
+            yield _lines(block, line, max_record_bytes)
+            line += block.count(b"\n")
+    if rest.strip():
+        yield _lines(rest, line, max_record_bytes)
+
+
+def _lines(block: bytes, line: int, max_record_bytes: int) -> list[Record]:
+    """The records of a block of whole lines; ``line``: the number of its first."""
+    try:
+        records = _DECODER.decode_lines(block)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        records = None
+    lines = block.count(b"\n") + (not block.endswith(b"\n"))
+    if records is None or len(records) != lines or not all(type(r) is dict for r in records):
+        # A blank line, a number beyond a double, or an error: line by line, to say where.
+        records = _line_by_line(block, line, max_record_bytes)
+    return records
+
+
+def _line_by_line(block: bytes, first: int, max_record_bytes: int) -> list[Record]:
+    records = []
+    for number, line in enumerate(block.split(b"\n"), first):
+        if len(line) > max_record_bytes:
+            raise _too_long(number, max_record_bytes)
+        if line.isspace() or not line:
+            continue
+        record = _decode_line(line, number)
+        if not isinstance(record, dict):
+            raise InvalidJSON(
+                f"line {number} holds {kind_of(record)}, not an object: "
+                "NDJSON has one JSON object per line",
+                details={"line": number},
+            )
+        records.append(record)
+    return records
+
+
+def _too_long(line: int, limit: int) -> FieldTooLarge:
+    return FieldTooLarge(
+        f"line {line} is longer than {limit} bytes",
+        details={"line": line, "max_field_bytes": limit},
+    )
 
 
 def _decode_line(line: bytes, number: int) -> Any:
@@ -99,8 +129,11 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_STRICT = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def array_batches(source: Path, max_record_bytes: int) -> Iterator[list[Record]]:
-    """The records of one JSON array of objects, read a chunk at a time (never the
+    """The records of one JSON array of objects, read a block at a time (never the
     whole array in memory); whitespace around it and a UTF-8 BOM tolerated."""
     reader = _ArrayReader(source, max_record_bytes)
     try:
@@ -110,142 +143,164 @@ def array_batches(source: Path, max_record_bytes: int) -> Iterator[list[Record]]
 
 
 class _ArrayReader:
-    """A sliding window of decoded text over the file: ``text[pos:]`` is unread,
-    ``base`` is the byte offset of ``text[0]`` (for messages)."""
+    """A sliding window over the file: ``data[pos:]`` is unread, ``base`` is the
+    byte offset of ``data[0]``.
+
+    Elements are decoded a block at a time: the unread bytes up to a ``}`` are
+    decoded as ``[`` + them + ``]``. That succeeds only when the ``}`` ends an element
+    (one inside a string or closing a nested object leaves the brackets unbalanced),
+    so a success is exactly the next elements. Where a block does not decode (an element
+    longer than the window, or an error), one element is read on its own, by a reader
+    that says where an error is.
+    """
 
     def __init__(self, source: Path, max_record_bytes: int) -> None:
         self.handle = source.open("rb")
-        self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self.limit = max_record_bytes
-        self.text = ""
+        self.data = b""
         self.pos = 0
         self.base = 0
-        self.read_bytes = 0
         self.eof = False
-        self.json = json.JSONDecoder(parse_constant=_refuse_constant)
 
     def close(self) -> None:
         self.handle.close()
 
     def batches(self) -> Iterator[list[Record]]:
-        if self._next_char() != "[":
+        self._fill(BATCH_BYTES)
+        if self.data.startswith(_BOM):
+            self.pos = len(_BOM)
+        if self._next_byte() != b"[":
             raise self._not_an_array()
         self.pos += 1
         batch: list[Record] = []
-        size = 0
         first = True
         while True:
-            char = self._next_char()
-            if char == "]" and first:
+            char = self._next_byte()
+            if char == b"]":
                 self.pos += 1
                 break
             if not first:
-                if char == "]":
-                    self.pos += 1
-                    break
-                if char != ",":
+                if char != b",":
                     raise self._invalid(
                         "expected ',' or ']' after an element"
                         if char
                         else "the array is never closed (the file ends inside it)"
                     )
                 self.pos += 1
-                self._next_char()
-            start = self.pos
-            record = self._element()
-            batch.append(record)
-            size += self.pos - start
+                self._next_byte()
             first = False
-            if len(batch) >= BATCH_RECORDS or size >= BATCH_BYTES:
+            batch.extend(self._block() or [self._element()])
+            if len(batch) >= BATCH_RECORDS:
                 yield batch
-                batch, size = [], 0
+                batch = []
             self._trim()
-        if self._next_char():
+        if self._next_byte():
             raise self._invalid("data after the end of the array")
         if batch:
             yield batch
 
-    def _element(self) -> Record:
-        start = self.pos
-        want = _CHUNK
-        while True:
+    def _block(self) -> list[Record] | None:
+        """The elements up to a ``}`` of the next block, or None (none decode)."""
+        if len(self.data) - self.pos < BATCH_BYTES:
+            self._fill(BATCH_BYTES)
+        end = len(self.data)
+        for _ in range(3):
+            end = self.data.rfind(b"}", self.pos, end)
+            if end < 0:
+                return None
             try:
-                value, end = self.json.raw_decode(self.text, start)
+                records = _DECODER.decode(b"[" + self.data[self.pos : end + 1] + b"]")
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                continue
+            if all(type(r) is dict for r in records):
+                self.pos = end + 1
+                return list(records)
+            return None
+        return None
+
+    def _element(self) -> Record:
+        """One element, read with Python's parser (errors at a byte offset)."""
+        want = BATCH_BYTES
+        while True:
+            text = self._text()
+            try:
+                value, end = _STRICT.raw_decode(text)
                 break
             except json.JSONDecodeError as exc:
-                if self.eof or len(self.text) - start > self.limit:
+                if self.eof or len(text) > self.limit:
                     if not self.eof:
                         raise FieldTooLarge(
-                            f"the element at byte offset {self._offset(start)} is larger "
+                            f"the element at byte offset {self.base + self.pos} is larger "
                             f"than {self.limit} bytes (or is not valid JSON)",
                             details={
-                                "byte_offset": self._offset(start),
+                                "byte_offset": self.base + self.pos,
                                 "max_field_bytes": self.limit,
                             },
                         ) from exc
+                    at = self.pos + len(text[: exc.pos].encode())
                     reason = (
                         "the array is never closed (the file ends inside it)"
-                        if exc.pos >= len(self.text)
+                        if exc.pos >= len(text)
                         else f"not valid JSON: {exc.msg}"
                     )
-                    raise self._invalid(reason, exc.pos) from exc
-                self._fill(want)  # the element may continue in the next chunk
+                    raise self._invalid(reason, at) from exc
+                self._fill(want)  # the element may continue past the window
                 want *= 2
             except ValueError as exc:  # NaN, Infinity
-                raise self._invalid(f"not valid JSON: {exc}", start) from exc
+                raise self._invalid(f"not valid JSON: {exc}") from exc
         if not isinstance(value, dict):
-            raise self._invalid(f"the array holds {kind_of(value)}, not an object", start)
-        self.pos = end
+            raise self._invalid(f"the array holds {kind_of(value)}, not an object")
+        self.pos += len(text[:end].encode())
         return value
 
-    def _next_char(self) -> str:
-        """The next character that is not whitespace (reading on as needed); '' at the end."""
+    def _text(self) -> str:
+        """The unread bytes as text; a character cut at the window's end is left out."""
+        unread = self.data[self.pos :]
+        try:
+            return unread.decode()
+        except UnicodeDecodeError as exc:
+            if self.eof or exc.start < len(unread) - 3:
+                offset = self.base + self.pos + exc.start
+                raise NotUTF8(
+                    f"the JSON is not valid UTF-8 (byte offset {offset})",
+                    details={"byte_offset": offset},
+                ) from exc
+            return unread[: exc.start].decode()
+
+    def _next_byte(self) -> bytes:
+        """The next byte that is not whitespace (reading on as needed); b'' at the end."""
         while True:
-            self.pos = _WHITESPACE.match(self.text, self.pos).end()  # type: ignore[union-attr]
-            if self.pos < len(self.text):
-                return self.text[self.pos]
+            self.pos = _WHITESPACE.match(self.data, self.pos).end()  # type: ignore[union-attr]
+            if self.pos < len(self.data):
+                return self.data[self.pos : self.pos + 1]
             if self.eof:
-                return ""
-            self._fill(_CHUNK)
+                return b""
+            self._fill(BATCH_BYTES)
 
     def _fill(self, size: int) -> None:
-        if self.eof:
-            return
-        data = self.handle.read(size)
-        if not self.read_bytes and data.startswith(_BOM):
-            self.base = len(_BOM)  # the decoder drops it: offsets count it
-        self.eof = not data
-        try:
-            self.text += self.decoder.decode(data, final=self.eof)
-        except UnicodeDecodeError as exc:
-            offset = self.read_bytes + exc.start
-            raise NotUTF8(
-                f"the JSON is not valid UTF-8 (byte offset {offset})",
-                details={"byte_offset": offset},
-            ) from exc
-        self.read_bytes += len(data)
+        if not self.eof:
+            data = self.handle.read(size)
+            self.eof = not data
+            self.data += data
 
     def _trim(self) -> None:
-        if self.pos > _CHUNK:
-            self.base += len(self.text[: self.pos].encode())
-            self.text = self.text[self.pos :]
+        if self.pos > BATCH_BYTES:
+            self.base += self.pos
+            self.data = self.data[self.pos :]
             self.pos = 0
 
-    def _offset(self, position: int) -> int:
-        return self.base + len(self.text[:position].encode())
-
     def _invalid(self, reason: str, position: int | None = None) -> InvalidJSON:
-        offset = self._offset(self.pos if position is None else position)
+        offset = self.base + (self.pos if position is None else position)
         return InvalidJSON(
             f"the JSON array is invalid at byte offset {offset}: {reason}",
             details={"byte_offset": offset},
         )
 
     def _not_an_array(self) -> Exception:
-        first = self.text[self.pos : self.pos + 1]
+        first = self.data[self.pos : self.pos + 1]
         if not first:
             return EmptyJSON("the upload holds no JSON")
-        if first == "{":
+        if first == b"{":
             return self._invalid(
                 "expected a JSON array of objects, found an object (one object per line is "
                 "NDJSON: send it with ?format=ndjson)"
