@@ -427,17 +427,32 @@ def _arrays(
     for i, (column, field) in enumerate(zip(columns, schema, strict=True)):
         if arrays[i] is not None or column in failed:
             continue
+        values = [r.get(column.key) for r in batch]
         try:
-            arrays[i] = _array([r.get(column.key) for r in batch], column, field.type)
+            arrays[i] = _array(values, column, field.type)
         except _ARROW_FAILURES as exc:
             if column.source == "override":
-                raise InvalidTypeOverride(
-                    f"column {column.name!r} cannot be read as "
-                    f"{_duckdb_types([field.type])[0]}: {exc}",
-                    details={"column": column.name},
-                ) from exc
+                raise _refused(column, field.type, values) from exc
             failed[column] = f"a value does not fit {field.type}: {exc}; {_AS_TEXT}"
     return arrays
+
+
+def _refused(column: _Key, arrow: pa.DataType, values: list[Any]) -> InvalidTypeOverride:
+    """The 400 for an override a value does not fit, naming the first such value."""
+    value = next(v for v in values if _unfit(_text(v), arrow))
+    type_name = _duckdb_types([arrow])[0]
+    return InvalidTypeOverride(
+        f"column {column.name!r} cannot be read as {type_name}: {_text(value)!r} does not fit",
+        details={"column": column.name, "value": _text(value)},
+    )
+
+
+def _unfit(text: str | None, arrow: pa.DataType) -> bool:
+    try:
+        pc.cast(pc.utf8_trim_whitespace(pa.array([text], pa.string())), arrow)
+    except _ARROW_FAILURES:
+        return True
+    return False
 
 
 def _direct(column: _Key, arrow: pa.DataType) -> bool:

@@ -27,6 +27,7 @@ _DECODER = msgspec.json.Decoder()
 _BOM = codecs.BOM_UTF8
 _CHUNK = 1024 * 1024
 _WHITESPACE = re.compile(rb"[ \t\n\r]*")
+_BLANK_LINE = re.compile(rb"(?:\A|\n)[ \t\r]*\n")
 _KINDS = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
 
 
@@ -54,7 +55,8 @@ def ndjson_batches(source: Path, max_record_bytes: int) -> Iterator[list[Record]
                 rest = block
                 continue
             block, rest = block[:end], block[end:]
-            yield _lines(block, line, max_record_bytes)
+            if records := _lines(block, line, max_record_bytes):
+                yield records
             line += block.count(b"\n")
     if rest.strip():
         yield _lines(rest, line, max_record_bytes)
@@ -62,13 +64,21 @@ def ndjson_batches(source: Path, max_record_bytes: int) -> Iterator[list[Record]
 
 def _lines(block: bytes, line: int, max_record_bytes: int) -> list[Record]:
     """The records of a block of whole lines; ``line``: the number of its first."""
+    if len(block) > max_record_bytes:  # a line carried over several reads
+        return _line_by_line(block, line, max_record_bytes)
     try:
         records = _DECODER.decode_lines(block)
     except (msgspec.DecodeError, UnicodeDecodeError):
         records = None
     lines = block.count(b"\n") + (not block.endswith(b"\n"))
-    if records is None or len(records) != lines or not all(type(r) is dict for r in records):
-        # A blank line, a number beyond a double, or an error: line by line, to say where.
+    # One record a line, each an object; else (a blank line, two objects on a line, a
+    # number beyond a double, an error) line by line, which also says where.
+    if (
+        records is None
+        or len(records) != lines
+        or _BLANK_LINE.search(block)
+        or not all(type(r) is dict for r in records)
+    ):
         records = _line_by_line(block, line, max_record_bytes)
     return records
 
