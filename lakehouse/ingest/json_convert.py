@@ -36,6 +36,7 @@ a column whose type converts to the dataset's without loss is written as the dat
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -84,15 +85,50 @@ class _AsText(Exception):
 
 
 class _Key:
-    """One top-level key: its column name and how its values are written."""
+    """One top-level key: the type of its values so far (``seen``, or a ``conflict``), and
+    the plan of its column: name, type, or JSON text (``text``, with the reason)."""
 
     def __init__(self, key: str) -> None:
         self.key = key
+        self.seen: pa.DataType = pa.null()
+        self.conflict: _AsText | None = None
         self.name = key
         self.type: pa.DataType = pa.null()
-        self.text: _AsText | None = None  # set: written as JSON text, with the reason
+        self.text: _AsText | None = None
         self.target: pa.DataType | None = None  # an override's or the dataset's type
         self.source = "inferred"
+
+
+class _Keys(dict[str, _Key]):
+    """Every key seen so far, in first-seen order, and the records read."""
+
+    records = 0
+
+    def infer(self, batch: list[Record]) -> None:
+        """Merge a batch's value types into each key's."""
+        self.records += len(batch)
+        for name, batch_type in _batch_types(batch).items():
+            key = self.get(name)
+            if key is None:
+                key = self[name] = _Key(name)
+            if key.conflict is not None:
+                continue
+            try:
+                if isinstance(batch_type, _AsText):
+                    raise batch_type
+                key.seen = _merge(key.seen, batch_type, "")
+            except _AsText as exc:
+                exc.inferred = key.seen if key.seen != pa.null() else _first_type(batch, name)
+                key.conflict = exc
+
+    def state(self) -> list[tuple[str, pa.DataType, bool]]:
+        """What the plan of the columns depends on (to see that it changed)."""
+        return [(k.key, k.seen, k.conflict is None) for k in self.values()]
+
+    def inferring(self, batches: Iterator[list[Record]]) -> Iterator[list[Record]]:
+        for batch in batches:
+            self.infer(batch)
+            yield batch
 
 
 def convert_ndjson(source: Path, target: Path, request: ConvertRequest) -> Converted:
@@ -106,29 +142,29 @@ def convert_json_array(source: Path, target: Path, request: ConvertRequest) -> C
 
 
 def _convert(batches: Batches, source: Path, target: Path, request: ConvertRequest) -> Converted:
+    """The first pass infers the types and writes the file with the first batch's types
+    meanwhile: where no later batch changes them (the common case), that is the file.
+    Otherwise a second pass writes it with the types of the whole file."""
     limit = request.options.max_field_bytes
-    keys = _infer(batches(source, limit))
-    for name, key in zip(normalise_header(keys), keys.values(), strict=True):
-        key.name = name
-    columns = list(keys.values())
-    _apply_overrides(columns, request.overrides)
-    if request.dataset_types:
-        _conform(columns, _described(columns), request.dataset_types)
-    while True:
-        try:
-            rows, failed = _write(batches(source, limit), columns, target, request)
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
-        if not failed:
-            break
-        target.unlink(missing_ok=True)
-        for column, reason in failed.items():
-            if column.source == "dataset":  # a value does not fit the dataset's type
-                column.target, column.source = None, "inferred"
-            else:
-                column.text = _AsText(reason)
-                column.text.inferred = column.type
+    keys = _Keys()
+    stream = keys.inferring(batches(source, limit))
+    first = next(stream, None)
+    planned = keys.state()
+    columns: list[_Key] = []
+    rows, failed = 0, None
+    if first is not None and _plannable(keys, request):
+        columns = _plan(keys, request)
+        rows, failed = _writing(
+            chain([first], stream), columns, target, request, lambda: keys.state() != planned
+        )
+    else:
+        for _ in stream:  # nothing to write with yet: infer only
+            pass
+    if not keys.records:
+        raise EmptyJSON("the upload holds no JSON records")
+    if failed is None or failed or keys.state() != planned:
+        columns = _plan(keys, request)
+        rows = _rewrite(batches, source, limit, columns, target, request)
     widened = [
         WidenedColumn(name=c.name, inferred=_duckdb_types([inferred])[0], reason=c.text.reason)
         for c in columns
@@ -138,37 +174,71 @@ def _convert(batches: Batches, source: Path, target: Path, request: ConvertReque
     return Converted(columns=_described(columns), rows=rows, widened=widened)
 
 
-def _infer(batches: Iterator[list[Record]]) -> dict[str, _Key]:
-    """The first pass: every key, in first-seen order, with its type over all records."""
-    keys: dict[str, _Key] = {}
-    records = 0
-    for batch in batches:
-        records += len(batch)
-        for name, batch_type in _batch_types(batch).items():
-            key = keys.get(name)
-            if key is None:
-                key = keys[name] = _Key(name)
-            if key.text is not None:
-                continue
-            try:
-                if isinstance(batch_type, _AsText):
-                    raise batch_type
-                key.type = _merge(key.type, batch_type, "")
-            except _AsText as exc:
-                exc.inferred = key.type if key.type != pa.null() else _first_type(batch, name)
-                key.text = exc
-    if not records:
-        raise EmptyJSON("the upload holds no JSON records")
+def _rewrite(
+    batches: Batches,
+    source: Path,
+    limit: int,
+    columns: list[_Key],
+    target: Path,
+    request: ConvertRequest,
+) -> int:
+    """Write the file with the whole file's types; a column whose values do not fit its
+    type (or the dataset's) is retyped and the pass runs again. Returns the rows."""
+    while True:
+        rows, failed = _writing(batches(source, limit), columns, target, request, None)
+        if not failed:
+            return rows
+        for column, reason in failed.items():
+            if column.source == "dataset":  # a value does not fit the dataset's type
+                column.target, column.source = None, "inferred"
+            else:
+                column.text = _AsText(reason)
+                column.text.inferred = column.type
+
+
+def _writing(
+    batches: Iterator[list[Record]],
+    columns: list[_Key],
+    target: Path,
+    request: ConvertRequest,
+    stale: Callable[[], bool] | None,
+) -> tuple[int, dict[_Key, str] | None]:
+    """``_write``, removing the file unless it is complete; failed None: ``stale``."""
+    try:
+        rows, failed = _write(batches, columns, target, request, stale)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    if failed is None or failed:
+        target.unlink(missing_ok=True)
+    return rows, failed
+
+
+def _plannable(keys: _Keys, request: ConvertRequest) -> bool:
+    """Whether the keys seen so far make columns: some key, and every override's."""
+    names = {name.lower() for name in normalise_header(keys)}
+    return bool(keys) and {name.lower() for name in request.overrides} <= names
+
+
+def _plan(keys: _Keys, request: ConvertRequest) -> list[_Key]:
+    """Each key's column from the types seen so far. Raises EmptyJSON (no key),
+    InvalidTypeOverride (an override naming no key)."""
     if not keys:
         raise EmptyJSON("the JSON records have no keys: there is no column to make")
-    for key in keys.values():
+    columns = list(keys.values())
+    for name, key in zip(normalise_header(keys), columns, strict=True):
+        key.name, key.type, key.text = name, key.seen, key.conflict
+        key.target, key.source = None, "inferred"
         if key.text is None:
             try:
-                key.type = _storable(key.type, "")
+                key.type = _storable(key.seen, "")
             except _AsText as exc:
-                exc.inferred = key.type
+                exc.inferred = key.seen
                 key.text = exc
-    return keys
+    _apply_overrides(columns, request.overrides)
+    if request.dataset_types:
+        _conform(columns, _described(columns), request.dataset_types)
+    return columns
 
 
 def _batch_types(batch: list[Record]) -> dict[str, pa.DataType | _AsText]:
@@ -380,17 +450,27 @@ def _duckdb_types(types: list[pa.DataType]) -> list[str]:
 
 
 def _write(
-    batches: Iterator[list[Record]], columns: list[_Key], target: Path, request: ConvertRequest
-) -> tuple[int, dict[_Key, str]]:
-    """The second pass: rows written, and the columns whose values did not fit their
-    inferred or dataset type (then the file is incomplete)."""
+    batches: Iterator[list[Record]],
+    columns: list[_Key],
+    target: Path,
+    request: ConvertRequest,
+    stale: Callable[[], bool] | None,
+) -> tuple[int, dict[_Key, str] | None]:
+    """A pass writing the file: rows written, and the columns whose values did not fit
+    their inferred or dataset type, or None when ``stale`` said the types changed (then
+    the file is incomplete; the batches are read to their end all the same)."""
     options = request.options
     schema = pa.schema([pa.field(c.name, _arrow_type(c)) for c in columns])
     failed: dict[_Key, str] = {}
     rows = pending_rows = pending_bytes = 0
     pending: list[pa.RecordBatch] = []
+    changed = False
     with _BackgroundWriter(target, schema, options) as writer:
         for batch in batches:
+            changed = changed or (stale is not None and stale())
+            if changed:
+                writer.cancel()
+                continue  # the first pass still infers the types from the rest
             arrays = _arrays(batch, columns, schema, failed)
             if failed:
                 writer.cancel()
@@ -404,10 +484,10 @@ def _write(
                 writer.write(pa.Table.from_batches(pending, schema=schema))
                 rows += pending_rows
                 pending, pending_rows, pending_bytes = [], 0, 0
-        if pending and not failed:
+        if pending and not failed and not changed:
             writer.write(pa.Table.from_batches(pending, schema=schema))
             rows += pending_rows
-    return rows, failed
+    return rows, None if changed else failed
 
 
 def _arrays(

@@ -27,7 +27,9 @@ _DECODER = msgspec.json.Decoder()
 _BOM = codecs.BOM_UTF8
 _CHUNK = 1024 * 1024
 _WHITESPACE = re.compile(rb"[ \t\n\r]*")
-_BLANK_LINE = re.compile(rb"(?:\A|\n)[ \t\r]*\n")
+# A line starting with whitespace may be blank (a regex over the block costs more than
+# the decoding): then the block is read line by line.
+_WHITESPACE_STARTS = (b"\n\n", b"\n\r", b"\n ", b"\n\t")
 _KINDS = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
 
 
@@ -76,7 +78,8 @@ def _lines(block: bytes, line: int, max_record_bytes: int) -> list[Record]:
     if (
         records is None
         or len(records) != lines
-        or _BLANK_LINE.search(block)
+        or block[:1].isspace()
+        or any(start in block for start in _WHITESPACE_STARTS)
         or not all(type(r) is dict for r in records)
     ):
         records = _line_by_line(block, line, max_record_bytes)
