@@ -1,6 +1,7 @@
 """Catalog: datasets as versioned Apache Iceberg tables in a SQL catalog (ADR 0014)."""
 
 from lakehouse.catalog._iceberg import IcebergCatalog, column_typing, database_url
+from lakehouse.catalog._types import UnsupportedType, arrow_column_type, arrow_type
 from lakehouse.catalog.errors import (
     CatalogUnavailable,
     DatasetExists,
@@ -56,7 +57,10 @@ __all__ = [
     "SchemaConflict",
     "SourceFile",
     "TableVersion",
+    "UnsupportedType",
     "VersionNotFound",
+    "arrow_column_type",
+    "arrow_type",
     "catalog_router",
     "check_commit",
     "column_typing",

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 import pyarrow as pa
@@ -54,7 +54,13 @@ from pyiceberg.table import Table, Transaction
 from pyiceberg.table.snapshots import Snapshot
 
 from lakehouse.catalog._migrate import migrate_g0_manifests
-from lakehouse.catalog._types import UnsupportedType, arrow_column_type, columns_of, iceberg_schema
+from lakehouse.catalog._types import (
+    UnsupportedType,
+    arrow_column_type,
+    columns_of,
+    iceberg_schema,
+    struct_growth,
+)
 from lakehouse.catalog._types import iceberg_type as to_iceberg_type
 from lakehouse.catalog.errors import (
     CatalogUnavailable,
@@ -77,6 +83,7 @@ from lakehouse.catalog.rules import (
     check_commit,
     check_objects_exist,
     evolution_conflict,
+    retyped_columns,
     schema_fingerprint,
     validate_dataset_name,
     validate_request,
@@ -571,9 +578,9 @@ class IcebergCatalog:
         before = self._manifest(table)
         check_commit(request.name, before, request.schema, request.mode)
         replace = request.mode in (CommitMode.AUTO, CommitMode.REPLACE)
-        added, dropped = _evolution(before, request.schema, drop_missing=replace)
+        evolution = _evolution(before, request.schema, drop_missing=replace)
         with table.transaction() as tx:
-            _evolve(tx, added, dropped, request.schema if replace else None)
+            _evolve(tx, evolution, request.schema if replace else None)
             if replace:
                 if tx.table_metadata.name_mapping() is None:  # a table made elsewhere
                     mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
@@ -626,11 +633,11 @@ class IcebergCatalog:
             raise _version_not_found(name, table, f"version {version}")
         before = self._manifest(table)
         target_schema = columns_of(table.schemas().get(target.schema_id or 0, table.schema()))
-        added, dropped = _evolution(before, target_schema, drop_missing=True)
+        evolution = _evolution(before, target_schema, drop_missing=True)
         current = {f.file_path: f for f in self._current_files(table)}
         wanted = {f.file_path: f for f in self._data_files(table, target)}
         with table.transaction() as tx:
-            _evolve(tx, added, dropped, target_schema)
+            _evolve(tx, evolution, target_schema)
             properties = {ROLLBACK_OF: str(version)}
             with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
                 for path, data_file in current.items():
@@ -825,44 +832,55 @@ def _check_types(columns: list[Column]) -> None:
         raise InvalidRegistration("; ".join(problems), details={"problems": problems})
 
 
-def _evolution(
-    existing: Manifest, offered: list[Column], *, drop_missing: bool
-) -> tuple[list[Column], list[Column]]:
-    """(columns to add, columns to drop) to take ``offered`` files. When the files
-    replace the rows (``drop_missing``), a column that changes its type is dropped and
-    added anew; otherwise that is a ``SchemaConflict`` (Iceberg widens none of the
-    types ingest writes in place)."""
+class _Evolution(NamedTuple):
+    added: list[Column]
+    dropped: list[Column]
+    grown: list[tuple[tuple[str, ...], str]]
+    """Struct fields to add: (path from the column's name, DuckDB type)."""
+
+
+def _evolution(existing: Manifest, offered: list[Column], *, drop_missing: bool) -> _Evolution:
+    """The columns to add and drop, and the struct fields to add, to take ``offered``
+    files. When the files replace the rows (``drop_missing``), a column that changes its
+    type is dropped and added anew; otherwise that is a ``SchemaConflict`` (Iceberg
+    widens none of the types ingest writes in place), unless the change is a struct
+    gaining fields after its own."""
     conflict = evolution_conflict(existing, offered, drop_missing=drop_missing)
     if conflict is not None:
         raise conflict
     current = {c.name.lower(): c for c in existing.schema}
     offered_names = {c.name.lower() for c in offered}
-    retyped = [
-        c for c in offered if c.name.lower() in current and current[c.name.lower()].type != c.type
-    ]
+    retyped = retyped_columns(existing, offered)
     retyped_names = {c.name.lower() for c in retyped}
     added = [c for c in offered if c.name.lower() not in current or c.name.lower() in retyped_names]
     dropped = [current[c.name.lower()] for c in retyped] + [
         c for c in existing.schema if drop_missing and c.name.lower() not in offered_names
     ]
-    return added, dropped
+    grown = [
+        ((c.name, *path), field_type)
+        for c in offered
+        if c.name.lower() in current and c.name.lower() not in retyped_names
+        for path, field_type in struct_growth(current[c.name.lower()].type, c.type) or []
+    ]
+    return _Evolution(added, dropped, grown)
 
 
-def _evolve(
-    tx: Transaction, added: list[Column], dropped: list[Column], order: list[Column] | None
-) -> None:
-    """Drop, then add columns, in the transaction (by name: the files carry no ids),
-    then put them in ``order`` (the files' order, when they become the whole table).
-    Separate schema updates: a name dropped in one can come back, with a new type and
-    field id, in the next."""
+def _evolve(tx: Transaction, evolution: _Evolution, order: list[Column] | None) -> None:
+    """Drop, then add columns and struct fields, in the transaction (by name: the files
+    carry no ids), then put the columns in ``order`` (the files' order, when they become
+    the whole table). Separate schema updates: a name dropped in one can come back, with
+    a new type and field id, in the next."""
+    added, dropped, grown = evolution
     if dropped:
         with tx.update_schema() as update:
             for column in dropped:
                 update.delete_column(column.name)
-    if added:
+    if added or grown:
         with tx.update_schema() as update:
             for column in added:
                 update.add_column(column.name, to_iceberg_type(column.type))
+            for path, field_type in grown:
+                update.add_column(path, to_iceberg_type(field_type))
     names = [c.name for c in order or []]
     if names and [f.name for f in tx.table_metadata.schema().fields] != names:
         with tx.update_schema() as update:

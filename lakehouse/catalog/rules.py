@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from lakehouse.catalog._types import struct_growth
 from lakehouse.catalog.errors import (
     DatasetExists,
     InvalidDatasetName,
@@ -148,7 +149,8 @@ def evolution_conflict(
     existing: Manifest, offered: list[Column], *, drop_missing: bool
 ) -> SchemaConflict | None:
     """Why the dataset's schema cannot evolve to ``offered``: a column spelled another
-    way, or (unless the rows are replaced) one that changes its type."""
+    way, or (unless the rows are replaced) one that changes its type other than by
+    struct fields added at the end (``retyped``)."""
     current = {c.name.lower(): c for c in existing.schema}
     respelled = [
         f"{c.name} is spelled {current[c.name.lower()].name} in the dataset"
@@ -157,9 +159,7 @@ def evolution_conflict(
     ]
     if respelled:
         return schema_conflict(existing, offered, "; ".join(respelled))
-    retyped = [
-        c for c in offered if c.name.lower() in current and current[c.name.lower()].type != c.type
-    ]
+    retyped = retyped_columns(existing, offered)
     if retyped and not drop_missing:
         changed = "; ".join(
             f"{c.name}: {current[c.name.lower()].type} -> {c.type}" for c in retyped
@@ -170,6 +170,19 @@ def evolution_conflict(
             f"a column cannot change its type when rows are appended ({changed}); use mode=replace",
         )
     return None
+
+
+def retyped_columns(existing: Manifest, offered: list[Column]) -> list[Column]:
+    """The offered columns that change an existing column's type, other than a struct
+    gaining fields (a schema evolution like a new column)."""
+    current = {c.name.lower(): c.type for c in existing.schema}
+    return [
+        c
+        for c in offered
+        if c.name.lower() in current
+        and current[c.name.lower()] != c.type
+        and struct_growth(current[c.name.lower()], c.type) is None
+    ]
 
 
 def schema_conflict(existing: Manifest, offered: list[Column], reason: str) -> SchemaConflict:

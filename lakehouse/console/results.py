@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 
 from lakehouse.query import QueryEngine, ResultFormat
@@ -49,9 +50,27 @@ async def run_table(engine: QueryEngine, sql: str) -> tuple[pa.Table, bool]:
 
 
 def rows_of(table: pa.Table) -> list[list[Any]]:
-    """The table's rows, each a list in column order."""
-    columns = [column.to_pylist() for column in table.columns]
+    """The table's rows, each a list in column order; nested values (STRUCT, LIST, MAP)
+    as their JSON text, as the CSV download writes them, not Python's repr."""
+    columns = [_cells(column) for column in table.columns]
     return [list(row) for row in zip(*columns, strict=True)] if columns else []
+
+
+_json = msgspec.json.Encoder(decimal_format="number")
+
+
+def _cells(column: pa.ChunkedArray) -> list[Any]:
+    if not pa.types.is_nested(column.type):
+        return list(column.to_pylist())
+    values = column.to_pylist(maps_as_pydicts="lossy")
+    return [None if v is None else _json_text(v) for v in values]
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return _json.encode(value).decode()
+    except (TypeError, ValueError, OverflowError):  # map keys JSON cannot hold, ...
+        return str(value)
 
 
 def error_position(message: str) -> tuple[int, int] | None:

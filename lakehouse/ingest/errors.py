@@ -10,7 +10,10 @@ BadRequest
 ├── FieldTooLarge (400 field_too_large) details: line, max_field_bytes
 ├── RaggedRows (400 ragged_rows)        details: line, row, expected, got
 ├── NotUTF8 (400 not_utf8)
-└── InvalidTypeOverride (400 invalid_type_override)
+├── InvalidTypeOverride (400 invalid_type_override)
+├── InvalidParquet (400 invalid_parquet)
+├── InvalidArrow (400 invalid_arrow)
+└── UnsupportedColumnType (400 unsupported_column_type)   details: column, type
 UnsupportedMediaType
 └── UnsupportedUpload (415 unsupported_upload)
 PayloadTooLarge
@@ -81,3 +84,22 @@ class UploadTooLarge(PayloadTooLarge):
 
 class IngestBusy(ServiceBusy):
     code = "ingest_busy"
+
+
+class InvalidParquet(BadRequest):
+    """The upload is not a readable Parquet file (not Parquet, truncated, corrupt)."""
+
+    code = "invalid_parquet"
+
+
+class InvalidArrow(BadRequest):
+    """The upload is not a readable Arrow IPC file or stream."""
+
+    code = "invalid_arrow"
+
+
+class UnsupportedColumnType(BadRequest):
+    """A column of a typed format (Parquet, Arrow) with a type a table cannot hold,
+    or values that do not fit the nearest type it can; details name the column."""
+
+    code = "unsupported_column_type"

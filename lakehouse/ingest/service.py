@@ -31,6 +31,7 @@ from lakehouse.catalog import (
 )
 from lakehouse.config import IngestSettings
 from lakehouse.errors import LakehouseError
+from lakehouse.ingest.columnar_convert import convert_arrow, convert_parquet
 from lakehouse.ingest.convert import ConvertOptions, ConvertResult, convert_csv
 from lakehouse.ingest.errors import EmptyCSV, MissingDatasetName, UnsupportedUpload
 from lakehouse.ingest.formats import Converter, ConvertRequest, Format
@@ -62,6 +63,8 @@ log = logging.getLogger("lakehouse.ingest")
 CONVERTERS: dict[Format, Converter] = {
     Format.NDJSON: convert_ndjson,
     Format.JSON: convert_json_array,
+    Format.PARQUET: convert_parquet,
+    Format.ARROW: convert_arrow,
 }
 
 

@@ -214,19 +214,38 @@ def _json_values(array: pa.Array) -> tuple[pa.Array, bool]:
 
 
 def _msgspec_values(array: pa.Array) -> list[str]:
+    maps = _maps_as(array.type)
     try:
-        return [_msgspec_encoder.encode(v).decode() for v in array.to_pylist()]
+        values = array.to_pylist(maps_as_pydicts=maps)
+        return [_msgspec_encoder.encode(v).decode() for v in values]
     except (OverflowError, ValueError, pa.ArrowException):
         # A value Python cannot hold (an infinite date inside a list ...): null for that
         # one value, never a failed response.
-        return [_msgspec_one(array, i) for i in range(len(array))]
+        return [_msgspec_one(array, i, maps) for i in range(len(array))]
 
 
-def _msgspec_one(array: pa.Array, index: int) -> str:
+def _msgspec_one(array: pa.Array, index: int, maps: Any) -> str:
     try:
-        return _msgspec_encoder.encode(array[index].as_py()).decode()
+        return _msgspec_encoder.encode(array[index].as_py(maps_as_pydicts=maps)).decode()
     except (OverflowError, ValueError, pa.ArrowException):
         return "null"
+
+
+def _maps_as(kind: pa.DataType) -> str | None:
+    """How ``to_pylist`` gives maps: as dicts (JSON objects) when every map inside
+    ``kind`` has text or integer keys, else (None) as [key, value] pairs, since JSON
+    object keys are text and other keys (decimals, booleans, ...) have no exact one."""
+    for key in _map_keys(kind):
+        text = pa.types.is_string(key) or pa.types.is_large_string(key)
+        if not (text or pa.types.is_integer(key)):
+            return None
+    return "lossy"  # DuckDB maps have distinct keys: nothing to lose
+
+
+def _map_keys(kind: pa.DataType) -> list[pa.DataType]:
+    if pa.types.is_map(kind):
+        return [kind.key_type, *_map_keys(kind.key_type), *_map_keys(kind.item_type)]
+    return [key for i in range(kind.num_fields) for key in _map_keys(kind.field(i).type)]
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -247,13 +266,15 @@ SMALL_BATCH_ROWS = 64
 def _msgspec_friendly(schema: pa.Schema) -> bool:
     """Whether ``to_pylist`` + msgspec gives the same JSON as the Arrow path: not for
     floats (msgspec writes a float32 as its float64 value and 1e20 without '+') nor
-    temporal types (infinities and years past 9999 do not fit Python's types)."""
+    temporal types (infinities and years past 9999 do not fit Python's types) nor maps
+    written as pairs."""
     names = schema.names
     return len(set(names)) == len(names) and not any(
         pa.types.is_floating(f.type)
         or pa.types.is_timestamp(f.type)
         or pa.types.is_date(f.type)
         or pa.types.is_time(f.type)
+        or _maps_as(f.type) is None
         for f in schema
     )
 
@@ -294,7 +315,8 @@ class _JsonRows:
         # Same encoding rules (msgspec: ISO dates, NaN/Inf null, base64, exact decimals).
         encode = _msgspec_encoder.encode
         return b"".join(
-            self._row_prefix + encode(row) + self._row_suffix for row in batch.to_pylist()
+            self._row_prefix + encode(row) + self._row_suffix
+            for row in batch.to_pylist(maps_as_pydicts="lossy")
         )
 
 

@@ -47,9 +47,10 @@ from lakehouse.query.errors import (
 log = logging.getLogger("lakehouse.query")
 
 # A column type as the catalog writes it (BIGINT, DECIMAL(38,0), TIMESTAMP WITH TIME ZONE,
-# VARCHAR[] ...): letters, digits, spaces, parentheses, commas, brackets. Anything else
-# is not spliced into our (unsandboxed) DDL.
-_SAFE_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_ ,()\[\]]*")
+# VARCHAR[], STRUCT("a b" BIGINT) ...): letters, digits, spaces, parentheses, commas,
+# brackets, and struct field names in double quotes ('""' for a quote inside). Anything
+# else is not spliced into our (unsandboxed) DDL.
+_SAFE_TYPE = re.compile(r'[A-Za-z](?:[A-Za-z0-9_ ,()\[\]]|"(?:[^"]|"")*")*')
 
 KNOWN_PATHS_MAX = 100_000
 """Object paths remembered from views (current and replaced ones), to tell a dataset
