@@ -189,9 +189,7 @@ def test_type_overrides(tmp_path: Path) -> None:
 def test_append_converts_to_the_datasets_wider_types(tmp_path: Path) -> None:
     records = [{"id": 1, "zip": 60601, "amount": 12, "big": 2**60 + 1, "name": "a"}]
     dataset_types = {"zip": "VARCHAR", "amount": "DOUBLE", "big": "DOUBLE", "id": "DECIMAL(38,0)"}
-    converted, rows = convert(
-        tmp_path, encode(records, "ndjson"), dataset_types=dataset_types
-    )
+    converted, rows = convert(tmp_path, encode(records, "ndjson"), dataset_types=dataset_types)
     described = {c.name: (c.type, c.source) for c in converted.columns}
     assert described == {
         "id": ("DECIMAL(38,0)", "dataset"),
@@ -200,9 +198,7 @@ def test_append_converts_to_the_datasets_wider_types(tmp_path: Path) -> None:
         "big": ("BIGINT", "inferred"),  # as DOUBLE it would lose digits: kept as it is
         "name": ("VARCHAR", "inferred"),
     }
-    assert rows == [
-        {"id": 1, "zip": "60601", "amount": 12.0, "big": 2**60 + 1, "name": "a"}
-    ]
+    assert rows == [{"id": 1, "zip": "60601", "amount": 12.0, "big": 2**60 + 1, "name": "a"}]
 
 
 def test_row_groups_compression_and_progress(tmp_path: Path) -> None:
@@ -219,14 +215,14 @@ def test_row_groups_compression_and_progress(tmp_path: Path) -> None:
     metadata = pq.ParquetFile(tmp_path / "out.parquet").metadata
     assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [2, 2, 1]
     assert metadata.row_group(0).column(0).compression == "GZIP"
-    assert seen and seen[-1] == converted.rows == 5
+    assert seen[-1] == converted.rows == 5
 
 
 def test_blank_lines_a_bom_and_crlf_are_fine(tmp_path: Path) -> None:
     data = b'\xef\xbb\xbf{"a": 1}\r\n\r\n   \n{"a": 2}'
-    converted, rows = convert(tmp_path, data)
+    _, rows = convert(tmp_path, data)
     assert rows == [{"a": 1}, {"a": 2}]
-    converted, rows = convert(tmp_path, b'\xef\xbb\xbf [ {"a": 1} , {"a": 2} ] \n', "json")
+    _, rows = convert(tmp_path, b'\xef\xbb\xbf [ {"a": 1} , {"a": 2} ] \n', "json")
     assert rows == [{"a": 1}, {"a": 2}]
 
 
