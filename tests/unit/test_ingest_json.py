@@ -99,22 +99,38 @@ def test_a_key_mixing_json_types_is_widened_to_json_text(tmp_path: Path, fmt: st
     assert [r["exact"] for r in rows] == ["0.5", str(2**60 + 1), None]
 
 
-def test_a_value_past_the_first_batches_widens_the_column(tmp_path: Path) -> None:
-    """Types are decided over the whole file: a string after ~3 MB of numbers widens
-    the column, and an integer that a DOUBLE would round (after fractions in earlier
-    batches) widens its column in a second pass."""
-    pad = "p" * 100
-    lines = [{"n": 1, "f": 0.5, "pad": pad} for _ in range(30_000)]
-    lines.append({"n": "N/A", "f": 2**60 + 1, "pad": pad})
-    converted, rows = convert(tmp_path, encode(lines, "ndjson"))
+PAD = {"pad": "p" * 100}
+FILLER = [PAD] * 30_000  # about 3.5 MB: the records around it are in different batches
+
+
+def test_a_value_past_the_first_batch_widens_the_column(tmp_path: Path) -> None:
+    """Types are decided over the whole file, read in batches of about 2 MiB: a string
+    in the last batch widens a column of numbers, and an integer a DOUBLE would round
+    (the first batch had fractions) widens its column in another pass."""
+    first = {"n": 1, "f": 0.5} | PAD
+    last = {"n": "N/A", "f": 2**60 + 1} | PAD
+    converted, rows = convert(tmp_path, encode([first, *FILLER, last], "ndjson"))
     assert types(converted) == {"n": "VARCHAR", "f": "VARCHAR", "pad": "VARCHAR"}
     widened = {w.name: w for w in converted.widened}
-    assert widened["n"].inferred == "BIGINT"
-    assert widened["f"].inferred == "DOUBLE"
-    assert rows[-1]["n"] == "N/A"
-    assert rows[-1]["f"] == str(2**60 + 1)
-    assert rows[0]["f"] == "0.5"
-    assert converted.rows == 30_001
+    assert (widened["n"].inferred, widened["f"].inferred) == ("BIGINT", "DOUBLE")
+    assert "number and string" in widened["n"].reason
+    assert "does not fit" in widened["f"].reason
+    assert (rows[0]["n"], rows[0]["f"]) == ("1", "0.5")
+    assert (rows[-1]["n"], rows[-1]["f"]) == ("N/A", str(2**60 + 1))
+    assert converted.rows == 30_002
+
+
+def test_types_changed_by_a_later_batch_are_written_as_changed(tmp_path: Path) -> None:
+    """The first batch's types are written while the file is read; a later batch that
+    refines them (integers now with fractions, a new key) makes the file be written again
+    with the final types, nothing rounded or dropped."""
+    first = {"l": [1], "x": 1} | PAD
+    last = {"l": [2.5], "x": 2.5, "late": 3} | PAD
+    converted, rows = convert(tmp_path, encode([first, *FILLER, last], "ndjson"))
+    assert types(converted) == {"l": "DOUBLE[]", "x": "DOUBLE", "pad": "VARCHAR", "late": "BIGINT"}
+    assert converted.widened == []
+    assert (rows[0]["l"], rows[0]["x"], rows[0]["late"]) == ([1.0], 1.0, None)
+    assert (rows[-1]["l"], rows[-1]["x"], rows[-1]["late"]) == ([2.5], 2.5, 3)
 
 
 def test_nested_objects_and_arrays_are_struct_and_list_columns(tmp_path: Path) -> None:
