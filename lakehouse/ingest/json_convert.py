@@ -18,15 +18,18 @@ JSON already says which value is which, so nothing is guessed from text (ADR 002
   an object and an array, ``{"a": 1}`` and ``{"a": "x"}``) is widened as a whole to
   ``VARCHAR``: strings as themselves, every other value as its JSON text (so
   ``col->>'$.a'`` still reaches inside objects), reported in ``widened`` with the reason.
-  So are objects no column can hold: ones that never have a key, or keys that differ
-  only in case (SQL compares field names that way).
+  So are objects no STRUCT can hold (keys differing only in case, as SQL compares field
+  names, or an empty key); a key whose objects never have a key is JSON text too,
+  reported as defaulted.
 
-Types are decided over the whole file, never a sample: a first pass reads every record
-and merges the Arrow types pyarrow infers per batch; the second writes the Parquet file
-with those types, a batch of records at a time (memory: one batch of Python records plus
-one row group of Arrow data). A value the second pass cannot store as its column's type
-(an integer beyond 2^53 in a DOUBLE column fed by several batches) widens that column
-and the second pass runs again.
+Types are decided over the whole file, never a sample. The first pass reads every
+record, merging the Arrow types pyarrow infers per batch, and meanwhile writes the file
+with the first batch's types; when no later batch changes them (the common case) that
+file is the result. Otherwise a second pass writes it with the types of the whole file.
+Memory: one batch of decoded records (about 2 MiB of JSON) plus about one row group of
+Arrow data. A value a pass cannot store as its column's type (an integer beyond 2^53 in
+a DOUBLE column whose fractions came in another batch) widens that column, and the file
+is written again.
 
 ``?types=`` overrides convert each value's text (a string's own, any other value's JSON
 text) to the type and refuse a value that does not fit with a 400 naming it. On append,
