@@ -56,6 +56,7 @@ from lakehouse.ingest.schema import (
     ARROW_TYPES,
     InferredColumn,
     conforming_overrides,
+    matched_overrides,
     normalise_header,
 )
 
@@ -157,7 +158,7 @@ def _convert(batches: Batches, source: Path, target: Path, request: ConvertReque
     rows, failed = 0, None
     if first is not None and _plannable(keys, request):
         columns = _plan(keys, request)
-        rows, failed = _writing(
+        rows, failed = _write(
             chain([first], stream), columns, target, request, lambda: keys.state() != planned
         )
     else:
@@ -188,7 +189,7 @@ def _rewrite(
     """Write the file with the whole file's types; a column whose values do not fit its
     type (or the dataset's) is retyped and the pass runs again. Returns the rows."""
     while True:
-        rows, failed = _writing(batches(source, limit), columns, target, request, None)
+        rows, failed = _write(batches(source, limit), columns, target, request, None)
         if not failed:
             return rows
         for column, reason in failed.items():
@@ -197,24 +198,6 @@ def _rewrite(
             else:
                 column.text = _AsText(reason)
                 column.text.inferred = column.type
-
-
-def _writing(
-    batches: Iterator[list[Record]],
-    columns: list[_Key],
-    target: Path,
-    request: ConvertRequest,
-    stale: Callable[[], bool] | None,
-) -> tuple[int, dict[_Key, str] | None]:
-    """``_write``, removing the file unless it is complete; failed None: ``stale``."""
-    try:
-        rows, failed = _write(batches, columns, target, request, stale)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    if failed is None or failed:
-        target.unlink(missing_ok=True)
-    return rows, failed
 
 
 def _plannable(keys: _Keys, request: ConvertRequest) -> bool:
@@ -397,16 +380,10 @@ def _kind_name(kind: type) -> str:
 
 
 def _apply_overrides(columns: list[_Key], overrides: dict[str, str]) -> None:
-    by_name = {c.name.lower(): c for c in columns}
-    for wanted, type_name in overrides.items():
-        column = by_name.get(wanted.lower())
-        if column is None:
-            raise InvalidTypeOverride(
-                f"type override names no column: {wanted!r}",
-                details={"columns": [c.name for c in columns]},
-            )
-        column.target = ARROW_TYPES[type_name]
-        column.source = "override"
+    by_name = {c.name: c for c in columns}
+    for name, type_name in matched_overrides(list(by_name), overrides).items():
+        by_name[name].target = ARROW_TYPES[type_name]
+        by_name[name].source = "override"
 
 
 def _conform(
@@ -460,36 +437,45 @@ def _write(
     stale: Callable[[], bool] | None,
 ) -> tuple[int, dict[_Key, str] | None]:
     """A pass writing the file: rows written, and the columns whose values did not fit
-    their inferred or dataset type, or None when ``stale`` said the types changed (then
-    the file is incomplete; the batches are read to their end all the same)."""
+    their inferred or dataset type, or None when ``stale`` said the types changed. An
+    incomplete file is removed; the batches are read to their end all the same."""
     options = request.options
     schema = pa.schema([pa.field(c.name, _arrow_type(c)) for c in columns])
     failed: dict[_Key, str] = {}
     rows = pending_rows = pending_bytes = 0
     pending: list[pa.RecordBatch] = []
     changed = False
-    with _BackgroundWriter(target, schema, options) as writer:
-        for batch in batches:
-            changed = changed or (stale is not None and stale())
-            if changed:
-                writer.cancel()
-                continue  # the first pass still infers the types from the rest
-            arrays = _arrays(batch, columns, schema, failed)
-            if failed:
-                writer.cancel()
-                continue  # only checking from here on
-            pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
-            pending_rows += len(batch)
-            pending_bytes += pending[-1].nbytes
-            if request.progress is not None:
-                request.progress(rows + pending_rows)
-            if pending_rows >= options.row_group_rows or pending_bytes >= options.row_group_bytes:
+    try:
+        with _BackgroundWriter(target, schema, options) as writer:
+            for batch in batches:
+                changed = changed or (stale is not None and stale())
+                if changed:
+                    writer.cancel()
+                    continue  # the first pass still infers the types from the rest
+                arrays = _arrays(batch, columns, schema, failed)
+                if failed:
+                    writer.cancel()
+                    continue  # only checking from here on
+                pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+                pending_rows += len(batch)
+                pending_bytes += pending[-1].nbytes
+                if request.progress is not None:
+                    request.progress(rows + pending_rows)
+                if (
+                    pending_rows >= options.row_group_rows
+                    or pending_bytes >= options.row_group_bytes
+                ):
+                    writer.write(pa.Table.from_batches(pending, schema=schema))
+                    rows += pending_rows
+                    pending, pending_rows, pending_bytes = [], 0, 0
+            if pending and not failed and not changed:
                 writer.write(pa.Table.from_batches(pending, schema=schema))
                 rows += pending_rows
-                pending, pending_rows, pending_bytes = [], 0, 0
-        if pending and not failed and not changed:
-            writer.write(pa.Table.from_batches(pending, schema=schema))
-            rows += pending_rows
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    if changed or failed:
+        target.unlink(missing_ok=True)
     return rows, None if changed else failed
 
 
