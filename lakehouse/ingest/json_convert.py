@@ -107,11 +107,15 @@ class _Keys(dict[str, _Key]):
     """Every key seen so far, in first-seen order, and the records read."""
 
     records = 0
+    batch_array: pa.StructArray | None = None
+    """The last batch as pyarrow inferred it (None: not as a whole), for the first pass
+    to write without converting the records again."""
 
     def infer(self, batch: list[Record]) -> None:
         """Merge a batch's value types into each key's."""
         self.records += len(batch)
-        for name, batch_type in _batch_types(batch).items():
+        self.batch_array, types = _batch_types(batch)
+        for name, batch_type in types.items():
             key = self.get(name)
             if key is None:
                 key = self[name] = _Key(name)
@@ -153,14 +157,11 @@ def _convert(batches: Batches, source: Path, target: Path, request: ConvertReque
     keys = _Keys()
     stream = keys.inferring(batches(source, limit))
     first = next(stream, None)
-    planned = keys.state()
     columns: list[_Key] = []
     rows, failed = 0, None
     if first is not None and _plannable(keys, request):
         columns = _plan(keys, request)
-        rows, failed = _write(
-            chain([first], stream), columns, target, request, lambda: keys.state() != planned
-        )
+        rows, failed = _write(chain([first], stream), columns, target, request, keys)
     else:
         for _ in stream:  # nothing to write with yet: infer only
             pass
@@ -227,15 +228,18 @@ def _plan(keys: _Keys, request: ConvertRequest) -> list[_Key]:
     return columns
 
 
-def _batch_types(batch: list[Record]) -> dict[str, pa.DataType | _AsText]:
+def _batch_types(
+    batch: list[Record],
+) -> tuple[pa.StructArray | None, dict[str, pa.DataType | _AsText]]:
     """The type of each key's values in a batch (or why they need text), keys in
     first-seen order: all in one go where pyarrow can infer the batch as a whole (a
-    struct), else key by key."""
+    struct array, returned too), else key by key."""
     try:
-        return {field.name: field.type for field in pa.array(batch).type}
+        array = pa.array(batch)
     except _ARROW_FAILURES:
         names = dict.fromkeys(k for record in batch for k in record)
-        return {n: _batch_type([r.get(n) for r in batch]) for n in names}
+        return None, {n: _batch_type([r.get(n) for r in batch]) for n in names}
+    return array, {field.name: field.type for field in array.type}
 
 
 def _batch_type(values: list[Any]) -> pa.DataType | _AsText:
@@ -434,11 +438,13 @@ def _write(
     columns: list[_Key],
     target: Path,
     request: ConvertRequest,
-    stale: Callable[[], bool] | None,
+    keys: _Keys | None,
 ) -> tuple[int, dict[_Key, str] | None]:
     """A pass writing the file: rows written, and the columns whose values did not fit
-    their inferred or dataset type, or None when ``stale`` said the types changed. An
-    incomplete file is removed; the batches are read to their end all the same."""
+    their inferred or dataset type. The first pass gives the ``keys`` it infers: None
+    when their types changed from the ``columns``' (then the batches are read to their
+    end all the same). An incomplete file is removed."""
+    planned = keys.state() if keys is not None else None
     options = request.options
     schema = pa.schema([pa.field(c.name, _arrow_type(c)) for c in columns])
     failed: dict[_Key, str] = {}
@@ -448,11 +454,12 @@ def _write(
     try:
         with _BackgroundWriter(target, schema, options) as writer:
             for batch in batches:
-                changed = changed or (stale is not None and stale())
+                changed = changed or (keys is not None and keys.state() != planned)
                 if changed:
                     writer.cancel()
                     continue  # the first pass still infers the types from the rest
-                arrays = _arrays(batch, columns, schema, failed)
+                inferred = keys.batch_array if keys is not None else None
+                arrays = _arrays(batch, columns, schema, failed, inferred)
                 if failed:
                     writer.cancel()
                     continue  # only checking from here on
@@ -480,12 +487,26 @@ def _write(
 
 
 def _arrays(
-    batch: list[Record], columns: list[_Key], schema: pa.Schema, failed: dict[_Key, str]
+    batch: list[Record],
+    columns: list[_Key],
+    schema: pa.Schema,
+    failed: dict[_Key, str],
+    inferred: pa.StructArray | None,
 ) -> list[pa.Array]:
-    """A batch's columns, converted as a whole where they take the values as they are;
-    ``failed`` gets the columns whose values do not fit."""
+    """A batch's columns: taken from ``inferred`` (the batch as pyarrow inferred it) where
+    that has the column's type, converted as a whole where they take the values as they
+    are, else one by one; ``failed`` gets the columns whose values do not fit."""
     direct = [i for i, c in enumerate(columns) if _direct(c, schema[i].type)]
     arrays: list[pa.Array] = [None] * len(columns)
+    if inferred is not None:
+        found = {field.name: field.type for field in inferred.type}
+        for i in direct:
+            kind = found.get(columns[i].key, pa.null())
+            if kind == schema[i].type:
+                arrays[i] = inferred.field(columns[i].key)
+            elif kind == pa.null():
+                arrays[i] = pa.nulls(len(batch), schema[i].type)
+        direct = [i for i in direct if arrays[i] is None]
     struct = pa.struct([(columns[i].key, schema[i].type) for i in direct])
     try:
         # pyarrow refuses what does not fit (an integer beyond 2^53 as DOUBLE).
