@@ -64,6 +64,8 @@ def test_types_come_from_the_json_values(tmp_path: Path, fmt: str) -> None:
         "nothing": "VARCHAR", "column_10": "VARCHAR", "Name": "VARCHAR", "name_2": "VARCHAR",
         "late": "VARCHAR",
     }  # fmt: skip
+    assert list(rows[0]) == list(types(converted))  # columns in first-seen key order
+    assert list(types(converted))[-2:] == ["name_2", "late"]
     assert converted.rows == 3
     assert converted.widened == []
     assert rows[0]["zip"] == "01234"  # a string stays a string: no leading zero lost
