@@ -290,18 +290,22 @@ def _iceberg(tree: TypeTree, next_id: Callable[[], int], whole: str) -> IcebergT
             _iceberg(tree.value, next_id, whole),
             value_required=False,
         )
-    names = [name.lower() for name, _ in tree.fields]
-    if len(set(names)) != len(names) or "" in names:
-        raise UnsupportedType(
-            f"column type {whole!r} cannot be stored in a table: its struct field names "
-            "must be non-empty and distinct (case-insensitively)"
-        )
+    _check_field_names(tree, whole)
     return StructType(
         *(
             NestedField(next_id(), name, _iceberg(t, next_id, whole), required=False)
             for name, t in tree.fields
         )
     )
+
+
+def _check_field_names(tree: Struct, whole: str) -> None:
+    names = [name.lower() for name, _ in tree.fields]
+    if len(set(names)) != len(names) or "" in names:
+        raise UnsupportedType(
+            f"column type {whole!r} cannot be stored in a table: its struct field names "
+            "must be non-empty and distinct (case-insensitively)"
+        )
 
 
 def duckdb_type(iceberg: IcebergType) -> str:
@@ -401,6 +405,7 @@ def _arrow(tree: TypeTree, whole: str) -> pa.DataType:
         return pa.list_(pa.field("element", _arrow(tree.element, whole)))
     if isinstance(tree, Map):
         return pa.map_(_arrow(tree.key, whole), _arrow(tree.value, whole))
+    _check_field_names(tree, whole)
     return pa.struct([pa.field(name, _arrow(t, whole)) for name, t in tree.fields])
 
 

@@ -57,14 +57,25 @@ def convert_parquet(source: Path, target: Path, request: ConvertRequest) -> Conv
     """The ``Converter`` of Parquet uploads."""
     _refuse_overrides(request, "Parquet")
     try:
-        parquet = pq.ParquetFile(source)
+        # pre_buffer would read every row group asked for up front: the whole file.
+        parquet = pq.ParquetFile(source, pre_buffer=False)
     except (pa.ArrowException, OSError) as exc:
         raise _invalid(InvalidParquet, "Parquet", exc, source) from None
     with parquet:
         schema = parquet.schema_arrow
-        batch_rows = _batch_rows(parquet.metadata, request)
-        batches = parquet.iter_batches(batch_size=batch_rows, use_threads=False)
-        return _convert(schema, batches, target, request, InvalidParquet, source)
+        return _convert(
+            schema, _parquet_batches(parquet, request), target, request, InvalidParquet, source
+        )
+
+
+def _parquet_batches(parquet: pq.ParquetFile, request: ConvertRequest) -> Iterator[pa.RecordBatch]:
+    """The file's rows a row group at a time (asked for together, the groups are read
+    ahead of their batches)."""
+    batch_rows = _batch_rows(parquet.metadata, request)
+    for group in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(
+            batch_size=batch_rows, row_groups=[group], use_threads=False
+        )
 
 
 def convert_arrow(source: Path, target: Path, request: ConvertRequest) -> Converted:

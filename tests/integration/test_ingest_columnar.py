@@ -21,6 +21,7 @@ from litestar.testing import AsyncTestClient
 
 from lakehouse.config import Settings
 from lakehouse.storage import ObjectStore
+from tests.support.iceberg import pyiceberg_catalog
 from tests.support.ingest import assert_nothing_left, read_dataset
 
 Client = AsyncTestClient  # type: ignore[type-arg]
@@ -337,7 +338,7 @@ GROWN = pa.struct([("x", pa.int64()), ("label", pa.string())])
 
 
 async def test_append_an_arrow_stream_to_a_parquet_dataset_whose_struct_gains_a_field(
-    client: Client,
+    client: Client, settings: Settings
 ) -> None:
     first = pa.table(
         {"id": [1], "p": pa.array([{"x": 1}], POINT), "ps": pa.array([[{"x": 1}]], pa.list_(POINT))}
@@ -364,6 +365,12 @@ async def test_append_an_arrow_stream_to_a_parquet_dataset_whose_struct_gains_a_
     assert rows == [
         {"id": 1, "label": None, "first": None},
         {"id": 2, "label": "two", "first": "b"},
+    ]
+    # Another Iceberg reader sees the grown structs, NULL in the first version's rows.
+    table = pyiceberg_catalog(settings).load_table(("lakehouse", "shapes"))
+    assert sorted(table.scan().to_arrow().to_pylist(), key=lambda row: row["id"]) == [
+        {"id": 1, "p": {"x": 1, "label": None}, "ps": [{"x": 1, "label": None}]},
+        {"id": 2, "p": {"x": 2, "label": "two"}, "ps": [{"x": 2, "label": "b"}]},
     ]
     # Version 1 is still read with its own columns.
     old = await sql(client, "SELECT id, p FROM shapes AT (VERSION => 1)")

@@ -1,6 +1,7 @@
 """Ingest limits on the real `lakehouse serve` (ADR 0011): a chunked CSV over the
 cap is refused with 413 while the client is still sending and leaves nothing, and
-the server's memory stays flat while it spools and converts a large upload.
+the server's memory stays flat while it spools and converts a large upload (CSV and
+Parquet).
 
 (The 503 for an ingest while another's body is still open is
 ``test_ingest_streaming.py::test_one_ingest_too_many_is_503_with_retry_after``.)
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from lakehouse.config import Settings
 from tests.support.ingest import spool_dir
@@ -93,5 +97,51 @@ async def test_a_64_mib_ingest_stays_within_a_memory_bound(
             assert answer.status_code == 200, answer.text
         print(f"server peak RSS growth during a 64 MiB ingest: {growth / MiB:.0f} MiB")
         assert growth < 96 * MiB, f"RSS grew {growth / MiB:.0f} MiB during a 64 MiB ingest"
+    finally:
+        server.stop()
+
+
+def parquet_of_mib(path: Path, mib: int) -> int:
+    """An uncompressed Parquet file of about ``mib`` MiB in row groups of 10,000 rows
+    (64-byte rows); returns its row count."""
+    rows = mib * MiB // 64
+    ids = pa.array(range(rows), pa.int64())
+    text = pc.utf8_lpad(pc.cast(ids, pa.string()), 48, "x")
+    table = pa.table({"id": ids, "text": text})
+    pq.write_table(table, path, row_group_size=10_000, compression="none", use_dictionary=False)
+    return rows
+
+
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(MiB):
+            yield chunk
+
+
+async def test_a_128_mib_parquet_ingest_stays_within_a_memory_bound(
+    local_settings: Settings, tmp_path: Path
+) -> None:
+    """A Parquet upload is read a batch at a time from the spooled file (ADR 0021), not
+    loaded: the server's peak RSS grows by well under the file's size."""
+    path = tmp_path / "large.parquet"
+    rows = await asyncio.to_thread(parquet_of_mib, path, 128)
+    server = LakehouseServer(local_settings, tmp_path).start()
+    try:
+        assert server.proc is not None
+        url = "/v1/ingest?format=parquet&name="
+        headers = {"content-type": "application/octet-stream"}
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+            small = tmp_path / "small.parquet"
+            await asyncio.to_thread(parquet_of_mib, small, 1)
+            warm = await http.post(url + "warm", content=small.read_bytes(), headers=headers)
+            assert warm.status_code == 200, warm.text
+            await asyncio.to_thread(Path(f"/proc/{server.proc.pid}/clear_refs").write_text, "5")
+            before = server.rss_bytes()
+            answer = await http.post(url + "large", content=file_chunks(path), headers=headers)
+            growth = server.peak_rss_bytes() - before
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["row_count"] == rows
+        print(f"server peak RSS growth during a 128 MiB Parquet ingest: {growth / MiB:.0f} MiB")
+        assert growth < 80 * MiB, f"RSS grew {growth / MiB:.0f} MiB during a 128 MiB ingest"
     finally:
         server.stop()

@@ -18,7 +18,7 @@ from litestar.testing import AsyncTestClient
 from markupsafe import escape
 
 from lakehouse.config import Settings
-from tests.integration.test_open_format import pyiceberg_catalog
+from tests.support.iceberg import pyiceberg_catalog
 from tests.support.query import parquet_bytes
 
 Client = AsyncTestClient  # type: ignore[type-arg]
@@ -111,6 +111,10 @@ async def test_nested_columns_through_the_chain(client: Client, settings: Settin
     parquet = pq.read_table(io.BytesIO((await query(client, every, "parquet")).content))
     for table in (arrow, parquet):
         assert table.to_pylist() == V1
+
+    # JSON object keys are text: integer keys become text, other keys stay pairs.
+    keys = await query(client, "SELECT map([1], ['x']) AS i, map([1.5], ['y']) AS d")
+    assert keys.json() == [{"i": {"1": "x"}, "d": [[1.5, "y"]]}]
 
     # A second version; the first stays readable by version.
     await register(client, "nested", V2)

@@ -22,6 +22,7 @@ from lakehouse.catalog._types import (
     iceberg_schema,
     iceberg_type,
     parse_type,
+    struct_growth,
 )
 from lakehouse.catalog.interface import Column
 
@@ -147,3 +148,36 @@ def test_arrow_nested_types_map_to_duckdb_names() -> None:
 def test_unsupported_or_malformed_types_are_refused_by_name(spelled: str) -> None:
     with pytest.raises(UnsupportedType, match="column type"):
         iceberg_type(spelled)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "growth"),
+    [
+        ("BIGINT", "BIGINT", []),
+        ("STRUCT(a BIGINT)", "STRUCT(a BIGINT, b VARCHAR)", [(("b",), "VARCHAR")]),
+        (
+            "STRUCT(a STRUCT(x BIGINT))[]",
+            'STRUCT(a STRUCT(x BIGINT, "y z" DATE[]), b BIGINT)[]',
+            [(("element", "a", "y z"), "DATE[]"), (("element", "b"), "BIGINT")],
+        ),
+        (
+            "MAP(VARCHAR, STRUCT(a BIGINT))",
+            "MAP(VARCHAR, STRUCT(a BIGINT, b STRUCT(c BIGINT)))",
+            [(("value", "b"), "STRUCT(c BIGINT)")],
+        ),
+        ("STRUCT(a BIGINT, b VARCHAR)", "STRUCT(a BIGINT)", None),  # a field dropped
+        ("STRUCT(a BIGINT)", "STRUCT(b VARCHAR, a BIGINT)", None),  # inserted before
+        ("STRUCT(a BIGINT)", "STRUCT(a VARCHAR, b VARCHAR)", None),  # a field retyped
+        ("MAP(VARCHAR, BIGINT)", "MAP(BIGINT, BIGINT)", None),
+        ("BIGINT", "STRUCT(a BIGINT)", None),
+    ],
+)
+def test_struct_growth_is_fields_added_after_a_structs_own(
+    old: str, new: str, growth: list[tuple[tuple[str, ...], str]] | None
+) -> None:
+    assert struct_growth(old, new) == growth
+
+
+def test_a_struct_with_names_equal_but_for_case_has_no_arrow_type() -> None:
+    with pytest.raises(UnsupportedType, match="distinct"):
+        arrow_type("STRUCT(a BIGINT, A VARCHAR)")
