@@ -5,6 +5,8 @@ BadRequest
 ├── MissingFile (400 missing_file)
 ├── EmptyCSV (400 empty_csv)            empty body/file, no header row
 ├── InvalidCSV (400 invalid_csv)        unparseable input, bad multipart, a quote never closed
+├── EmptyJSON (400 empty_json)          NDJSON/JSON with no records, or records without keys
+├── InvalidJSON (400 invalid_json)      details: line (NDJSON) or byte_offset (JSON array)
 ├── FieldTooLarge (400 field_too_large) details: line, max_field_bytes
 ├── RaggedRows (400 ragged_rows)        details: line, row, expected, got
 ├── NotUTF8 (400 not_utf8)
@@ -42,6 +44,17 @@ class EmptyCSV(BadRequest):
 
 class InvalidCSV(BadRequest):
     code = "invalid_csv"
+
+
+class EmptyJSON(BadRequest):
+    code = "empty_json"
+
+
+class InvalidJSON(BadRequest):
+    """Malformed JSON, or a record that is not an object; details name the line (NDJSON)
+    or the byte offset (a JSON array)."""
+
+    code = "invalid_json"
 
 
 class FieldTooLarge(BadRequest):

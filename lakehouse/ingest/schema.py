@@ -340,15 +340,25 @@ def _column(name: str, values: list[str]) -> InferredColumn:
     )
 
 
-def _apply_overrides(columns: list[InferredColumn], overrides: dict[str, str]) -> None:
-    by_name = {c.name.lower(): c for c in columns}
+def matched_overrides(names: list[str], overrides: dict[str, str]) -> dict[str, str]:
+    """``?types=`` by column name as normalised (matched case-insensitively): {name: type}.
+    Raises InvalidTypeOverride for an override naming no column."""
+    by_name = {name.lower(): name for name in names}
+    matched = {}
     for wanted, type_name in overrides.items():
-        column = by_name.get(wanted.lower())
-        if column is None:
+        name = by_name.get(wanted.lower())
+        if name is None:
             raise InvalidTypeOverride(
-                f"type override names no column: {wanted!r}",
-                details={"columns": [c.name for c in columns]},
+                f"type override names no column: {wanted!r}", details={"columns": names}
             )
+        matched[name] = type_name
+    return matched
+
+
+def _apply_overrides(columns: list[InferredColumn], overrides: dict[str, str]) -> None:
+    by_name = {c.name: c for c in columns}
+    for name, type_name in matched_overrides(list(by_name), overrides).items():
+        column = by_name[name]
         column.type = type_name
         column.source = "override"
         column.reason = None

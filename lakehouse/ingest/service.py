@@ -44,6 +44,7 @@ from lakehouse.ingest.interface import (
     PreviewColumn,
     Upload,
 )
+from lakehouse.ingest.json_convert import convert_json_array, convert_ndjson
 from lakehouse.ingest.preview import PREVIEW_ROWS, sample_rows
 from lakehouse.ingest.schema import (
     CsvLayout,
@@ -61,6 +62,8 @@ log = logging.getLogger("lakehouse.ingest")
 
 # The converter of each format other than CSV/TSV (lakehouse.ingest.formats).
 CONVERTERS: dict[Format, Converter] = {
+    Format.NDJSON: convert_ndjson,
+    Format.JSON: convert_json_array,
     Format.PARQUET: convert_parquet,
     Format.ARROW: convert_arrow,
     Format.XLSX: convert_xlsx,
