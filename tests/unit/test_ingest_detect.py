@@ -114,7 +114,8 @@ def test_bytes_contradicting_the_declared_format_is_a_mismatch(
         decide_format(param, media_type, file_name, head)
     assert caught.value.details["declared"] == declared
     assert caught.value.details["detected"] == detected
-    assert declared in caught.value.message and detected in caught.value.message
+    assert declared in caught.value.message
+    assert detected in caught.value.message
 
 
 def test_text_formats_do_not_contradict_each_other() -> None:
@@ -180,10 +181,12 @@ def test_inflater_passes_plain_bytes_and_decompresses_gzip_and_zstd() -> None:
     assert inflate(b"a")[0] == b"a"  # shorter than any magic number
     members = gzip.compress(text) + gzip.compress(b"2,Grace\n")  # cat a.gz b.gz
     out, inflater = inflate(members, chunk=5)
-    assert out == text + b"2,Grace\n" and inflater.compression == Compression.GZIP
+    assert out == text + b"2,Grace\n"
+    assert inflater.compression == Compression.GZIP
     frames = zstandard.ZstdCompressor().compress(text) + zstandard.ZstdCompressor().compress(CSV)
     out, inflater = inflate(frames, chunk=3)
-    assert out == text + CSV and inflater.compression == Compression.ZSTD
+    assert out == text + CSV
+    assert inflater.compression == Compression.ZSTD
 
 
 def test_inflater_refuses_a_cut_short_or_corrupt_gzip_stream() -> None:
