@@ -225,8 +225,9 @@ async def test_source_outside_the_data_area_is_403(
     client: Client, store: ObjectStore, settings: Settings
 ) -> None:
     for key in FORBIDDEN_SOURCES:
-        for dry_run in ("", "&dry_run=true"):
-            response = await client.post(f"/v1/ingest?name=nope{dry_run}", params={"source": key})
+        for dry_run in ("false", "true"):
+            params = {"name": "nope", "source": key, "dry_run": dry_run}
+            response = await client.post("/v1/ingest", params=params)
             assert response.status_code == 403, (key, response.text)
             assert response.json()["error"]["code"] == "source_forbidden"
             assert str(settings.storage.data_dir) not in response.text
