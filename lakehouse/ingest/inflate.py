@@ -6,8 +6,10 @@ writer), each written to the spool file before the next is made, and the
 decompressed size is checked after every piece, so a zip bomb stops at the cap
 (``DecompressedTooLarge``, 413), not after it has been inflated.
 
-A gzip stream cut short or corrupt is ``InvalidCompression`` (400); concatenated
-gzip members (``cat a.gz b.gz``) and zstd frames are read one after the other.
+A stream cut short or corrupt is ``InvalidCompression`` (400); concatenated gzip
+members (``cat a.gz b.gz``) and zstd frames are read one after the other. zstandard's
+stream writer does not say whether its last frame ended, so ``_ZstdFrames`` follows the
+frame and block headers (RFC 8878) to tell.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Inflater:
         self._head = b""
         self._gzip: zlib._Decompress | None = None
         self._zstd: zstandard.ZstdDecompressionWriter | None = None
+        self._frames = _ZstdFrames()
 
     def write(self, data: bytes) -> None:
         if self.compression is None:
@@ -66,6 +69,11 @@ class Inflater:
                     )
             elif self._zstd is not None:
                 self._zstd.flush()  # type: ignore[no-untyped-call]  # untyped in zstandard
+                if not self._frames.complete():
+                    raise InvalidCompression(
+                        "the zstd stream is cut short: its last frame never ended",
+                        details={"compression": "zstd"},
+                    )
         except (zlib.error, zstandard.ZstdError) as exc:
             raise self._corrupt(exc) from None
 
@@ -74,6 +82,7 @@ class Inflater:
             if self._gzip is not None:
                 self._gunzip(data)
             elif self._zstd is not None:
+                self._frames.feed(data)
                 self._zstd.write(data)
             else:
                 self._emit(data)
@@ -125,3 +134,62 @@ class _Emitter:
     def write(self, data: bytes) -> int:
         self.inflater._emit(data)
         return len(data)
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+_SKIPPABLE_MASK, _SKIPPABLE_MAGIC = 0xFFFFFFF0, 0x184D2A50
+_DICT_ID_BYTES = (0, 1, 2, 4)
+_CONTENT_SIZE_BYTES = (0, 2, 4, 8)  # 0 is 1 byte for a single-segment frame
+
+
+class _ZstdFrames:
+    """Follows the headers of a zstd stream (frames, skippable frames, blocks) without
+    decompressing, to tell whether it ended at the end of a frame."""
+
+    def __init__(self) -> None:
+        self._state = "magic"
+        self._need = 4  # header bytes the current state reads
+        self._head = b""
+        self._skip = 0  # bytes of content to pass over
+        self._checksum = False
+
+    def complete(self) -> bool:
+        return self._state == "magic" and not self._head and not self._skip
+
+    def feed(self, data: bytes) -> None:
+        at = 0
+        while at < len(data):
+            if self._skip:
+                taken = min(self._skip, len(data) - at)
+                self._skip -= taken
+                at += taken
+                continue
+            taken = min(self._need - len(self._head), len(data) - at)
+            self._head += data[at : at + taken]
+            at += taken
+            if len(self._head) == self._need:
+                head, self._head = self._head, b""
+                self._read(int.from_bytes(head, "little"))
+
+    def _read(self, value: int) -> None:
+        if self._state == "magic":
+            if value == _ZSTD_MAGIC:
+                self._state, self._need = "frame_header", 1
+            elif value & _SKIPPABLE_MASK == _SKIPPABLE_MAGIC:
+                self._state, self._need = "skippable_size", 4
+            # Anything else: the decompressor itself refuses it.
+        elif self._state == "skippable_size":
+            self._state, self._need, self._skip = "magic", 4, value
+        elif self._state == "frame_header":
+            single_segment = bool(value >> 5 & 1)
+            self._checksum = bool(value >> 2 & 1)
+            content_size = _CONTENT_SIZE_BYTES[value >> 6] or int(single_segment)
+            window = 0 if single_segment else 1
+            self._skip = window + _DICT_ID_BYTES[value & 3] + content_size
+            self._state, self._need = "block", 3
+        elif self._state == "block":
+            last, block_type, size = value & 1, value >> 1 & 3, value >> 3
+            self._skip = 1 if block_type == 1 else size  # an RLE block holds one byte
+            if last:
+                self._skip += 4 if self._checksum else 0
+                self._state, self._need = "magic", 4

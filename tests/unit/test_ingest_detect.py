@@ -197,6 +197,26 @@ def test_inflater_refuses_a_cut_short_or_corrupt_gzip_stream() -> None:
         inflate(whole[:10] + b"\x00garbage" * 10 + whole[10:])
 
 
+def test_inflater_refuses_a_cut_short_zstd_stream() -> None:
+    # Several frames (one with a checksum, one streamed without a content size), then a
+    # skippable frame: whole, it reads; cut anywhere inside a frame, it is a 400.
+    rows = b"".join(b"%d,name %d\n" % (i, i * 7919 % 10007) for i in range(20_000))
+    streamed = io.BytesIO()
+    with zstandard.ZstdCompressor().stream_writer(streamed, closefd=False) as writer:
+        writer.write(rows)
+    frames = (
+        zstandard.ZstdCompressor(write_checksum=True).compress(CSV * 1000)
+        + streamed.getvalue()
+        + (0x184D2A5A).to_bytes(4, "little")
+        + (3).to_bytes(4, "little")
+        + b"pad"
+    )
+    assert inflate(frames, chunk=4093)[0] == CSV * 1000 + rows
+    for cut in (1, 4, 9, 500, len(frames) // 2, len(frames) - 8):
+        with pytest.raises(InvalidCompression, match="cut short"):
+            inflate(frames[:-cut], chunk=4093)
+
+
 def test_inflater_stops_at_the_cap_without_inflating_the_rest() -> None:
     bomb = gzip.compress(bytes(64 << 20), compresslevel=9)
     out = io.BytesIO()
