@@ -109,11 +109,8 @@ INGEST_REQUEST = RequestBody(
             schema=Schema(type=OpenAPIType.STRING),
             examples=examples(workers_csv=_CSV_EXAMPLE),
         ),
-        **{
-            media_type: OpenAPIMediaType(schema=_BINARY)
-            for media_type in ACCEPTED_MEDIA_TYPES
-            if media_type != "text/csv"
-        },
+        # Every other format, raw (the description lists the Content-Types that name one).
+        "application/octet-stream": OpenAPIMediaType(schema=_BINARY),
     },
 )
 
