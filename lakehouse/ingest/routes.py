@@ -8,7 +8,8 @@ and ``ingest.max_concurrent``, as the storage PUT route does for its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import msgspec
@@ -237,8 +238,10 @@ async def ingest(
     # A bad name is a 400 before the limits look at the body.
     validate_name(name)
     job_id = ingest_jobs.check_id(job)
-    chunks = store.open_read(source) if source is not None else request_body(request)
-    async with ingest_limit.admit(request.content_length, chunks) as body:
+    async with (
+        _chunks(request, store, source) as chunks,
+        ingest_limit.admit(request.content_length, chunks) as body,
+    ):
         progress = ingest_jobs.begin(job_id, name, request.content_length)
         upload = Upload(
             kind="multipart" if multipart and source is None else "raw",
@@ -316,6 +319,24 @@ def _source_key(key: str) -> str:
             details={"forbidden_prefixes": list(FORBIDDEN_SOURCE_PREFIXES)},
         )
     return key
+
+
+@asynccontextmanager
+async def _chunks(
+    request: Request[Any, Any, Any], store: ObjectStore, source: str | None
+) -> AsyncIterator[AsyncIterator[bytes]]:
+    """The request's body, or the ``source`` object's bytes; the object's stream is
+    closed when the ingest ends, also when it stopped reading early (an error)."""
+    if source is None:
+        yield request_body(request)
+        return
+    chunks = store.open_read(source)
+    try:
+        yield chunks
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _attachment_name(disposition: str) -> str:

@@ -144,6 +144,13 @@ async def test_zip_bomb_is_413_and_leaves_nothing(
     assert error["details"] == {"max_decompressed_bytes": 1024 * 1024}
     assert "decompresses to more than" in error["message"]
     await assert_nothing_left(capped_client, store, settings)
+    # The same bomb already in storage, read from there: the same 413; the object stays.
+    await store.put("exports/bomb.csv.gz", bomb)
+    response = await capped_client.post("/v1/ingest?name=bomb&source=exports/bomb.csv.gz")
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "decompressed_too_large"
+    await assert_nothing_left(capped_client, store, settings)
+    assert await store.get("exports/bomb.csv.gz") == bomb
     # The cap is on what the upload inflates to, not on plain uploads.
     plain = b"id\n" + b"1\n" * 600_000
     response = await capped_client.post("/v1/ingest?name=plain", files={"file": ("p.csv", plain)})
