@@ -153,6 +153,14 @@ def duckdb_seconds(name: str, path: Path, runs: int, workdir: Path) -> float | N
         source = FORMATS[name].duckdb_source(con, path)
     except (duckdb.Error, ImportError):
         return None
+    try:
+        return copy_seconds(con, source, runs, workdir)
+    finally:
+        con.close()
+
+
+def copy_seconds(con: duckdb.DuckDBPyConnection, source: str, runs: int, workdir: Path) -> float:
+    """Median seconds of DuckDB's ``COPY (SELECT * FROM source) TO ... (FORMAT parquet)``."""
     times = []
     for i in range(runs):
         target = workdir / f"duck_{i}.parquet"
@@ -160,23 +168,21 @@ def duckdb_seconds(name: str, path: Path, runs: int, workdir: Path) -> float | N
         con.execute(f"COPY (SELECT * FROM {source}) TO '{target}' (FORMAT parquet)")
         times.append(time.perf_counter() - started)
         target.unlink()
-    con.close()
     return statistics.median(times)
 
 
-def http_seconds(url: str, path: Path, name: str, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = subprocess.run(
-            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-F", f"file=@{path}",
-             f"{url}/v1/ingest?name={name}"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        times.append(time.perf_counter() - started)
-        if result.stdout.strip() != "200":
-            raise RuntimeError(f"ingest of {path.name} answered {result.stdout}: {result.stderr}")
-    return statistics.median(times)
+def curl_ingest(url: str, path: Path, name: str) -> float:
+    """Seconds of one ``curl -F file=@path`` ingest as dataset ``name``."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-F", f"file=@{path}",
+         f"{url}/v1/ingest?name={name}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    took = time.perf_counter() - started
+    if result.stdout.strip() != "200":
+        raise RuntimeError(f"ingest of {path.name} answered {result.stdout}: {result.stderr}")
+    return took
 
 
 def available(name: str) -> bool:
@@ -203,7 +209,10 @@ def report(csv: Path, runs: int) -> None:
                     print(f"  {name:<8} n/a (its writer is not installed)")
                     continue
                 size = path.stat().st_size / MB
-                http = http_seconds(server.url, path, "w_" + name.replace(".", "_"), runs)
+                dataset = "w_" + name.replace(".", "_")
+                http = statistics.median(
+                    curl_ingest(server.url, path, dataset) for _ in range(runs)
+                )
                 duck = duckdb_seconds(name, path, runs, Path(tmp))
                 duck_text = f"{size / duck:12.1f}" if duck else f"{'n/a':>12}"
                 ratio = f"{http / duck:11.2f}x" if duck else f"{'n/a':>12}"

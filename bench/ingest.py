@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 import duckdb  # noqa: E402  # after the path tweak so `lakehouse` imports from the repo
 
+from bench.formats import copy_seconds, curl_ingest  # noqa: E402
 from bench.formats import report as report_formats  # noqa: E402
 from lakehouse.config import Settings  # noqa: E402
 from scripts.gen_workers import ensure_generated  # noqa: E402
@@ -44,15 +45,7 @@ def fixture(rows: int, name: str) -> Path:
 
 
 def duckdb_copy(csv: Path, runs: int, workdir: Path) -> float:
-    con = duckdb.connect()
-    times = []
-    for i in range(runs):
-        target = workdir / f"duck_{i}.parquet"
-        started = time.perf_counter()
-        con.execute(f"COPY (FROM read_csv('{csv}')) TO '{target}' (FORMAT parquet)")
-        times.append(time.perf_counter() - started)
-        target.unlink()
-    return statistics.median(times)
+    return copy_seconds(duckdb.connect(), f"read_csv('{csv}')", runs, workdir)
 
 
 def polars_sink(csv: Path, runs: int, workdir: Path) -> float | None:
@@ -73,19 +66,6 @@ def polars_sink(csv: Path, runs: int, workdir: Path) -> float | None:
         times.append(time.perf_counter() - started)
         target.unlink()
     return statistics.median(times)
-
-
-def curl_ingest(url: str, csv: Path, name: str) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-F", f"file=@{csv}",
-         f"{url}/v1/ingest?name={name}"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    took = time.perf_counter() - started
-    if result.stdout.strip() != "200":
-        raise RuntimeError(f"ingest answered {result.stdout}: {result.stderr}")
-    return took
 
 
 def append_latencies(url: str, csv: Path, count: int) -> list[float]:
