@@ -399,6 +399,8 @@ def _log_ingest(name: str, stats: IngestStats, timer: PhaseTimer) -> None:
         "ingested",
         extra={
             "dataset": name,
+            "format": stats.format.value,
+            "compression": stats.compression.value,
             "rows": stats.rows,
             "bytes": stats.bytes_read,
             "seconds": stats.seconds,
