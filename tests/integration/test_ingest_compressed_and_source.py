@@ -95,20 +95,7 @@ async def test_gzip_csv_is_recognised_by_any_hint_or_none(
         assert (await read_dataset(store, body)).to_pylist() == ROWS, how
 
 
-async def test_gzip_stream_cut_short_is_400_and_leaves_nothing(
-    client: Client, store: ObjectStore, settings: Settings
-) -> None:
-    gz = gzip.compress(CSV * 200)
-    response = await client.post(
-        "/v1/ingest?name=cut", files={"file": ("people.csv.gz", gz[: len(gz) // 2])}
-    )
-    assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "invalid_compression"
-    assert "cut short" in response.json()["error"]["message"]
-    await assert_nothing_left(client, store, settings)
-
-
-async def test_declared_compression_the_bytes_lack_is_400(
+async def test_bad_compression_is_a_4xx_and_leaves_nothing(
     client: Client, store: ObjectStore, settings: Settings
 ) -> None:
     response = await client.post(
@@ -120,6 +107,13 @@ async def test_declared_compression_the_bytes_lack_is_400(
         "/v1/ingest?name=plain", content=CSV, headers={"content-encoding": "br"}
     )
     assert response.status_code == 415, response.text
+    gz = gzip.compress(CSV * 200)
+    response = await client.post(
+        "/v1/ingest?name=cut", files={"file": ("people.csv.gz", gz[: len(gz) // 2])}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_compression"
+    assert "cut short" in response.json()["error"]["message"]
     await assert_nothing_left(client, store, settings)
 
 
@@ -228,9 +222,10 @@ FORBIDDEN_SOURCES = [
 ]  # fmt: skip
 
 
-async def test_source_outside_the_data_area_is_403(
+async def test_source_refusals_leave_nothing(
     client: Client, store: ObjectStore, settings: Settings
 ) -> None:
+    # Outside the data area (or not a key): 403, before anything is read.
     for key in FORBIDDEN_SOURCES:
         for dry_run in ("false", "true"):
             params = {"name": "nope", "source": key, "dry_run": dry_run}
@@ -238,12 +233,7 @@ async def test_source_outside_the_data_area_is_403(
             assert response.status_code == 403, (key, response.text)
             assert response.json()["error"]["code"] == "source_forbidden"
             assert str(settings.storage.data_dir) not in response.text
-    await assert_nothing_left(client, store, settings)
-
-
-async def test_source_missing_is_404_and_with_a_body_is_400(
-    client: Client, store: ObjectStore, settings: Settings
-) -> None:
+    # A key with no object: 404; a key and a body: 400.
     for dry_run in ("", "&dry_run=true"):
         missing = await client.post(f"/v1/ingest?name=nope&source=exports/none.csv{dry_run}")
         assert missing.status_code == 404, missing.text
