@@ -108,12 +108,13 @@ async def test_bad_compression_is_a_4xx_and_leaves_nothing(
     )
     assert response.status_code == 415, response.text
     gz = gzip.compress(CSV * 200)
-    response = await client.post(
-        "/v1/ingest?name=cut", files={"file": ("people.csv.gz", gz[: len(gz) // 2])}
-    )
-    assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "invalid_compression"
-    assert "cut short" in response.json()["error"]["message"]
+    for dry_run in ("", "&dry_run=true"):
+        response = await client.post(
+            f"/v1/ingest?name=cut{dry_run}", files={"file": ("people.csv.gz", gz[: len(gz) // 2])}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "invalid_compression"
+        assert "cut short" in response.json()["error"]["message"]
     await assert_nothing_left(client, store, settings)
 
 
@@ -129,14 +130,15 @@ async def test_zip_bomb_is_413_and_leaves_nothing(
 ) -> None:
     bomb = gzip.compress(b"a\n" + bytes(64 * 1024 * 1024))  # 64 MiB in about 64 KiB
     assert len(bomb) < 128 * 1024
-    response = await capped_client.post(
-        "/v1/ingest?name=bomb", files={"file": ("bomb.csv.gz", bomb)}
-    )
-    assert response.status_code == 413, response.text
-    error = response.json()["error"]
-    assert error["code"] == "decompressed_too_large"
-    assert error["details"] == {"max_decompressed_bytes": 1024 * 1024}
-    assert "decompresses to more than" in error["message"]
+    for dry_run in ("", "&dry_run=true"):
+        response = await capped_client.post(
+            f"/v1/ingest?name=bomb{dry_run}", files={"file": ("bomb.csv.gz", bomb)}
+        )
+        assert response.status_code == 413, response.text
+        error = response.json()["error"]
+        assert error["code"] == "decompressed_too_large"
+        assert error["details"] == {"max_decompressed_bytes": 1024 * 1024}
+        assert "decompresses to more than" in error["message"]
     await assert_nothing_left(capped_client, store, settings)
     # The same bomb already in storage, read from there: the same 413; the object stays.
     await store.put("exports/bomb.csv.gz", bomb)
