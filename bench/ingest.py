@@ -8,8 +8,11 @@ the real server (local backend, temp data dir), times `curl -F file=@...`
 `COPY (FROM read_csv(...)) TO ... (FORMAT parquet)` statement; prints both,
 the ratio, and the server's peak RSS growth (VmHWM - RSS at start) during
 ingest of the 500k and the 2M file (a fresh server for each). Every ingest
-includes its Iceberg commit. Last, the latency of a 10-row append
-(`?mode=append`, curl's own time_total, median and p95 of --appends).
+includes its Iceberg commit. Then the latency of a 10-row append
+(`?mode=append`, curl's own time_total, median and p95 of --appends). Last,
+MB/s per upload format (csv, csv.gz, ndjson, json, parquet, arrow, xlsx: the
+500k fixture written in each, cached in bench/out) against DuckDB reading the
+same file (bench/formats.py; --skip-formats leaves it out).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ sys.path.insert(0, str(REPO))
 
 import duckdb  # noqa: E402  # after the path tweak so `lakehouse` imports from the repo
 
+from bench.formats import copy_seconds, curl_ingest  # noqa: E402
+from bench.formats import report as report_formats  # noqa: E402
 from lakehouse.config import Settings  # noqa: E402
 from scripts.gen_workers import ensure_generated  # noqa: E402
 from tests.support.servers import LakehouseServer  # noqa: E402
@@ -40,15 +45,7 @@ def fixture(rows: int, name: str) -> Path:
 
 
 def duckdb_copy(csv: Path, runs: int, workdir: Path) -> float:
-    con = duckdb.connect()
-    times = []
-    for i in range(runs):
-        target = workdir / f"duck_{i}.parquet"
-        started = time.perf_counter()
-        con.execute(f"COPY (FROM read_csv('{csv}')) TO '{target}' (FORMAT parquet)")
-        times.append(time.perf_counter() - started)
-        target.unlink()
-    return statistics.median(times)
+    return copy_seconds(duckdb.connect(), f"read_csv('{csv}')", runs, workdir)
 
 
 def polars_sink(csv: Path, runs: int, workdir: Path) -> float | None:
@@ -69,19 +66,6 @@ def polars_sink(csv: Path, runs: int, workdir: Path) -> float | None:
         times.append(time.perf_counter() - started)
         target.unlink()
     return statistics.median(times)
-
-
-def curl_ingest(url: str, csv: Path, name: str) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-F", f"file=@{csv}",
-         f"{url}/v1/ingest?name={name}"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    took = time.perf_counter() - started
-    if result.stdout.strip() != "200":
-        raise RuntimeError(f"ingest answered {result.stdout}: {result.stderr}")
-    return took
 
 
 def append_latencies(url: str, csv: Path, count: int) -> list[float]:
@@ -132,6 +116,8 @@ def main() -> int:
     parser.add_argument("--compression", choices=["zstd", "snappy", "gzip", "none"])
     parser.add_argument("--skip-2m", action="store_true")
     parser.add_argument("--appends", type=int, default=50, help="10-row appends to time")
+    parser.add_argument("--skip-formats", action="store_true")
+    parser.add_argument("--format-runs", type=int, default=3, help="runs per upload format")
     args = parser.parse_args()
 
     small = fixture(500_000, "workers_500k.csv")
@@ -161,6 +147,8 @@ def main() -> int:
         ratio = growth_2m / max(growth_500k, 1)
         print(f"  server peak RSS growth, 2M:          {growth_2m / MiB:.0f} MiB  "
               f"({ratio:.2f}x the 500k peak; target within 10%)")  # fmt: skip
+    if not args.skip_formats:
+        report_formats(small, args.format_runs)
     return 0
 
 

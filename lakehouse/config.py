@@ -111,7 +111,9 @@ class CatalogSettings(_Section):
 
 class IngestSettings(_Section):
     max_upload_bytes: int = 2 * GiB
-    """Largest CSV upload accepted (413 above)."""
+    """Largest upload accepted, as sent (413 above)."""
+    max_decompressed_bytes: int = 16 * GiB
+    """Largest size a gzip or zstd upload may decompress to (413 above: a zip-bomb guard)."""
     max_concurrent: int = 2
     """Ingests in flight at once; one more gets 503 with Retry-After."""
     sample_rows: int = 10_000
@@ -188,6 +190,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "LAKEHOUSE_CATALOG_URI": "catalog.uri",
     "LAKEHOUSE_LOG_LEVEL": "logging.level",
     "LAKEHOUSE_RESULT_CACHE_BYTES": "query.result_cache_bytes",
+    "LAKEHOUSE_MAX_DECOMPRESSED_BYTES": "ingest.max_decompressed_bytes",
 }
 
 DEFAULT_CONFIG_NAME = "lakehouse.toml"

@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 from rich.console import Console
@@ -35,6 +35,8 @@ from lakehouse.client.http import ClientError, LakehouseClient
 
 DEFAULT_URL = "http://127.0.0.1:3110"
 RAW_FORMATS = ("csv", "json", "ndjson", "parquet", "arrow")
+INGEST_FORMATS = ("csv", "tsv", "ndjson", "json", "parquet", "arrow", "xlsx")
+COMPRESSION_SUFFIXES = (".gz", ".gzip", ".zst", ".zstd")
 TABLE_ROWS = 1000
 """At most this many rows in a terminal table; the raw formats have them all."""
 
@@ -59,8 +61,21 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="bearer token (default: $LAKEHOUSE_AUTH_TOKEN)",
     )
 
-    ingest = sub.add_parser("ingest", parents=[common], help="upload a CSV file as a dataset")
-    ingest.add_argument("file", type=Path, help="the CSV file")
+    ingest = sub.add_parser(
+        "ingest",
+        parents=[common],
+        help="upload a file (CSV, TSV, NDJSON, JSON, Parquet, Arrow, xlsx; gzip/zstd) as a dataset",
+    )
+    ingest.add_argument("file", type=Path, nargs="?", help="the file (none with --source)")
+    ingest.add_argument(
+        "--source", metavar="KEY", help="ingest this object already in the server's storage"
+    )
+    ingest.add_argument(
+        "--format",
+        choices=INGEST_FORMATS,
+        help="the file's format (default: told by its name, else its bytes)",
+    )
+    ingest.add_argument("--sheet", help="xlsx: the sheet to read (default: the first)")
     ingest.add_argument("--name", help="the dataset (default: the file's name without suffix)")
     ingest.add_argument("--mode", choices=["append", "replace", "create"])
     ingest.add_argument(
@@ -124,33 +139,14 @@ def _fail(message: str, status: int) -> int:
 
 
 def _ingest(client: LakehouseClient, args: argparse.Namespace) -> None:
-    path: Path = args.file
-    if not path.is_file():
-        raise UsageError(f"{path.name}: no such file")
-    name = args.name or _dataset_name(path)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    ) as progress:
-        task = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
-
-        def on_job(job: dict[str, Any]) -> None:
-            rows = job.get("rows_converted", 0)
-            progress.update(task, description=f"{job.get('phase')}: {rows:,} rows")
-
-        body = client.ingest(
-            path,
-            name,
-            args.mode,
-            on_upload=lambda sent: progress.advance(task, sent),
-            on_job=on_job,
-            types=args.types,
-        )
-        progress.update(task, description="done")
+    options = {k: v for k, v in (("format", args.format), ("sheet", args.sheet)) if v}
+    if (args.file is None) == (args.source is None):
+        raise UsageError("give either a FILE to upload or --source KEY")
+    if args.source is not None:
+        name = args.name or _dataset_name(PurePosixPath(args.source))
+        body = client.ingest_source(args.source, name, args.mode, args.types, options)
+    else:
+        body = _upload(client, args, options)
     stats = body["ingest"]
     console = Console()
     console.print(
@@ -169,9 +165,48 @@ def _ingest(client: LakehouseClient, args: argparse.Namespace) -> None:
         )
 
 
-def _dataset_name(path: Path) -> str:
-    """The file's name without its suffix, made a valid dataset name as the console does."""
-    name = re.sub(r"[^A-Za-z0-9_]", "_", path.stem)
+def _upload(
+    client: LakehouseClient, args: argparse.Namespace, options: dict[str, str]
+) -> dict[str, Any]:
+    """Upload the file with a progress bar; the server's answer."""
+    path: Path = args.file
+    if not path.is_file():
+        raise UsageError(f"{path.name}: no such file")
+    name = args.name or _dataset_name(path)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as progress:
+        task = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
+
+        def on_job(job: dict[str, Any]) -> None:
+            rows = job.get("rows_converted", 0)
+            progress.update(task, description=f"{job.get('phase')}: {rows:,} rows")
+
+        body: dict[str, Any] = client.ingest(
+            path,
+            name,
+            args.mode,
+            on_upload=lambda sent: progress.advance(task, sent),
+            on_job=on_job,
+            types=args.types,
+            options=options,
+        )
+        progress.update(task, description="done")
+    return body
+
+
+def _dataset_name(path: PurePath) -> str:
+    """The file's name without its suffix (and a compression suffix: ``a.csv.gz`` is
+    ``a``), made a valid dataset name as the console does."""
+    stem = path.stem
+    if path.suffix.lower() in COMPRESSION_SUFFIXES:
+        stem = PurePosixPath(stem).stem
+    name = re.sub(r"[^A-Za-z0-9_]", "_", stem)
     return "_" + name if name[:1].isdigit() else name
 
 

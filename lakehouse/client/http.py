@@ -7,6 +7,7 @@ JSON over HTTP, so it works against any server version that speaks it.
 
 from __future__ import annotations
 
+import mimetypes
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -97,13 +98,15 @@ class LakehouseClient:
         on_upload: Callable[[int], None],
         on_job: Callable[[dict[str, Any]], None],
         types: str | None = None,
+        options: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Upload ``path`` as dataset ``name``, reporting the bytes sent to ``on_upload``
-        and, once the file is sent, the server's job (phase, rows) to ``on_job``."""
+        and, once the file is sent, the server's job (phase, rows) to ``on_job``.
+        ``options``: more query parameters (``format``, ``sheet``). The file goes with its
+        name and a Content-Type from its extension, so the server can tell its format."""
         job_id = str(uuid.uuid4())
-        params = {"name": name, "job": job_id, **({"mode": mode} if mode else {})}
-        if types:
-            params["types"] = types
+        params = _ingest_params(name, mode, types, options)
+        params["job"] = job_id
         size = path.stat().st_size
         sent = 0
 
@@ -125,13 +128,26 @@ class LakehouseClient:
         watcher = threading.Thread(target=follow_job, daemon=True)
         try:
             with path.open("rb") as handle:
-                files = {"file": (path.name, _ReadCounter(handle, advance), "text/csv")}
+                media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                files = {"file": (path.name, _ReadCounter(handle, advance), media_type)}
                 watcher.start()
                 return self._json("POST", "/v1/ingest", params=params, files=files)  # type: ignore[no-any-return]
         finally:
             finished.set()
             if watcher.is_alive():
                 watcher.join()
+
+    def ingest_source(
+        self,
+        key: str,
+        name: str,
+        mode: str | None,
+        types: str | None = None,
+        options: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Ingest the object ``key`` already in the server's storage as dataset ``name``."""
+        params = {**_ingest_params(name, mode, types, options), "source": key}
+        return self._json("POST", "/v1/ingest", params=params)  # type: ignore[no-any-return]
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         with self._send(method, path, **kwargs) as response:
@@ -156,6 +172,17 @@ class LakehouseClient:
             raise ClientError(f"request to {self.url} could not be sent") from None
         except httpx.HTTPError as exc:
             raise ClientError(f"request to {self.url} failed: {exc}") from None
+
+
+def _ingest_params(
+    name: str, mode: str | None, types: str | None, options: dict[str, str] | None
+) -> dict[str, str]:
+    params = {"name": name, **(options or {})}
+    if mode:
+        params["mode"] = mode
+    if types:
+        params["types"] = types
+    return params
 
 
 def _segment(name: str) -> str:

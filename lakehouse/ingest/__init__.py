@@ -1,15 +1,21 @@
-"""Ingest: streaming CSV -> typed Parquet -> storage -> catalog."""
+"""Ingest: a streamed upload (CSV, TSV, NDJSON, JSON, Parquet, Arrow, xlsx; gzip/zstd) or an
+object already in storage -> typed Parquet -> storage -> catalog."""
 
 from lakehouse.ingest.errors import (
+    DecompressedTooLarge,
     EmptyCSV,
     FieldTooLarge,
+    FormatMismatch,
     IngestBusy,
+    InvalidCompression,
     InvalidCSV,
     InvalidTypeOverride,
     MissingDatasetName,
     MissingFile,
     NotUTF8,
     RaggedRows,
+    SourceForbidden,
+    SourceWithBody,
     UnsupportedUpload,
     UploadTooLarge,
 )
@@ -30,9 +36,11 @@ from lakehouse.ingest.routes import upload_limit
 from lakehouse.ingest.service import IngestService, validate_name
 
 __all__ = [
+    "DecompressedTooLarge",
     "DefaultedColumn",
     "EmptyCSV",
     "FieldTooLarge",
+    "FormatMismatch",
     "IngestBusy",
     "IngestJob",
     "IngestJobs",
@@ -43,6 +51,7 @@ __all__ = [
     "IngestStats",
     "Ingestor",
     "InvalidCSV",
+    "InvalidCompression",
     "InvalidJobId",
     "InvalidTypeOverride",
     "JobExists",
@@ -52,6 +61,8 @@ __all__ = [
     "NotUTF8",
     "PreviewColumn",
     "RaggedRows",
+    "SourceForbidden",
+    "SourceWithBody",
     "UnsupportedUpload",
     "Upload",
     "UploadTooLarge",

@@ -16,18 +16,30 @@ BadRequest
 ├── UnsupportedColumnType (400 unsupported_column_type)   details: column, type
 ├── InvalidXLSX (400 invalid_xlsx)      not a workbook, or a broken one
 ├── UnknownSheet (400 unknown_sheet)    details: sheet, sheets
-└── EmptySheet (400 empty_sheet)        an xlsx sheet without a cell
+├── EmptySheet (400 empty_sheet)        an xlsx sheet without a cell
+├── FormatMismatch (400 format_mismatch)   details: declared, declared_by, detected
+├── InvalidCompression (400 invalid_compression)  cut short, corrupt, or not what was declared
+└── SourceWithBody (400 source_with_body)  ?source= and a request body
+Forbidden
+└── SourceForbidden (403 source_forbidden) ?source= a key outside the data area
 UnsupportedMediaType
 └── UnsupportedUpload (415 unsupported_upload)
 PayloadTooLarge
-└── UploadTooLarge (413 upload_too_large)
+├── UploadTooLarge (413 upload_too_large)
+└── DecompressedTooLarge (413 decompressed_too_large)  details: max_decompressed_bytes
 ServiceBusy
 └── IngestBusy (503 ingest_busy, Retry-After)
 """
 
 from __future__ import annotations
 
-from lakehouse.errors import BadRequest, PayloadTooLarge, ServiceBusy, UnsupportedMediaType
+from lakehouse.errors import (
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    ServiceBusy,
+    UnsupportedMediaType,
+)
 
 
 class MissingDatasetName(BadRequest):
@@ -77,12 +89,40 @@ class InvalidTypeOverride(BadRequest):
     code = "invalid_type_override"
 
 
+class FormatMismatch(BadRequest):
+    """The bytes are not in the format the request declared."""
+
+    code = "format_mismatch"
+
+
+class InvalidCompression(BadRequest):
+    """A compressed upload that is cut short, corrupt, or not compressed as declared."""
+
+    code = "invalid_compression"
+
+
+class SourceWithBody(BadRequest):
+    code = "source_with_body"
+
+
+class SourceForbidden(Forbidden):
+    """``?source=`` names a key ingest may not read (reserved, a dataset's files, invalid)."""
+
+    code = "source_forbidden"
+
+
 class UnsupportedUpload(UnsupportedMediaType):
     code = "unsupported_upload"
 
 
 class UploadTooLarge(PayloadTooLarge):
     code = "upload_too_large"
+
+
+class DecompressedTooLarge(PayloadTooLarge):
+    """A compressed upload that decompresses to more than ``ingest.max_decompressed_bytes``."""
+
+    code = "decompressed_too_large"
 
 
 class IngestBusy(ServiceBusy):

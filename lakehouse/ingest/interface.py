@@ -9,7 +9,7 @@ import msgspec
 
 from lakehouse.catalog import Column, CommitMode, Manifest
 from lakehouse.ingest.convert import WidenedColumn
-from lakehouse.ingest.formats import Format
+from lakehouse.ingest.formats import Compression, Format
 
 
 class Upload(msgspec.Struct):
@@ -20,7 +20,16 @@ class Upload(msgspec.Struct):
     chunks: AsyncIterable[bytes]
     boundary: str = ""
     format: Format | None = None
-    """``?format=``; None: CSV (detection from Content-Type, name and bytes: issue 16)."""
+    """``?format=``; None: the Content-Type, file name or bytes tell (``detect``)."""
+    media_type: str = ""
+    """The request's Content-Type (a multipart part's own replaces it)."""
+    file_name: str = ""
+    """The raw body's name (``Content-Disposition``) or the ``?source=`` key; a multipart
+    part's own file name replaces it."""
+    content_encoding: str = ""
+    """``Content-Encoding``: gzip or zstd, if the body is compressed."""
+    source: str | None = None
+    """``?source=``: the key of the object in storage ``chunks`` reads."""
     sheet: str | None = None
     """``?sheet=``: the xlsx sheet to read; None: the first."""
 
@@ -43,6 +52,10 @@ class IngestStats(msgspec.Struct):
     overridden: list[str]
     created: bool
     replaced_objects: list[str]
+    format: Format = Format.CSV
+    """The format the upload was read as (``?format=``, Content-Type, name or bytes)."""
+    compression: Compression = Compression.NONE
+    """gzip or zstd when the upload was compressed (``bytes_read`` counts it compressed)."""
 
 
 class IngestResult(msgspec.Struct):
@@ -74,6 +87,10 @@ class IngestPreview(msgspec.Struct):
     columns: list[PreviewColumn]
     sample: list[list[Any]]
     """The first rows as the table would hold them, in column order."""
+    format: Format = Format.CSV
+    """The format the upload was read as (``?format=``, Content-Type, name or bytes)."""
+    compression: Compression = Compression.NONE
+    """gzip or zstd when the upload was compressed (``bytes_read`` counts it compressed)."""
     dry_run: bool = True
     job: str | None = None
     """The ingest job that followed it (``GET /v1/ingest/jobs/{job}``)."""

@@ -8,7 +8,8 @@ and ``ingest.max_concurrent``, as the storage PUT route does for its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import msgspec
@@ -22,25 +23,38 @@ from litestar.openapi.spec import (
     Schema,
 )
 from litestar.params import FromPath, FromQuery, QueryParameter
+from multipart import parse_options_header  # type: ignore[import-untyped]  # no type hints
 
 from lakehouse.catalog import CommitMode, Manifest
 from lakehouse.config import IngestSettings
 from lakehouse.errors import BadRequest
 from lakehouse.http_body import request_body
 from lakehouse.http_errors import error_responses
-from lakehouse.ingest.errors import IngestBusy, MissingFile, UnsupportedUpload, UploadTooLarge
+from lakehouse.ingest.detect import (
+    ACCEPTED_MEDIA_TYPES,
+    check_media_type,
+    declared_compression,
+    parse_format,
+)
+from lakehouse.ingest.errors import (
+    IngestBusy,
+    MissingFile,
+    SourceForbidden,
+    SourceWithBody,
+    UploadTooLarge,
+)
 from lakehouse.ingest.formats import Format
 from lakehouse.ingest.interface import Ingestor, IngestPreview, IngestStats, Upload
 from lakehouse.ingest.jobs import IngestJob, IngestJobs
 from lakehouse.ingest.service import validate_name
+from lakehouse.layout import DATASETS_PREFIX, LOCAL_ONLY_PREFIXES, RESERVED_PREFIXES
 from lakehouse.limits import UploadLimit
 from lakehouse.openapi_docs import documented, examples
+from lakehouse.storage import InvalidKey, ObjectStore, validate_key
 
-# Bodies taken as raw CSV; anything else but multipart/form-data is a 415.
-RAW_TYPES = frozenset(
-    {"", "text/csv", "text/plain", "application/csv", "application/octet-stream",
-     "text/tab-separated-values"}
-)  # fmt: skip
+# Keys ?source= may not name: the lakehouse's own records and scratch, and the datasets'
+# files (read those with SQL).
+FORBIDDEN_SOURCE_PREFIXES = (*RESERVED_PREFIXES, *LOCAL_ONLY_PREFIXES, DATASETS_PREFIX)
 
 
 def upload_limit(settings: IngestSettings) -> UploadLimit:
@@ -68,17 +82,26 @@ class IngestResponse(Manifest, frozen=True, kw_only=True):
 
 _CSV_EXAMPLE = "worker_id,name,state,hourly_rate\n1,Ada,IL,31.5\n2,Grace,CA,28.0\n"
 
+_BINARY = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+
 INGEST_REQUEST = RequestBody(
-    required=True,
+    required=False,
     description=(
-        "The CSV, streamed: a multipart/form-data field `file` (curl -F file=@workers.csv), "
-        "or the raw CSV as the body (curl --data-binary @workers.csv -H 'Content-Type: text/csv')."
+        "The file, streamed: a multipart/form-data field `file` (curl -F file=@workers.csv), "
+        "or the raw file as the body (curl --data-binary @workers.csv -H 'Content-Type: "
+        "text/csv'); none with `?source=`. Formats: "
+        + ", ".join(f.value for f in Format)
+        + ", told by ?format=, else the Content-Type (the multipart part's own for a form), "
+        "else the file name's extension (a raw body's from Content-Disposition: attachment; "
+        "filename=...), else the first bytes. gzip or zstd compression (Content-Encoding, "
+        "application/gzip, application/zstd, .gz/.zst names or the bytes) is decompressed "
+        "while streaming. Accepted Content-Types: " + ", ".join(ACCEPTED_MEDIA_TYPES) + "."
     ),
     content={
         "multipart/form-data": OpenAPIMediaType(
             schema=Schema(
                 type=OpenAPIType.OBJECT,
-                properties={"file": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)},
+                properties={"file": _BINARY},
                 required=["file"],
             ),
             examples=examples(workers_csv={"file": _CSV_EXAMPLE}),
@@ -87,6 +110,8 @@ INGEST_REQUEST = RequestBody(
             schema=Schema(type=OpenAPIType.STRING),
             examples=examples(workers_csv=_CSV_EXAMPLE),
         ),
+        # Every other format, raw (the description lists the Content-Types that name one).
+        "application/octet-stream": OpenAPIMediaType(schema=_BINARY),
     },
 )
 
@@ -129,17 +154,19 @@ INGEST_RESPONSE_EXAMPLES = examples(
 
 @post(
     "/ingest",
-    summary="Ingest a CSV as a dataset",
+    summary="Ingest a file (CSV, TSV, NDJSON, JSON, Parquet, Arrow, xlsx) as a dataset",
     description=(
-        "Body: multipart/form-data with a field `file`, or the raw CSV "
-        "(Content-Type: text/csv). Returns the manifest plus ingest stats. Its progress "
+        "Body: multipart/form-data with a field `file`, or the raw file; or no body and "
+        "`?source=<key>` for an object already in storage. gzip/zstd are decompressed. "
+        "Returns the manifest plus ingest stats (with the format and compression found). "
+        "Its progress "
         "is at GET /v1/ingest/jobs/{job}, under the id given as `?job=` or returned (`job`, "
         "and the X-Ingest-Job header)."
     ),
     request_max_body_size=None,  # capped while streaming by the service
     status_code=200,
     tags=["ingest"],
-    responses=error_responses(400, 409, 413, 415, 502, 503),
+    responses=error_responses(400, 403, 404, 409, 413, 415, 502, 503),
     operation_class=documented(
         request_body=INGEST_REQUEST, success_examples=INGEST_RESPONSE_EXAMPLES
     ),
@@ -149,6 +176,7 @@ async def ingest(
     ingestor: NamedDependency[Ingestor],
     ingest_limit: NamedDependency[UploadLimit],
     ingest_jobs: NamedDependency[IngestJobs],
+    store: NamedDependency[ObjectStore],
     name: FromQuery[str | None] = None,
     types: Annotated[
         str | None, QueryParameter(description="Type overrides, e.g. zip:string,amount:double")
@@ -181,29 +209,50 @@ async def ingest(
     sheet: Annotated[
         str | None, QueryParameter(description="xlsx: the sheet to read (default: the first)")
     ] = None,
+    source: Annotated[
+        str | None,
+        QueryParameter(
+            description="The key of an object already in storage to ingest instead of a "
+            "body (not under datasets/, _catalog/, _tmp/ or _state/: 403)"
+        ),
+    ] = None,
 ) -> Response[IngestResponse | IngestPreview]:
     commit_mode = _commit_mode(mode, request.query_params.keys())
-    upload_format = _format(format)
+    upload_format = parse_format(format)
     media_type, options = request.content_type
     multipart = media_type == "multipart/form-data"
-    if not multipart and media_type not in RAW_TYPES:
-        raise UnsupportedUpload(
-            f"unsupported Content-Type {media_type!r}: use multipart/form-data "
-            "(field 'file') or text/csv"
-        )
-    if not media_type and _no_body(request):
-        raise MissingFile("no CSV: send a multipart field 'file' or a text/csv body")
+    has_body = not _no_body(request)
+    if source is not None:
+        if has_body:
+            raise SourceWithBody("send either a body or ?source=, not both")
+        source = _source_key(source)
+    elif not multipart:
+        check_media_type(media_type)
+        if not media_type and not has_body:
+            raise MissingFile(
+                "no file: send a multipart field 'file', a raw body, or ?source=<key>"
+            )
+    file_name = source or _attachment_name(request.headers.get("content-disposition", ""))
+    content_encoding = request.headers.get("content-encoding", "")
+    declared_compression(content_encoding, media_type, file_name)  # a 415 before the body
     # A bad name is a 400 before the limits look at the body.
     validate_name(name)
     job_id = ingest_jobs.check_id(job)
-    async with ingest_limit.admit(request.content_length, request_body(request)) as body:
+    async with (
+        _chunks(request, store, source) as chunks,
+        ingest_limit.admit(request.content_length, chunks) as body,
+    ):
         progress = ingest_jobs.begin(job_id, name, request.content_length)
         upload = Upload(
-            kind="multipart" if multipart else "raw",
+            kind="multipart" if multipart and source is None else "raw",
             chunks=progress.counting(body),
             boundary=options.get("boundary", "") if multipart else "",
             format=upload_format,
             sheet=sheet,
+            media_type="" if source is not None else media_type,
+            file_name=file_name,
+            content_encoding=content_encoding,
+            source=source,
         )
         try:
             outcome = await (
@@ -252,21 +301,50 @@ async def ingest_job(ingest_jobs: NamedDependency[IngestJobs], job_id: FromPath[
 
 jobs_router = Router("/", route_handlers=[ingest_jobs_list, ingest_job])
 
-QUERY_PARAMETERS = frozenset({"name", "types", "mode", "dry_run", "job", "format", "sheet"})
+QUERY_PARAMETERS = frozenset(
+    {"name", "types", "mode", "dry_run", "job", "format", "sheet", "source"}
+)
 
 
-def _format(name: str | None) -> Format | None:
-    """``?format=`` as a Format; a 400 naming the formats for anything else."""
-    if name is None:
-        return None
+def _source_key(key: str) -> str:
+    """``?source=`` validated: a key the storage API could store, outside the areas
+    only the lakehouse reads (``SourceForbidden``, 403, for anything else)."""
     try:
-        return Format(name.lower())
-    except ValueError:
-        allowed = [f.value for f in Format]
-        raise BadRequest(
-            f"unknown format {name!r}; use one of {', '.join(allowed)}",
-            details={"format": name, "allowed": allowed},
-        ) from None
+        key = validate_key(key)
+    except InvalidKey as exc:
+        raise SourceForbidden(f"?source= is not a key ingest may read: {exc}") from None
+    if key.startswith(FORBIDDEN_SOURCE_PREFIXES):
+        raise SourceForbidden(
+            f"?source= may not name a key under {key.split('/', 1)[0]}/",
+            details={"forbidden_prefixes": list(FORBIDDEN_SOURCE_PREFIXES)},
+        )
+    return key
+
+
+@asynccontextmanager
+async def _chunks(
+    request: Request[Any, Any, Any], store: ObjectStore, source: str | None
+) -> AsyncIterator[AsyncIterator[bytes]]:
+    """The request's body, or the ``source`` object's bytes; the object's stream is
+    closed when the ingest ends, also when it stopped reading early (an error)."""
+    if source is None:
+        yield request_body(request)
+        return
+    chunks = store.open_read(source)
+    try:
+        yield chunks
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _attachment_name(disposition: str) -> str:
+    """The file name of ``Content-Disposition: attachment; filename=...``, or ''."""
+    if not disposition:
+        return ""
+    _, options = parse_options_header(disposition)
+    return str(options.get("filename", ""))
 
 
 def _commit_mode(mode: str | None, parameters: Iterable[str]) -> CommitMode:

@@ -168,9 +168,12 @@ def normalise_header(names: Iterable[str]) -> list[str]:
     return result
 
 
-def infer_layout(path: Path, sample_rows: int, overrides: dict[str, str]) -> CsvLayout:
-    """Detect the dialect, read the header and up to ``sample_rows`` rows, infer
-    the column types. Blocking: run it in a worker thread.
+def infer_layout(
+    path: Path, sample_rows: int, overrides: dict[str, str], delimiter: str | None = None
+) -> CsvLayout:
+    """Detect the dialect (the delimiter unless given: TSV's is a tab), read the header
+    and up to ``sample_rows`` rows, infer the column types. Blocking: run it in a
+    worker thread.
 
     Raises EmptyCSV, NotUTF8, RaggedRows (within the sample), InvalidCSV,
     InvalidTypeOverride (an override names no column).
@@ -181,7 +184,7 @@ def infer_layout(path: Path, sample_rows: int, overrides: dict[str, str]) -> Csv
     first_line = head.splitlines()[0] if head.splitlines() else ""
     if not first_line.strip():
         raise EmptyCSV("the CSV has no header row: its first line is empty")
-    delimiter = detect_delimiter(head)
+    delimiter = delimiter or detect_delimiter(head)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter, quotechar='"', doublequote=True)
         try:

@@ -33,6 +33,7 @@ from lakehouse.config import IngestSettings
 from lakehouse.errors import LakehouseError
 from lakehouse.ingest.columnar_convert import convert_arrow, convert_parquet
 from lakehouse.ingest.convert import ConvertOptions, ConvertResult, convert_csv
+from lakehouse.ingest.detect import SNIFF_BYTES, decide_format
 from lakehouse.ingest.errors import EmptyCSV, MissingDatasetName, UnsupportedUpload
 from lakehouse.ingest.formats import Converter, ConvertRequest, Format
 from lakehouse.ingest.interface import (
@@ -53,7 +54,7 @@ from lakehouse.ingest.schema import (
     infer_layout,
     parse_type_overrides,
 )
-from lakehouse.ingest.spool import Spooled, spool_multipart, spool_raw
+from lakehouse.ingest.spool import Hints, Spooled, spool_multipart, spool_raw
 from lakehouse.ingest.xlsx_convert import convert_xlsx
 from lakehouse.layout import SPOOL_PREFIX, data_key, spool_paths
 from lakehouse.storage import ObjectStore
@@ -150,7 +151,7 @@ class IngestService:
         await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
         upload_path, parquet_path = spool_paths(self.spool_dir)
         try:
-            spooled, layout, converted = await self._convert(
+            spooled, upload_format, layout, converted = await self._convert(
                 name, upload, overrides, mode, (upload_path, parquet_path), timer, progress
             )
             schema = [Column(name=c.name, type=c.type) for c in layout.columns]
@@ -159,12 +160,12 @@ class IngestService:
                 schema=schema,
                 objects=[],
                 mode=mode,
-                source=SourceFile(name=spooled.file_name, sha256=spooled.sha256),
+                source=SourceFile(name=upload.source or spooled.file_name, sha256=spooled.sha256),
                 typing=_typing(layout, converted),
             )
             progress.enter("committing")
             registration = await self._publish(request, parquet_path, timer)
-            stats = _stats(spooled, layout, converted, schema, registration, timer)
+            stats = _stats(spooled, upload_format, layout, converted, schema, registration, timer)
             _log_ingest(name, stats, timer)
             return IngestResult(manifest=registration.manifest, stats=stats)
         finally:
@@ -186,7 +187,7 @@ class IngestService:
         await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
         upload_path, parquet_path = spool_paths(self.spool_dir)
         try:
-            spooled, layout, converted = await self._convert(
+            spooled, upload_format, layout, converted = await self._convert(
                 name, upload, overrides, mode, (upload_path, parquet_path), PhaseTimer(), progress
             )
             schema = [Column(name=c.name, type=c.type) for c in layout.columns]
@@ -196,7 +197,7 @@ class IngestService:
             await asyncio.to_thread(_remove, upload_path, parquet_path)
         return IngestPreview(
             name=name,
-            bytes_read=spooled.size,
+            bytes_read=spooled.received,
             rows=converted.rows,
             delimiter=layout.delimiter,
             columns=[
@@ -206,6 +207,8 @@ class IngestService:
                 )
             ],
             sample=rows,
+            format=upload_format,
+            compression=spooled.compression,
         )
 
     async def _convert(
@@ -217,20 +220,27 @@ class IngestService:
         paths: tuple[Path, Path],
         timer: PhaseTimer,
         progress: IngestProgress,
-    ) -> tuple[Spooled, CsvLayout, ConvertResult]:
-        """Spool the upload, infer its layout (conformed to the dataset on append) and
-        write it as Parquet to the spool: the part of an ingest a dry run does too."""
+    ) -> tuple[Spooled, Format, CsvLayout, ConvertResult]:
+        """Spool the upload (decompressed), tell its format, infer its layout (conformed
+        to the dataset on append) and write it as Parquet to the spool: the part of an
+        ingest a dry run does too."""
         upload_path, parquet_path = paths
-        spooled = await _spool(upload, upload_path)
+        spooled = await self._spool(upload, upload_path)
+        head = await asyncio.to_thread(_read_head, upload_path)
+        upload_format = decide_format(upload.format, spooled.media_type, spooled.file_name, head)
         timer.lap("spool")
         progress.enter("converting")
-        upload_format = upload.format or Format.CSV
         if upload_format not in (Format.CSV, Format.TSV):
-            return spooled, *await self._convert_other(
-                name, upload_format, upload, overrides, mode, paths, timer, progress
+            return (
+                spooled,
+                upload_format,
+                *await self._convert_other(
+                    name, upload_format, upload, overrides, mode, paths, timer, progress
+                ),
             )
+        delimiter = "\t" if upload_format == Format.TSV else None
         layout = await asyncio.to_thread(
-            infer_layout, upload_path, self.settings.sample_rows, overrides
+            infer_layout, upload_path, self.settings.sample_rows, overrides, delimiter
         )
         if mode == CommitMode.APPEND:
             layout = await self._conform(name, layout, upload_path, overrides)
@@ -239,7 +249,23 @@ class IngestService:
             convert_csv, upload_path, layout, parquet_path, self.convert_options, progress.converted
         )
         timer.lap("convert")
-        return spooled, layout, converted
+        return spooled, upload_format, layout, converted
+
+    async def _spool(self, upload: Upload, path: Path) -> Spooled:
+        """Write the upload, decompressed, to ``path``. Raises ``EmptyCSV`` for an empty one."""
+        hints = Hints(
+            file_name=upload.file_name,
+            media_type=upload.media_type,
+            content_encoding=upload.content_encoding,
+            max_decompressed_bytes=self.settings.max_decompressed_bytes,
+        )
+        if upload.kind == "multipart":
+            spooled = await spool_multipart(upload.chunks, upload.boundary, path, hints)
+        else:
+            spooled = await spool_raw(upload.chunks, path, hints)
+        if spooled.size == 0:
+            raise EmptyCSV("the upload is empty")
+        return spooled
 
     async def _convert_other(
         self,
@@ -296,7 +322,7 @@ class IngestService:
         if not wider:
             return layout
         layout = await asyncio.to_thread(
-            infer_layout, path, self.settings.sample_rows, {**overrides, **wider}
+            infer_layout, path, self.settings.sample_rows, {**overrides, **wider}, layout.delimiter
         )
         reason = f"the dataset {manifest.name!r} has this type"
         layout.columns = [
@@ -337,19 +363,14 @@ class _NoProgress:
         pass
 
 
-async def _spool(upload: Upload, path: Path) -> Spooled:
-    """Write the upload's CSV to ``path``. Raises ``EmptyCSV`` for an empty one."""
-    if upload.kind == "multipart":
-        spooled = await spool_multipart(upload.chunks, upload.boundary, path)
-    else:
-        spooled = await spool_raw(upload.chunks, path)
-    if spooled.size == 0:
-        raise EmptyCSV("the upload is empty")
-    return spooled
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(SNIFF_BYTES)
 
 
 def _stats(
     spooled: Spooled,
+    upload_format: Format,
     layout: CsvLayout,
     converted: ConvertResult,
     schema: list[Column],
@@ -357,7 +378,7 @@ def _stats(
     timer: PhaseTimer,
 ) -> IngestStats:
     return IngestStats(
-        bytes_read=spooled.size,
+        bytes_read=spooled.received,
         rows=converted.rows,
         seconds=timer.total(),
         delimiter=layout.delimiter,
@@ -367,6 +388,8 @@ def _stats(
         overridden=[c.name for c in layout.columns if c.source == "override"],
         created=registration.created,
         replaced_objects=registration.replaced_objects,
+        format=upload_format,
+        compression=spooled.compression,
     )
 
 
@@ -385,6 +408,8 @@ def _log_ingest(name: str, stats: IngestStats, timer: PhaseTimer) -> None:
         "ingested",
         extra={
             "dataset": name,
+            "format": stats.format.value,
+            "compression": stats.compression.value,
             "rows": stats.rows,
             "bytes": stats.bytes_read,
             "seconds": stats.seconds,

@@ -1,4 +1,5 @@
-"""Spool an upload (raw CSV body or one multipart field) to a local file.
+"""Spool an upload (raw body or one multipart field) to a local file, decompressed
+on the way (``inflate.Inflater``) if it is gzip or zstd.
 
 Litestar's own multipart handling runs before the handler (so a 503 or an
 early 413 would come only after the whole body arrived), is bounded by the
@@ -23,19 +24,41 @@ from multipart import (  # type: ignore[import-untyped]  # no type hints shipped
     PushMultipartParser,
 )
 
+from lakehouse.ingest.detect import declared_compression
 from lakehouse.ingest.errors import InvalidCSV, MissingFile
+from lakehouse.ingest.formats import Compression
+from lakehouse.ingest.inflate import Inflater
 
 FILE_FIELD = "file"
 _WRITE_BYTES = 1024 * 1024
 
 
 class Spooled(msgspec.Struct):
-    """What was spooled: its size, its sha256, and the file name the client gave
-    (multipart only)."""
+    """What was spooled: its size (decompressed), the bytes received and their sha256,
+    the compression found, and the file name and Content-Type the client gave (a
+    multipart part's own, or the request's)."""
 
     size: int
+    received: int = 0
     sha256: str = ""
     file_name: str = ""
+    media_type: str = ""
+    compression: Compression = Compression.NONE
+
+
+class Hints(msgspec.Struct):
+    """What the request says about the file; a multipart part's own headers replace
+    ``file_name`` and ``media_type``."""
+
+    file_name: str = ""
+    media_type: str = ""
+    content_encoding: str = ""
+    max_decompressed_bytes: int = 0
+
+    def declare(self, inflater: Inflater) -> None:
+        inflater.declared = declared_compression(
+            self.content_encoding, self.media_type, self.file_name
+        )
 
 
 class _BufferedWriter:
@@ -46,19 +69,23 @@ class _BufferedWriter:
     are handed over as they came, without joining them into one buffer.
     """
 
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: BinaryIO, inflater: Inflater) -> None:
         self.handle = handle
+        self.inflater = inflater
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.written = 0
         self.digest = hashlib.sha256()
         self.in_flight: asyncio.Future[None] | None = None
 
-    def result(self, file_name: str = "") -> Spooled:
+    def result(self, hints: Hints) -> Spooled:
         return Spooled(
-            size=self.written,
+            size=self.inflater.written,
+            received=self.written,
             sha256=self.digest.hexdigest(),
-            file_name=file_name,
+            file_name=hints.file_name,
+            media_type=hints.media_type,
+            compression=self.inflater.compression or Compression.NONE,
         )
 
     async def write(self, chunk: bytes | bytearray | memoryview) -> None:
@@ -70,9 +97,11 @@ class _BufferedWriter:
             await self._start_write()
 
     async def flush(self) -> None:
-        """Write what is buffered and wait for every write to finish."""
+        """Write what is buffered and wait for every write to finish (the last
+        of the decompressed output too)."""
         await self._start_write()
         await self._wait()
+        await asyncio.to_thread(self.inflater.finish)
 
     async def _start_write(self) -> None:
         await self._wait()
@@ -95,28 +124,35 @@ class _BufferedWriter:
             await asyncio.to_thread(self.handle.close)
 
     def _write(self, chunks: list[bytes]) -> None:
-        # Hashed here, in the worker thread, while the block is at hand (hashlib
-        # releases the GIL on large buffers).
+        # Hashed (as received) and decompressed here, in the worker thread, while the
+        # block is at hand (hashlib, zlib and zstandard release the GIL on large buffers).
         for chunk in chunks:
             self.digest.update(chunk)
-        self.handle.writelines(chunks)
+            self.inflater.write(chunk)
 
 
-async def spool_raw(chunks: AsyncIterable[bytes], target: Path) -> Spooled:
+def _writer(handle: BinaryIO, hints: Hints) -> _BufferedWriter:
+    return _BufferedWriter(handle, Inflater(handle, hints.max_decompressed_bytes))
+
+
+async def spool_raw(chunks: AsyncIterable[bytes], target: Path, hints: Hints) -> Spooled:
     """Write the whole body to ``target``."""
     handle = await asyncio.to_thread(target.open, "wb")
-    writer = _BufferedWriter(handle)
+    writer = _writer(handle, hints)
     try:
+        hints.declare(writer.inflater)
         async for chunk in chunks:
             if chunk:
                 await writer.write(chunk)
         await writer.flush()
-        return writer.result()
+        return writer.result(hints)
     finally:
         await writer.close()
 
 
-async def spool_multipart(chunks: AsyncIterable[bytes], boundary: str, target: Path) -> Spooled:
+async def spool_multipart(
+    chunks: AsyncIterable[bytes], boundary: str, target: Path, hints: Hints
+) -> Spooled:
     """Write the body of the form field ``file`` to ``target``.
 
     Other fields are read and dropped. Raises MissingFile when there is no
@@ -125,9 +161,8 @@ async def spool_multipart(chunks: AsyncIterable[bytes], boundary: str, target: P
     if not boundary:
         raise InvalidCSV("multipart/form-data without a boundary")
     handle = await asyncio.to_thread(target.open, "wb")
-    writer = _BufferedWriter(handle)
+    writer = _writer(handle, hints)
     found = False
-    file_name = ""
     try:
         in_file = False
         with PushMultipartParser(boundary, max_header_count=16) as parser:
@@ -136,7 +171,12 @@ async def spool_multipart(chunks: AsyncIterable[bytes], boundary: str, target: P
                     if isinstance(event, MultipartSegment):
                         in_file = event.name == FILE_FIELD and not found
                         if in_file:
-                            file_name = event.filename or ""
+                            hints = msgspec.structs.replace(
+                                hints,
+                                file_name=event.filename or "",
+                                media_type=event.content_type or "",
+                            )
+                            hints.declare(writer.inflater)
                         found = found or in_file
                     elif event is None:
                         in_file = False
@@ -151,4 +191,4 @@ async def spool_multipart(chunks: AsyncIterable[bytes], boundary: str, target: P
         await writer.close()
     if not found:
         raise MissingFile(f"the multipart form has no field named {FILE_FIELD!r}")
-    return writer.result(file_name)
+    return writer.result(hints)

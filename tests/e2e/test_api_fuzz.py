@@ -209,7 +209,10 @@ def test_schema_is_valid_openapi_with_honest_examples() -> None:
     for example in sql_body["examples"].values():
         msgspec.convert(example["value"], SqlRequest)
     ingest_body = openapi["paths"]["/v1/ingest"]["post"]["requestBody"]["content"]
-    assert set(ingest_body) == {"multipart/form-data", "text/csv"}
+    assert set(ingest_body) == {"multipart/form-data", "text/csv", "application/octet-stream"}
+    description = openapi["paths"]["/v1/ingest"]["post"]["requestBody"]["description"]
+    for media_type in ("application/vnd.apache.parquet", "application/gzip", "application/zstd"):
+        assert media_type in description
 
 
 def test_bearer_scheme_declared_only_with_a_token() -> None:

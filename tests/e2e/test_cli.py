@@ -8,6 +8,7 @@ neither stdout nor stderr.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import os
@@ -255,6 +256,9 @@ def test_a_server_that_is_down_is_one_line_and_exit_1(server: LakehouseServer) -
         ["sql", "-"],  # and stdin is empty
         ["ingest", "no-such-file.csv"],
         ["ingest", "people.csv", "--mode", "merge"],
+        ["ingest"],  # neither a file nor --source
+        ["ingest", "people.csv", "--source", "in/people.csv"],
+        ["ingest", "people.csv", "--format", "xls"],
         ["frobnicate"],
         ["datasets", "--url", "127.0.0.1:3110"],
     ],
@@ -319,6 +323,36 @@ def test_ingest_names_the_dataset_after_the_file_as_the_console_does(
     assert result.returncode == 0, result.stderr.decode()
     assert "_2024_my_data: version 1" in result.stdout.decode()
     assert re.search(r"│ n +│ VARCHAR +│ type given by --types +│", result.stdout.decode())
+
+
+def test_ingest_sends_the_file_name_so_the_server_tells_format_and_compression(
+    server: LakehouseServer, tmp_path: Path
+) -> None:
+    # A gzip-compressed TSV whose bytes sniff as comma-separated: only its name says it
+    # is TSV, so the client must send the name.
+    source = tmp_path / "rates.tsv.gz"
+    source.write_bytes(gzip.compress(b"code,kind\tlabel\n1,2\t3\n4,5\t6\n"))
+    result = lakehouse("ingest", source, env=client_env(server))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "rates: version 1, 2 rows ingested" in result.stdout.decode()
+    assert re.search(r"│ code,kind +│ VARCHAR +│", result.stdout.decode())
+    assert re.search(r"│ label +│ BIGINT +│", result.stdout.decode())
+
+    # --source: the same bytes put in storage, read there; --format says what the name does not.
+    env = client_env(server)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    put = httpx.put(
+        f"{server.url}/storage/put/in/rates-export", content=source.read_bytes(), headers=headers
+    )
+    assert put.status_code == 200, put.text
+    result = lakehouse(
+        "ingest", "--source", "in/rates-export", "--format", "tsv", "--name", "rates2", env=env
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert "rates2: version 1, 2 rows ingested" in result.stdout.decode()
+    forbidden = lakehouse("ingest", "--source", "_catalog/x", "--name", "rates3", env=env)
+    assert forbidden.returncode == 1
+    assert "_catalog/" in forbidden.stderr.decode()
 
 
 def test_the_token_comes_from_the_option_or_the_environment(

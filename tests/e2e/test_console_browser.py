@@ -5,6 +5,7 @@ for the token test); each test has its own page, screenshotted when the test fai
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import re
@@ -120,6 +121,19 @@ def test_upload_previews_then_commits_with_an_override(
     expect(page.locator("#datasets a", has_text="staff")).to_be_visible()
     page.fill("#dataset-filter", "no_such")
     expect(page.locator("#datasets")).to_contain_text("No dataset matches")
+
+
+def test_upload_of_a_compressed_tsv_previews_its_format(
+    server: LakehouseServer, page: Page, tmp_path: Path
+) -> None:
+    source = tmp_path / "rates.tsv.gz"
+    source.write_bytes(gzip.compress(b"code,kind\tlabel\n1,2\t3\n"))
+    page.goto(f"{server.url}/console/upload")
+    page.set_input_files("#file", str(source))
+    expect(page.locator("#dataset-name")).to_have_value("rates")
+    page.click("#preview-button")
+    expect(page.locator("#preview-summary")).to_contain_text('(tsv, gzip, delimiter "\\t")')
+    expect(page.locator("#preview-columns tr[data-column='code,kind']")).to_be_visible()
 
 
 def test_upload_shows_the_servers_progress_after_the_file_is_sent(

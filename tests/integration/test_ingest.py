@@ -242,7 +242,8 @@ BAD_INPUTS: dict[str, tuple[str, dict[str, Any], int, str]] = {
     "no_file_field": ("?name=x", {"files": {"other": ("x.csv", b"a\n1\n")}}, 400,
                       "missing_file"),
     "no_body": ("?name=x", {}, 400, "missing_file"),
-    "json_body": ("?name=x", {"json": {"a": 1}}, 415, "unsupported_upload"),
+    "xml_body": ("?name=x", {"content": b"<a/>", "headers": {"content-type": "application/xml"}},
+                 415, "unsupported_upload"),
     "too_large": ("?name=x", {"content": b"a\n" + b"1\n" * 600,
                               "headers": {"content-type": "text/csv"}}, 413, "upload_too_large"),
 }  # fmt: skip

@@ -92,6 +92,8 @@ async def test_one_ingest_too_many_is_503_with_retry_after(
 
     url = f"{one_slot_server.url}/v1/ingest"
     async with httpx.AsyncClient(timeout=30) as client:
+        put = await client.put(f"{one_slot_server.url}/storage/put/in/a.csv", content=b"a\n1\n")
+        assert put.status_code == 200, put.text
         first = asyncio.create_task(
             client.post(f"{url}?name=first", content=slow_body(),
                         headers={"content-type": "text/csv"})
@@ -108,6 +110,9 @@ async def test_one_ingest_too_many_is_503_with_retry_after(
         assert second.status_code == 503, second.text
         assert second.headers["retry-after"].isdigit()
         assert second.json()["error"]["code"] == "ingest_busy"
+        # An object already in storage takes a slot as an upload does.
+        from_bucket = await client.post(f"{url}?name=third&source=in/a.csv")
+        assert from_bucket.status_code == 503, from_bucket.text
         release.set()
         done = await first
         assert done.status_code == 200, done.text

@@ -105,6 +105,7 @@ OVERRIDE_VALUES: dict[str, tuple[str, object]] = {
     "LAKEHOUSE_CATALOG_URI": ("postgresql://db.internal/lake", "postgresql://db.internal/lake"),
     "LAKEHOUSE_LOG_LEVEL": ("warning", "warning"),
     "LAKEHOUSE_RESULT_CACHE_BYTES": ("0", 0),
+    "LAKEHOUSE_MAX_DECOMPRESSED_BYTES": ("1048576", 1048576),
 }
 # Variables read elsewhere, each with a test of its own.
 OTHER_VARIABLES = {

@@ -84,7 +84,9 @@
       byId("file-name").textContent = chosen ? chosen.name + " (" + formatBytes(chosen.size) + ")" : "";
       const name = byId("dataset-name");
       if (chosen && !name.value) {
-        name.value = chosen.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_]/g, "_").replace(/^([0-9])/, "_$1");
+        // "people.csv.gz" is "people": the compression suffix goes too (as the CLI does).
+        name.value = chosen.name.replace(/\.(gz|gzip|zst|zstd)$/i, "").replace(/\.[^.]*$/, "")
+          .replace(/[^A-Za-z0-9_]/g, "_").replace(/^([0-9])/, "_$1");
       }
     }
     fileInput.addEventListener("change", () => choose(fileInput.files[0] || null));
@@ -175,8 +177,11 @@
   const RISKS = { leading_zeros: "leading zeros", mixed: "mixed values", defaulted: "defaulted to text", widened: "widened past the sample" };
 
   function showPreview(preview) {
+    const read = [preview.format || "csv"];
+    if (preview.compression && preview.compression !== "none") read.push(preview.compression);
+    if (preview.delimiter) read.push("delimiter " + JSON.stringify(preview.delimiter));
     byId("preview-summary").textContent = preview.rows + " rows, " + preview.columns.length +
-      " columns, " + formatBytes(preview.bytes_read) + " (delimiter " + JSON.stringify(preview.delimiter) + ")";
+      " columns, " + formatBytes(preview.bytes_read) + " (" + read.join(", ") + ")";
     const rows = byId("preview-columns").tBodies[0];
     rows.replaceChildren();
     for (const column of preview.columns) {
