@@ -212,10 +212,10 @@ def _broken() -> dict[str, tuple[str, bytes, str]]:
             "invalid_parquet",
         ),
         "corrupt_footer": ("parquet", bytes(corrupt_footer), "invalid_parquet"),
-        "csv_as_parquet": ("parquet", b"a,b\n1,x\n", "invalid_parquet"),
+        "csv_as_parquet": ("parquet", b"a,b\n1,x\n", "format_mismatch"),
         "truncated_arrow_file": ("arrow", good_file[: len(good_file) - 40], "invalid_arrow"),
         "truncated_arrow_stream": ("arrow", arrow_stream(small)[:150], "invalid_arrow"),
-        "parquet_as_arrow": ("arrow", good_parquet, "invalid_arrow"),
+        "parquet_as_arrow": ("arrow", good_parquet, "format_mismatch"),
     }
 
 

@@ -6,6 +6,8 @@ first loaded from CSV. (The converter's rules one by one: tests/unit/test_ingest
 from __future__ import annotations
 
 import datetime as dt
+import io
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,6 +24,14 @@ from tests.support.xlsx import Formula, Merged, xlsx_bytes
 
 OCTET_STREAM = {"content-type": "application/octet-stream"}
 
+def _zip_without_workbook() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("notes.txt", "no workbook here")
+    return buffer.getvalue()
+
+
+NOT_A_WORKBOOK = _zip_without_workbook()
 WORKBOOK = xlsx_bytes(
     {
         "shifts": [
@@ -130,8 +140,15 @@ async def test_a_renamed_csv_an_unknown_or_empty_sheet_is_a_400_and_leaves_nothi
     response = await ingest(http, "name=fake&format=xlsx", b"id,name\n1,Ann\n")
     assert response.status_code == 400, response.text
     error = response.json()["error"]
+    assert error["code"] == "format_mismatch"
+    assert error["details"]["declared"] == "xlsx"
+    assert error["details"]["detected"] == "csv"
+    # A zip that is no workbook gets past detection, and the reader refuses it.
+    response = await ingest(http, "name=fake&format=xlsx", NOT_A_WORKBOOK)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
     assert error["code"] == "invalid_xlsx"
-    assert "not a complete zip archive" in error["message"]
+    assert "holds no Excel workbook" in error["message"]
     assert "/" not in error["message"]  # no local path
 
     response = await ingest(http, "name=fake&format=xlsx&sheet=Sheet1", WORKBOOK)
