@@ -96,6 +96,8 @@ class ConvertOptions(msgspec.Struct):
     max_field_bytes: int = 8 * _MiB
     """The largest row accepted (its values and delimiters), and the largest block tried
     when a row does not fit two (ADR 0009)."""
+    max_decompressed_bytes: int = 16 * 1024 * _MiB
+    """A container format's parts (an xlsx zip) may not declare more than this in all."""
 
 
 class _NotTyped(Exception):

@@ -111,6 +111,7 @@ class IngestService:
             row_group_rows=settings.row_group_rows,
             compression=settings.compression,
             max_field_bytes=settings.max_field_bytes,
+            max_decompressed_bytes=settings.max_decompressed_bytes,
         )
 
     async def start(self) -> None:

@@ -36,7 +36,13 @@ import pyarrow as pa
 from openpyxl.utils.exceptions import InvalidFileException
 
 from lakehouse.ingest.convert import ConvertOptions, WidenedColumn, _BackgroundWriter
-from lakehouse.ingest.errors import EmptySheet, InvalidTypeOverride, InvalidXLSX, UnknownSheet
+from lakehouse.ingest.errors import (
+    DecompressedTooLarge,
+    EmptySheet,
+    InvalidTypeOverride,
+    InvalidXLSX,
+    UnknownSheet,
+)
 from lakehouse.ingest.formats import Converted, ConvertRequest
 from lakehouse.ingest.schema import (
     ARROW_TYPES,
@@ -59,6 +65,9 @@ from lakehouse.ingest.schema import (
 SAMPLE_ROWS = 10_000
 """Rows the types are decided on, as ``ingest.sample_rows`` is for CSV."""
 _SAMPLE_CELLS = 500_000
+# openpyxl holds the shared strings table in memory, one Python string per entry.
+_MAX_SHARED_STRINGS_BYTES = 256 * 1024 * 1024
+_SHARED_STRINGS = "xl/sharedstrings.xml"
 """The sample is held as Python values: fewer rows for a wide sheet keep that bounded."""
 _BATCH_ROWS = 4096
 _INT64 = 2**63
@@ -138,6 +147,7 @@ def convert_xlsx(
 
 
 def _convert(source: Path, target: Path, request: ConvertRequest, sample_rows: int) -> Converted:
+    _check_declared_sizes(source, request.options.max_decompressed_bytes)
     with _Sheet(source, request.sheet) as sheet:
         rows = sheet.rows()
         header = next(rows, None)
@@ -169,6 +179,27 @@ def _convert(source: Path, target: Path, request: ConvertRequest, sample_rows: i
         written = _write(target, final, request, rows, None)
     assert written is not None  # nothing left to learn: the layout fits every cell
     return Converted(columns=final.columns, rows=written, widened=widened)
+
+
+def _check_declared_sizes(source: Path, max_bytes: int) -> None:
+    """An xlsx is a zip: refuse one whose parts declare more than ``max_bytes`` in all
+    (a zip bomb), or whose shared strings would not fit in memory (openpyxl loads that
+    table whole), before reading any of it. zipfile never inflates a part past its
+    declared size, so a part cannot lie its way past this check."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise _invalid(exc) from None
+    declared = sum(part.file_size for part in parts)
+    strings = sum(p.file_size for p in parts if p.filename.lower() == _SHARED_STRINGS)
+    if declared > max_bytes or strings > _MAX_SHARED_STRINGS_BYTES:
+        limit = max_bytes if declared > max_bytes else _MAX_SHARED_STRINGS_BYTES
+        what = "its parts" if declared > max_bytes else "its shared strings table"
+        raise DecompressedTooLarge(
+            f"the workbook would decompress to more than {limit} bytes ({what})",
+            details={"max_decompressed_bytes": limit},
+        )
 
 
 class _Sheet:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from lakehouse.app import create_app
 from lakehouse.config import Settings
 from lakehouse.storage import ObjectStore
 from tests.support.ingest import assert_nothing_left, read_dataset
+from tests.support.xlsx import xlsx_bytes
 
 Client = AsyncTestClient  # type: ignore[type-arg]
 
@@ -147,6 +149,17 @@ async def test_zip_bomb_is_413_and_leaves_nothing(
     assert response.json()["error"]["code"] == "decompressed_too_large"
     await assert_nothing_left(capped_client, store, settings)
     assert await store.get("exports/bomb.csv.gz") == bomb
+    # An xlsx is a zip: one whose parts declare more than the cap is refused unread.
+    workbook = io.BytesIO(xlsx_bytes({"s": [["a"], [1]]}))
+    with zipfile.ZipFile(workbook, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/media/zeros.bin", bytes(64 * 1024 * 1024))
+    assert len(workbook.getvalue()) < 128 * 1024
+    response = await capped_client.post(
+        "/v1/ingest?name=bomb", files={"file": ("bomb.xlsx", workbook.getvalue())}
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "decompressed_too_large"
+    await assert_nothing_left(capped_client, store, settings)
     # The cap is on what the upload inflates to, not on plain uploads.
     plain = b"id\n" + b"1\n" * 600_000
     response = await capped_client.post("/v1/ingest?name=plain", files={"file": ("p.csv", plain)})

@@ -24,6 +24,7 @@ from tests.support.xlsx import Formula, Merged, xlsx_bytes
 
 OCTET_STREAM = {"content-type": "application/octet-stream"}
 
+
 def _zip_without_workbook() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -15,7 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse.ingest.convert import ConvertOptions
-from lakehouse.ingest.errors import EmptySheet, InvalidTypeOverride, InvalidXLSX, UnknownSheet
+from lakehouse.ingest.errors import (
+    DecompressedTooLarge,
+    EmptySheet,
+    InvalidTypeOverride,
+    InvalidXLSX,
+    UnknownSheet,
+)
 from lakehouse.ingest.formats import Converted, ConvertRequest
 from lakehouse.ingest.xlsx_convert import convert_xlsx
 from tests.support.xlsx import Blank, Formula, Merged, Sheets, write_xlsx, xlsx_bytes
@@ -268,3 +274,20 @@ def test_a_file_that_is_no_workbook_is_invalid_xlsx(
     assert error.value.status_code == 400
     assert str(tmp_path) not in str(error.value)
     assert not target.exists()
+
+
+def test_a_shared_strings_table_too_large_for_memory_is_refused_unread(tmp_path: Path) -> None:
+    # openpyxl loads the shared strings whole: past 256 MiB declared, a 413 before reading.
+    workbook = tmp_path / "big.xlsx"
+    original = zipfile.ZipFile(io.BytesIO(xlsx_bytes({"s": [["a"], ["x"]]})))
+    with zipfile.ZipFile(workbook, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for part_name in original.namelist():
+            if part_name != "xl/sharedStrings.xml":
+                archive.writestr(part_name, original.read(part_name))
+        with archive.open("xl/sharedStrings.xml", "w", force_zip64=True) as part:
+            chunk = bytes(16 * 1024 * 1024)
+            for _ in range(17):
+                part.write(chunk)
+    with pytest.raises(DecompressedTooLarge, match="shared strings"):
+        convert_xlsx(workbook, tmp_path / "out.parquet", ConvertRequest(options=ConvertOptions()))
+    assert not (tmp_path / "out.parquet").exists()
