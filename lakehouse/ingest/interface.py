@@ -45,7 +45,8 @@ class IngestStats(msgspec.Struct):
     bytes_read: int
     rows: int
     seconds: float
-    delimiter: str
+    delimiter: str | None
+    """The CSV/TSV delimiter; null for the other formats."""
     schema: list[Column]
     defaulted: list[DefaultedColumn]
     widened: list[WidenedColumn]
@@ -83,7 +84,7 @@ class IngestPreview(msgspec.Struct):
     name: str
     bytes_read: int
     rows: int
-    delimiter: str
+    delimiter: str | None
     columns: list[PreviewColumn]
     sample: list[list[Any]]
     """The first rows as the table would hold them, in column order."""

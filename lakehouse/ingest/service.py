@@ -200,7 +200,7 @@ class IngestService:
             name=name,
             bytes_read=spooled.received,
             rows=converted.rows,
-            delimiter=layout.delimiter,
+            delimiter=layout.delimiter or None,
             columns=[
                 PreviewColumn(name=t.name, type=t.type, source=t.source, reason=t.reason, risk=risk)
                 for t, risk in zip(
@@ -382,7 +382,7 @@ def _stats(
         bytes_read=spooled.received,
         rows=converted.rows,
         seconds=timer.total(),
-        delimiter=layout.delimiter,
+        delimiter=layout.delimiter or None,
         schema=schema,
         defaulted=_defaulted(layout.columns),
         widened=converted.widened,

@@ -154,6 +154,8 @@ async def test_the_schema_is_kept_as_written(
     body = response.json()
     assert [(c["name"], c["type"]) for c in body["schema"]] == WIDE_SCHEMA
     assert body["row_count"] == 2
+    assert body["ingest"]["format"] == fmt
+    assert body["ingest"]["delimiter"] is None
     # What changed on the way is reported, per column.
     reasons = {d["name"]: d["reason"] for d in body["ingest"]["defaulted"]}
     assert reasons["u64"] == "uint64 stored as DECIMAL(20,0)"

@@ -97,6 +97,8 @@ async def test_ndjson_rows_types_and_typing_report(http: httpx.AsyncClient) -> N
     assert "number and object and string" in report["widened"][0]["reason"]
     assert [d["name"] for d in report["defaulted"]] == ["note"]
     assert report["overridden"] == []
+    assert report["format"] == "ndjson"
+    assert report["delimiter"] is None
 
     rows = await sql(
         http, "SELECT id, zip, amount, code, big::VARCHAR AS big FROM events ORDER BY id"
