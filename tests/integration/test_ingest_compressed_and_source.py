@@ -260,3 +260,42 @@ async def test_source_refusals_leave_nothing(
         assert both.status_code == 400, both.text
         assert both.json()["error"]["code"] == "source_with_body"
     await assert_nothing_left(client, store, settings)
+
+
+def arrow_bytes(stream: bool) -> bytes:
+    sink = io.BytesIO()
+    table = pa.table({"id": [1, 2], "name": ["Ada", "Grace"]})
+    opener = pa.ipc.new_stream if stream else pa.ipc.new_file
+    with opener(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+# Each format as a user would send it (the README's table): a multipart file with its
+# name, and nothing else to say what it is.
+BY_NAME = [
+    ("people.ndjson", b'{"id": 1, "name": "Ada"}\n{"id": 2, "name": "Grace"}\n', "ndjson"),
+    ("people.jsonl", b'{"id": 1, "name": "Ada"}\n{"id": 2, "name": "Grace"}\n', "ndjson"),
+    ("people.json", b'[{"id": 1, "name": "Ada"}, {"id": 2, "name": "Grace"}]', "json"),
+    ("people.parquet", parquet_bytes(), "parquet"),
+    ("people.arrow", arrow_bytes(stream=False), "arrow"),
+    ("people.arrows", arrow_bytes(stream=True), "arrow"),
+    ("people.xlsx", xlsx_bytes({"s": [["id", "name"], [1, "Ada"], [2, "Grace"]]}), "xlsx"),
+    ("people.ndjson.gz", gzip.compress(b'{"id": 1, "name": "Ada"}\n{"id": 2, "name": "Grace"}\n'),
+     "ndjson"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("file_name", "data", "fmt"), BY_NAME, ids=[n for n, _, _ in BY_NAME])
+async def test_every_format_is_told_by_its_file_name(
+    client: Client, store: ObjectStore, file_name: str, data: bytes, fmt: str
+) -> None:
+    response = await client.post("/v1/ingest?name=people", files={"file": (file_name, data)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ingest"]["format"] == fmt
+    assert [(c["name"], c["type"]) for c in body["schema"]] == [
+        ("id", "BIGINT"),
+        ("name", "VARCHAR"),
+    ]
+    assert (await read_dataset(store, body)).to_pylist() == ROWS
