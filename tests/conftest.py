@@ -11,6 +11,10 @@
   session, started only when a test asks for it. Its ``url()`` has no password;
   ``password`` is separate. Fails (never skips) when PostgreSQL is not installed.
 
+Tests marked ``slow`` run first, longest first (``slow(seconds=...)``: about how long
+one takes on a quiet machine): with several pytest-xdist workers, a long test that starts
+last would finish minutes after the rest.
+
 The tiers' own fixtures live in their conftest: ``integration/`` (``client``,
 ``server``, ``store``) and ``contracts/`` (every implementation of each protocol).
 """
@@ -27,6 +31,14 @@ from tests.support.fault_proxy import FaultProxy
 from tests.support.postgres import PostgresNotFound, PostgresServer
 from tests.support.servers import MotoServer
 from tests.support.settings import BACKENDS, make_settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def expected_seconds(item: pytest.Item) -> float:
+        slow = item.get_closest_marker("slow")
+        return 0 if slow is None else float(slow.kwargs.get("seconds", 1))
+
+    items.sort(key=expected_seconds, reverse=True)  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")

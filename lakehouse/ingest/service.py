@@ -35,7 +35,7 @@ from lakehouse.ingest.columnar_convert import convert_arrow, convert_parquet
 from lakehouse.ingest.convert import ConvertOptions, ConvertResult, convert_csv
 from lakehouse.ingest.detect import SNIFF_BYTES, decide_format
 from lakehouse.ingest.errors import EmptyCSV, MissingDatasetName, UnsupportedUpload
-from lakehouse.ingest.formats import Converter, ConvertRequest, Format
+from lakehouse.ingest.formats import Converted, Converter, ConvertRequest, Format
 from lakehouse.ingest.interface import (
     DefaultedColumn,
     IngestPreview,
@@ -55,11 +55,18 @@ from lakehouse.ingest.schema import (
     parse_type_overrides,
 )
 from lakehouse.ingest.spool import Hints, Spooled, spool_multipart, spool_raw
-from lakehouse.ingest.xlsx_convert import convert_xlsx
 from lakehouse.layout import SPOOL_PREFIX, data_key, spool_paths
 from lakehouse.storage import ObjectStore
 
 log = logging.getLogger("lakehouse.ingest")
+
+
+def _convert_xlsx(source: Path, target: Path, request: ConvertRequest) -> Converted:
+    # openpyxl is imported when the first workbook arrives, not at every start-up.
+    from lakehouse.ingest.xlsx_convert import convert_xlsx
+
+    return convert_xlsx(source, target, request)
+
 
 # The converter of each format other than CSV/TSV (lakehouse.ingest.formats).
 CONVERTERS: dict[Format, Converter] = {
@@ -67,7 +74,7 @@ CONVERTERS: dict[Format, Converter] = {
     Format.JSON: convert_json_array,
     Format.PARQUET: convert_parquet,
     Format.ARROW: convert_arrow,
-    Format.XLSX: convert_xlsx,
+    Format.XLSX: _convert_xlsx,
 }
 
 

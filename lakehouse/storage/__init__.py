@@ -6,9 +6,12 @@ concrete classes are exported for the composition root and tests. A backend
 also issues the ``DuckDBGrant`` the query module reads the data with.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from lakehouse.config import StorageSettings
 from lakehouse.storage._local import LocalObjectStore
-from lakehouse.storage._s3 import S3ObjectStore
 from lakehouse.storage.errors import (
     InvalidKey,
     KeyConflict,
@@ -41,12 +44,27 @@ from lakehouse.storage.secrets import (
     default_secrets_provider,
 )
 
+if TYPE_CHECKING:
+    from lakehouse.storage._s3 import S3ObjectStore
+
+
+def __getattr__(name: str) -> Any:
+    # The S3 backend (aiobotocore, aiohttp, botocore) is imported when first used, so
+    # a server on local storage starts without loading it.
+    if name == "S3ObjectStore":
+        from lakehouse.storage._s3 import S3ObjectStore
+
+        return S3ObjectStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def open_store(
     settings: StorageSettings, secrets: SecretsProvider
 ) -> LocalObjectStore | S3ObjectStore:
     """The (not yet started) store ``settings`` describe: local or S3."""
     if settings.backend == "s3":
+        from lakehouse.storage._s3 import S3ObjectStore
+
         s3 = settings.s3
         return S3ObjectStore(
             s3.bucket,

@@ -27,7 +27,7 @@ def test_readme_starts_with_run_and_test_commands() -> None:
     assert readme_commands() == ["make run", "make test"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=110)
 def test_fresh_clone_runs_server_and_tests(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)

@@ -19,7 +19,7 @@ from tests.support.postgres import PostgresServer
 from tests.support.servers import LakehouseServer, MotoServer
 from tests.support.settings import make_settings
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=230)
 
 APPENDS_PER_REPLICA = 200
 CLIENTS_PER_REPLICA = 2  # each replica admits 2 ingests at once ([ingest] max_concurrent)

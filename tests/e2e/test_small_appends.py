@@ -22,7 +22,7 @@ from tests.support.settings import make_settings
 
 APPENDS = 300
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=90)
 
 
 @pytest.fixture(scope="module")
