@@ -74,6 +74,9 @@ _JSON_KINDS = {
     pa.types.is_list: "array",
 }
 _AS_TEXT = "strings are kept as they are, other values as their JSON text"
+# Objects and arrays nested deeper than this are kept as JSON text: a list costs Parquet
+# two or three schema levels, and a Parquet schema may have 100.
+MAX_NESTING = 24
 
 Batches = Callable[[Path, int], Iterator[list[Record]]]
 
@@ -340,6 +343,8 @@ def _merge(left: pa.DataType, right: pa.DataType, path: str) -> pa.DataType:
 def _storable(arrow: pa.DataType, path: str) -> pa.DataType:
     """The type a column is written as: nulls-only become VARCHAR, and objects no
     table column can hold are _AsText."""
+    if path.count(".") + path.count("[]") > MAX_NESTING:  # Parquet allows 100 levels
+        raise _AsText(f"values nested deeper than {MAX_NESTING} levels; {_AS_TEXT}")
     if arrow == pa.null():
         if not path:
             raise _AsText("the key only ever holds null", widened=False)

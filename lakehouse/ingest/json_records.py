@@ -70,7 +70,7 @@ def _lines(block: bytes, line: int, max_record_bytes: int) -> list[Record]:
         return _line_by_line(block, line, max_record_bytes)
     try:
         records = _DECODER.decode_lines(block)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         records = None
     lines = block.count(b"\n") + (not block.endswith(b"\n"))
     # One record a line, each an object; else (a blank line, two objects on a line, a
@@ -104,6 +104,10 @@ def _line_by_line(block: bytes, first: int, max_record_bytes: int) -> list[Recor
     return records
 
 
+def _too_deep(where: str, details: dict[str, int]) -> InvalidJSON:
+    return InvalidJSON(f"{where} is nested too deeply for a JSON parser", details=details)
+
+
 def _too_long(line: int, limit: int) -> FieldTooLarge:
     return FieldTooLarge(
         f"line {line} is longer than {limit} bytes",
@@ -114,6 +118,8 @@ def _too_long(line: int, limit: int) -> FieldTooLarge:
 def _decode_line(line: bytes, number: int) -> Any:
     try:
         return msgspec.json.decode(line)
+    except RecursionError:
+        raise _too_deep(f"line {number}", {"line": number}) from None
     except UnicodeDecodeError as exc:
         raise NotUTF8(
             f"line {number} is not valid UTF-8", details={"line": number, "reason": str(exc)}
@@ -223,7 +229,7 @@ class _ArrayReader:
                 return None
             try:
                 records = _DECODER.decode(b"[" + self.data[self.pos : end + 1] + b"]")
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 continue
             if all(type(r) is dict for r in records):
                 self.pos = end + 1
@@ -239,6 +245,11 @@ class _ArrayReader:
             try:
                 value, end = _STRICT.raw_decode(text)
                 break
+            except RecursionError:
+                offset = self.base + self.pos
+                raise _too_deep(
+                    f"the element at byte offset {offset}", {"byte_offset": offset}
+                ) from None
             except json.JSONDecodeError as exc:
                 if self.eof or len(text) > self.limit:
                     if not self.eof:

@@ -169,7 +169,11 @@ async def test_append_ndjson_to_a_dataset_loaded_from_csv(http: httpx.AsyncClien
     [
         ("ndjson", b'{"a": 1}\n{"a": 2}\n{"a": 3,,}\n', {"line": 3}),
         ("json", b'[{"a": 1}, {"a": 2}, {"a" 3}]', {"byte_offset": 26}),
+        # Deeper than any JSON parser's stack: a 400 naming where, not a 500.
+        ("ndjson", b'{"a": 1}\n{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", {"line": 2}),
+        ("json", b'[{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]", {"byte_offset": 1}),
     ],
+    ids=["ndjson", "json", "ndjson_too_deep", "json_too_deep"],
 )
 async def test_malformed_json_is_400_and_leaves_nothing(
     http: httpx.AsyncClient,

@@ -313,3 +313,17 @@ def test_a_record_larger_than_the_limit_is_refused(tmp_path: Path) -> None:
     assert raised.value.details["line"] == 2
     with pytest.raises(FieldTooLarge):
         convert(tmp_path, encode([{"a": "x" * 6_000_000}], "json"), "json", options=options)
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_values_nested_too_deep_for_parquet_are_kept_as_json_text(tmp_path: Path, fmt: str) -> None:
+    # Parquet allows 100 schema levels, and a list costs two or three: 60 nested arrays
+    # once made a file nobody could read back.
+    deep: Any = 1
+    for _ in range(60):
+        deep = [deep]
+    converted, rows = convert(tmp_path, encode([{"id": 1, "deep": deep}], fmt), fmt)
+    assert types(converted) == {"id": "BIGINT", "deep": "VARCHAR"}
+    assert [w.name for w in converted.widened] == ["deep"]
+    assert "nested deeper than" in converted.widened[0].reason
+    assert json.loads(rows[0]["deep"]) == deep
