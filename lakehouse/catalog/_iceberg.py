@@ -27,9 +27,7 @@ import hashlib
 import itertools
 import logging
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +51,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.snapshots import Snapshot
 
+from lakehouse.catalog._files import MANIFEST_CACHE_SIZE, CachingSqlCatalog, LruCache, live_files
 from lakehouse.catalog._migrate import migrate_g0_manifests
 from lakehouse.catalog._types import UnsupportedType, arrow_column_type, columns_of, iceberg_schema
 from lakehouse.catalog._types import iceberg_type as to_iceberg_type
@@ -172,8 +171,9 @@ class IcebergCatalog:
         self._version = _etag({})
         self._refresh_lock = asyncio.Lock()
         self._table_locks: dict[str, asyncio.Lock] = {}
-        self._files: OrderedDict[int, list[DataFile]] = OrderedDict()
-        self._files_lock = threading.Lock()
+        # Shared by the catalog's worker threads; snapshots and manifests never change.
+        self._files: LruCache[int, list[DataFile]] = LruCache(FILES_CACHE_SIZE)
+        self._manifest_files: LruCache[str, list[DataFile]] = LruCache(MANIFEST_CACHE_SIZE)
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._compacting: set[str] = set()  # tables with a compaction in flight here
@@ -528,22 +528,16 @@ class IcebergCatalog:
         )
 
     def _data_files(self, table: Table, snapshot: Snapshot) -> list[DataFile]:
-        """The live data files of a snapshot (cached: a snapshot never changes)."""
-        with self._files_lock:  # the catalog's worker threads share the cache
-            cached = self._files.get(snapshot.snapshot_id)
-            if cached is not None:
-                self._files.move_to_end(snapshot.snapshot_id)
-                return cached
-        files = [
-            entry.data_file
-            for manifest in snapshot.manifests(table.io)
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-        ]
-        with self._files_lock:
-            self._files[snapshot.snapshot_id] = files
-            if len(self._files) > FILES_CACHE_SIZE:
-                self._files.popitem(last=False)
-        return files
+        """The live data files of a snapshot (cached: a snapshot never changes, and a
+        new one mostly lists manifests already read for its parent)."""
+        return self._files.get_or_load(
+            snapshot.snapshot_id,
+            lambda: [
+                data_file
+                for manifest in snapshot.manifests(table.io)
+                for data_file in live_files(self._manifest_files, table.io, manifest)
+            ],
+        )
 
     def _table_files(self, table: Table) -> set[str]:
         """Every key the table's retained state needs (metadata, manifests, data)."""
@@ -694,9 +688,8 @@ class IcebergCatalog:
             table.maintenance.expire_snapshots().by_ids(expired).commit()
         except (CommitFailedException, ValueError):
             return  # raced with another commit or expiry: the next commit expires them
-        with self._files_lock:
-            for snapshot_id in expired:
-                self._files.pop(snapshot_id, None)
+        for snapshot_id in expired:
+            self._files.pop(snapshot_id)
 
     def _current_files(self, table: Table) -> list[DataFile]:
         snapshot = table.current_snapshot()
@@ -806,7 +799,7 @@ def _open_sql_catalog(name: str, url: str, properties: dict[str, str]) -> SqlCat
     """The SQL catalog; replicas starting at once may race to create its tables."""
     for attempt in range(5):
         try:
-            return SqlCatalog(name, uri=url, **properties)
+            return CachingSqlCatalog(name, uri=url, **properties)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == 4:
                 raise

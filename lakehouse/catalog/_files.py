@@ -1,0 +1,113 @@
+"""What a commit reads of a table's own files, remembered by location (ADR 0014).
+
+Iceberg never rewrites a table file: a commit writes a new metadata file, manifest
+list and manifests, each under a fresh name, and points the SQL catalog at the new
+metadata file. So what was read (or written) at a location holds for as long as the
+location is named anywhere, and a commit need not read the table's metadata JSON and
+every manifest again each time. The SQL catalog's row is still read on every load:
+it says which metadata file is current, and its optimistic update is what detects a
+concurrent commit of another replica.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
+from pyiceberg.io import FileIO
+from pyiceberg.manifest import DataFile, ManifestFile
+from pyiceberg.table import CommitTableResponse, Table
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.update import TableRequirement, TableUpdate
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+METADATA_CACHE_SIZE = 256
+"""Metadata files remembered (a few per table: the current one and its predecessor)."""
+MANIFEST_CACHE_SIZE = 4096
+"""Manifests whose live data files are remembered."""
+
+
+class LruCache(Generic[K, V]):
+    """A bounded map, least recently used out first, shared by the catalog's threads."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def get_or_load(self, key: K, load: Callable[[], V]) -> V:
+        value = self.get(key)
+        if value is None:
+            value = load()
+            self.put(key, value)
+        return value
+
+
+class CachingSqlCatalog(SqlCatalog):
+    """pyiceberg's ``SqlCatalog`` that reads a metadata file once: a table is loaded
+    from the SQL catalog's row as before, but the metadata at that row's location
+    comes from memory when this process read or committed it already."""
+
+    def __init__(self, name: str, **properties: Any) -> None:
+        super().__init__(name, **properties)
+        self._metadata: LruCache[str, TableMetadata] = LruCache(METADATA_CACHE_SIZE)
+
+    def _convert_orm_to_iceberg(self, orm_table: IcebergTables) -> Table:
+        location = orm_table.metadata_location
+        metadata = self._metadata.get(location) if location else None
+        if location and metadata and orm_table.table_namespace and orm_table.table_name:
+            namespace = Catalog.identifier_to_tuple(orm_table.table_namespace)
+            return Table(
+                identifier=(*namespace, orm_table.table_name),
+                metadata=metadata,
+                metadata_location=location,
+                io=self._load_file_io(metadata.properties, location),
+                catalog=self,
+            )
+        table = super()._convert_orm_to_iceberg(orm_table)  # reads the file (or says why not)
+        self._metadata.put(table.metadata_location, table.metadata)
+        return table
+
+    def commit_table(
+        self,
+        table: Table,
+        requirements: tuple[TableRequirement, ...],
+        updates: tuple[TableUpdate, ...],
+    ) -> CommitTableResponse:
+        response = super().commit_table(table, requirements, updates)
+        self._metadata.put(response.metadata_location, response.metadata)
+        return response
+
+
+def live_files(
+    cache: LruCache[str, list[DataFile]], io: FileIO, manifest: ManifestFile
+) -> list[DataFile]:
+    """The data files a manifest holds that are not marked deleted (read once)."""
+    return cache.get_or_load(
+        manifest.manifest_path,
+        lambda: [e.data_file for e in manifest.fetch_manifest_entry(io, discard_deleted=True)],
+    )
