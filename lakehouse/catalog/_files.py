@@ -7,6 +7,9 @@ location is named anywhere, and a commit need not read the table's metadata JSON
 every manifest again each time. The SQL catalog's row is still read on every load:
 it says which metadata file is current, and its optimistic update is what detects a
 concurrent commit of another replica.
+
+The same goes for a new data file: its footer is read once, to check the file before
+the commit, and the commit describes the file from that footer.
 """
 
 from __future__ import annotations
@@ -14,15 +17,24 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.io import FileIO
-from pyiceberg.manifest import DataFile, ManifestFile
-from pyiceberg.table import CommitTableResponse, Table
+from pyiceberg.io.pyarrow import (
+    _check_pyarrow_schema_compatible,
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_path_to_id_mapping,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestFile
+from pyiceberg.table import CommitTableResponse, Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import TableRequirement, TableUpdate
+from pyiceberg.utils.properties import property_as_bool
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -111,3 +123,58 @@ def live_files(
         manifest.manifest_path,
         lambda: [e.data_file for e in manifest.fetch_manifest_entry(io, discard_deleted=True)],
     )
+
+
+@dataclass(frozen=True)
+class Footer:
+    """A new Parquet file's footer and size, as the check before its commit read them."""
+
+    metadata: pq.FileMetaData
+    size: int
+
+
+def data_file_from_footer(table_metadata: TableMetadata, location: str, footer: Footer) -> DataFile:
+    """pyiceberg's ``parquet_file_to_data_file`` (0.12), from a footer in hand: that one
+    reads the footer again and asks the store for the file's size."""
+    schema = table_metadata.schema()
+    _check_pyarrow_schema_compatible(
+        schema,
+        footer.metadata.schema.to_arrow_schema(),
+        format_version=table_metadata.format_version,
+    )
+    statistics = data_file_statistics_from_parquet_metadata(
+        parquet_metadata=footer.metadata,
+        stats_columns=compute_statistics_plan(schema, table_metadata.properties),
+        parquet_column_mapping=parquet_path_to_id_mapping(schema),
+    )
+    return DataFile.from_args(
+        content=DataFileContent.DATA,
+        file_path=location,
+        file_format=FileFormat.PARQUET,
+        partition=statistics.partition(table_metadata.spec(), schema),
+        file_size_in_bytes=footer.size,
+        sort_order_id=None,
+        spec_id=table_metadata.default_spec_id,
+        equality_ids=None,
+        key_metadata=None,
+        **statistics.to_serialized_dict(),
+    )
+
+
+def append_files(tx: Transaction, footers: dict[str, Footer], properties: dict[str, str]) -> None:
+    """``Transaction.add_files`` (0.12, without its duplicate check) for files whose
+    footers are in hand: a name mapping for a table that has none (the files carry no
+    field ids), then a merge or fast append as the table's properties say."""
+    if tx.table_metadata.name_mapping() is None:
+        mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
+        tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
+    update = tx.update_snapshot(snapshot_properties=properties)
+    merge = property_as_bool(
+        tx.table_metadata.properties,
+        TableProperties.MANIFEST_MERGE_ENABLED,
+        TableProperties.MANIFEST_MERGE_ENABLED_DEFAULT,
+    )
+    with update.merge_append() if merge else update.fast_append() as append:
+        metadata = tx.table_metadata
+        for location, footer in footers.items():
+            append.append_data_file(data_file_from_footer(metadata, location, footer))

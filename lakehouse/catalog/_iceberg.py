@@ -26,6 +26,7 @@ import errno
 import hashlib
 import itertools
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -51,7 +52,15 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.snapshots import Snapshot
 
-from lakehouse.catalog._files import MANIFEST_CACHE_SIZE, CachingSqlCatalog, LruCache, live_files
+from lakehouse.catalog._files import (
+    MANIFEST_CACHE_SIZE,
+    CachingSqlCatalog,
+    Footer,
+    LruCache,
+    append_files,
+    data_file_from_footer,
+    live_files,
+)
 from lakehouse.catalog._migrate import migrate_g0_manifests
 from lakehouse.catalog._types import UnsupportedType, arrow_column_type, columns_of, iceberg_schema
 from lakehouse.catalog._types import iceberg_type as to_iceberg_type
@@ -303,9 +312,9 @@ class IcebergCatalog:
         validate_request(request, expected_rows)
         _check_types(request.schema)
         await check_objects_exist(self._store, request.objects)
-        await self._run(self._check_files, request, expected_rows)
+        footers = await self._run(self._check_files, request, expected_rows)
         registration = await self._with_retries(
-            request.name, lambda: self._commit_once(request), "commit"
+            request.name, lambda: self._commit_once(request, footers), "commit"
         )
         await self._after_commit(registration.manifest.name)
         log.info(
@@ -554,14 +563,13 @@ class IcebergCatalog:
 
     # -- commits (worker threads) ------------------------------------------------------
 
-    def _commit_once(self, request: CommitRequest) -> Registration:
+    def _commit_once(self, request: CommitRequest, footers: dict[str, Footer]) -> Registration:
         lower = request.name.lower()
-        paths = [self._location(key) for key in request.objects]
         properties = _snapshot_properties(request)
         try:
             table = self._load_table(lower)
         except NoSuchTableError:
-            return self._create(request, paths, properties)
+            return self._create(request, footers, properties)
         before = self._manifest(table)
         check_commit(request.name, before, request.schema, request.mode)
         replace = request.mode in (CommitMode.AUTO, CommitMode.REPLACE)
@@ -575,12 +583,12 @@ class IcebergCatalog:
                 with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
                     for data_file in self._current_files(table):
                         overwrite.delete_data_file(data_file)
-                    for path in paths:
-                        overwrite.append_data_file(
-                            parquet_file_to_data_file(table.io, tx.table_metadata, path)
-                        )
+                    metadata = tx.table_metadata
+                    for location, footer in footers.items():
+                        data_file = data_file_from_footer(metadata, location, footer)
+                        overwrite.append_data_file(data_file)
             else:
-                tx.add_files(paths, snapshot_properties=properties, check_duplicate_files=False)
+                append_files(tx, footers, properties)
         after = self._remember(table)
         kept = set(after.objects)
         return Registration(
@@ -590,7 +598,7 @@ class IcebergCatalog:
         )
 
     def _create(
-        self, request: CommitRequest, paths: list[str], properties: dict[str, str]
+        self, request: CommitRequest, footers: dict[str, Footer], properties: dict[str, str]
     ) -> Registration:
         lower = request.name.lower()
         table_properties = {
@@ -605,7 +613,7 @@ class IcebergCatalog:
                 location=self._location(dataset_prefix(lower).rstrip("/")),
                 properties=table_properties,
             )
-            tx.add_files(paths, snapshot_properties=properties, check_duplicate_files=False)
+            append_files(tx, footers, properties)
             tx.commit_transaction()
         except TableAlreadyExistsError:
             # Another replica created it first: a lost race like any other.
@@ -696,16 +704,20 @@ class IcebergCatalog:
         snapshot = table.current_snapshot()
         return self._data_files(table, snapshot) if snapshot is not None else []
 
-    def _check_files(self, request: CommitRequest, expected_rows: int | None) -> None:
+    def _check_files(self, request: CommitRequest, expected_rows: int | None) -> dict[str, Footer]:
         """Every file is Parquet with exactly the request's columns (and, for a G0
-        register, the announced row count)."""
+        register, the announced row count). Returns each file's footer by location,
+        in the request's order, for the commit to describe the files from."""
         io = self._io
         rows = 0
         problems = []
+        footers = {}
         for key in request.objects:
+            location = self._location(key)
             try:
-                with io.new_input(self._location(key)).open() as stream:
+                with io.new_input(location).open() as stream:
                     metadata = pq.read_metadata(stream)
+                    footers[location] = Footer(metadata, size=stream.seek(0, os.SEEK_END))
                 columns = [
                     Column(name=f.name, type=arrow_column_type(f.type))
                     for f in metadata.schema.to_arrow_schema()
@@ -720,6 +732,7 @@ class IcebergCatalog:
             problems.append(f"row_count is {expected_rows} but the files hold {rows} rows")
         if problems:
             raise InvalidRegistration("; ".join(problems), details={"problems": problems})
+        return footers
 
     # -- helpers -----------------------------------------------------------------------
 
