@@ -82,7 +82,8 @@ class LruCache(Generic[K, V]):
 class CachingSqlCatalog(SqlCatalog):
     """pyiceberg's ``SqlCatalog`` that reads a metadata file once: a table is loaded
     from the SQL catalog's row as before, but the metadata at that row's location
-    comes from memory when this process read or committed it already."""
+    comes from memory when this process read or committed it already. A commit still
+    checks that the file is there (one HEAD, not a GET and a parse)."""
 
     def __init__(self, name: str, **properties: Any) -> None:
         super().__init__(name, **properties)
@@ -110,6 +111,12 @@ class CachingSqlCatalog(SqlCatalog):
         requirements: tuple[TableRequirement, ...],
         updates: tuple[TableUpdate, ...],
     ) -> CommitTableResponse:
+        location = table.metadata_location
+        if self._metadata.get(location) is not None and not table.io.new_input(location).exists():
+            # Deleted behind the catalog: forgotten, so that the load inside the commit
+            # reads the file and fails as it would have without the cache (the table is
+            # damaged; a commit must not paper over that from memory).
+            self._metadata.pop(location)
         response = super().commit_table(table, requirements, updates)
         self._metadata.put(response.metadata_location, response.metadata)
         return response
