@@ -132,6 +132,25 @@ def live_files(
     )
 
 
+class MemoTransaction(Transaction):
+    """pyiceberg's ``Transaction`` computing ``table_metadata`` once per state. pyiceberg
+    computes it, a deep copy of the whole metadata, on every read (more than ten in a
+    commit), at a cost that grows with the versions kept. A state is the table's
+    metadata and the updates staged so far: both are replaced, never changed in place,
+    and the metadata models are frozen, so one copy can serve every reader."""
+
+    _memo: tuple[TableMetadata, tuple[TableUpdate, ...], TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        base, updates = self._table.metadata, self._updates
+        memo = self._memo
+        if memo is None or memo[0] is not base or memo[1] is not updates:
+            memo = (base, updates, super().table_metadata)
+            self._memo = memo
+        return memo[2]
+
+
 @dataclass(frozen=True)
 class Footer:
     """A new Parquet file's footer and size, as the check before its commit read them."""

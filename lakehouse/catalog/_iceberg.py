@@ -57,6 +57,7 @@ from lakehouse.catalog._files import (
     CachingSqlCatalog,
     Footer,
     LruCache,
+    MemoTransaction,
     append_files,
     data_file_from_footer,
     live_files,
@@ -574,7 +575,7 @@ class IcebergCatalog:
         check_commit(request.name, before, request.schema, request.mode)
         replace = request.mode in (CommitMode.AUTO, CommitMode.REPLACE)
         added, dropped = _evolution(before, request.schema, drop_missing=replace)
-        with table.transaction() as tx:
+        with MemoTransaction(table) as tx:
             _evolve(tx, added, dropped, request.schema if replace else None)
             if replace:
                 if tx.table_metadata.name_mapping() is None:  # a table made elsewhere
@@ -631,7 +632,7 @@ class IcebergCatalog:
         added, dropped = _evolution(before, target_schema, drop_missing=True)
         current = {f.file_path: f for f in self._current_files(table)}
         wanted = {f.file_path: f for f in self._data_files(table, target)}
-        with table.transaction() as tx:
+        with MemoTransaction(table) as tx:
             _evolve(tx, added, dropped, target_schema)
             properties = {ROLLBACK_OF: str(version)}
             with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
@@ -651,7 +652,7 @@ class IcebergCatalog:
         if any(f.file_path not in current for f in merged):
             return None
         with (
-            table.transaction() as tx,
+            MemoTransaction(table) as tx,
             tx.update_snapshot(snapshot_properties={COMPACTION: "true"}).overwrite() as overwrite,
         ):
             for data_file in merged:
