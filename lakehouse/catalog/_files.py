@@ -9,7 +9,8 @@ it says which metadata file is current, and its optimistic update is what detect
 concurrent commit of another replica.
 
 The same goes for a new data file: its footer is read once, to check the file before
-the commit, and the commit describes the file from that footer.
+the commit, and the commit describes the file from that footer. And for the metadata a
+commit stages: worked out once per change (``MemoTransaction``), not on every read.
 """
 
 from __future__ import annotations
