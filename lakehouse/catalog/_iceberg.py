@@ -26,10 +26,9 @@ import errno
 import hashlib
 import itertools
 import logging
+import os
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +52,16 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.snapshots import Snapshot
 
+from lakehouse.catalog._files import (
+    MANIFEST_CACHE_SIZE,
+    CachingSqlCatalog,
+    Footer,
+    LruCache,
+    MemoTransaction,
+    append_files,
+    data_file_from_footer,
+    live_files,
+)
 from lakehouse.catalog._migrate import migrate_g0_manifests
 from lakehouse.catalog._types import (
     UnsupportedType,
@@ -179,8 +188,9 @@ class IcebergCatalog:
         self._version = _etag({})
         self._refresh_lock = asyncio.Lock()
         self._table_locks: dict[str, asyncio.Lock] = {}
-        self._files: OrderedDict[int, list[DataFile]] = OrderedDict()
-        self._files_lock = threading.Lock()
+        # Shared by the catalog's worker threads; snapshots and manifests never change.
+        self._files: LruCache[int, list[DataFile]] = LruCache(FILES_CACHE_SIZE)
+        self._manifest_files: LruCache[str, list[DataFile]] = LruCache(MANIFEST_CACHE_SIZE)
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._compacting: set[str] = set()  # tables with a compaction in flight here
@@ -310,9 +320,9 @@ class IcebergCatalog:
         validate_request(request, expected_rows)
         _check_types(request.schema)
         await check_objects_exist(self._store, request.objects)
-        await self._run(self._check_files, request, expected_rows)
+        footers = await self._run(self._check_files, request, expected_rows)
         registration = await self._with_retries(
-            request.name, lambda: self._commit_once(request), "commit"
+            request.name, lambda: self._commit_once(request, footers), "commit"
         )
         await self._after_commit(registration.manifest.name)
         log.info(
@@ -535,22 +545,16 @@ class IcebergCatalog:
         )
 
     def _data_files(self, table: Table, snapshot: Snapshot) -> list[DataFile]:
-        """The live data files of a snapshot (cached: a snapshot never changes)."""
-        with self._files_lock:  # the catalog's worker threads share the cache
-            cached = self._files.get(snapshot.snapshot_id)
-            if cached is not None:
-                self._files.move_to_end(snapshot.snapshot_id)
-                return cached
-        files = [
-            entry.data_file
-            for manifest in snapshot.manifests(table.io)
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-        ]
-        with self._files_lock:
-            self._files[snapshot.snapshot_id] = files
-            if len(self._files) > FILES_CACHE_SIZE:
-                self._files.popitem(last=False)
-        return files
+        """The live data files of a snapshot (cached: a snapshot never changes, and a
+        new one mostly lists manifests already read for its parent)."""
+        return self._files.get_or_load(
+            snapshot.snapshot_id,
+            lambda: [
+                data_file
+                for manifest in snapshot.manifests(table.io)
+                for data_file in live_files(self._manifest_files, table.io, manifest)
+            ],
+        )
 
     def _table_files(self, table: Table) -> set[str]:
         """Every key the table's retained state needs (metadata, manifests, data)."""
@@ -567,19 +571,18 @@ class IcebergCatalog:
 
     # -- commits (worker threads) ------------------------------------------------------
 
-    def _commit_once(self, request: CommitRequest) -> Registration:
+    def _commit_once(self, request: CommitRequest, footers: dict[str, Footer]) -> Registration:
         lower = request.name.lower()
-        paths = [self._location(key) for key in request.objects]
         properties = _snapshot_properties(request)
         try:
             table = self._load_table(lower)
         except NoSuchTableError:
-            return self._create(request, paths, properties)
+            return self._create(request, footers, properties)
         before = self._manifest(table)
         check_commit(request.name, before, request.schema, request.mode)
         replace = request.mode in (CommitMode.AUTO, CommitMode.REPLACE)
         evolution = _evolution(before, request.schema, drop_missing=replace)
-        with table.transaction() as tx:
+        with MemoTransaction(table) as tx:
             _evolve(tx, evolution, request.schema if replace else None)
             if replace:
                 if tx.table_metadata.name_mapping() is None:  # a table made elsewhere
@@ -588,12 +591,12 @@ class IcebergCatalog:
                 with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
                     for data_file in self._current_files(table):
                         overwrite.delete_data_file(data_file)
-                    for path in paths:
-                        overwrite.append_data_file(
-                            parquet_file_to_data_file(table.io, tx.table_metadata, path)
-                        )
+                    metadata = tx.table_metadata
+                    for location, footer in footers.items():
+                        data_file = data_file_from_footer(metadata, location, footer)
+                        overwrite.append_data_file(data_file)
             else:
-                tx.add_files(paths, snapshot_properties=properties, check_duplicate_files=False)
+                append_files(tx, footers, properties)
         after = self._remember(table)
         kept = set(after.objects)
         return Registration(
@@ -603,7 +606,7 @@ class IcebergCatalog:
         )
 
     def _create(
-        self, request: CommitRequest, paths: list[str], properties: dict[str, str]
+        self, request: CommitRequest, footers: dict[str, Footer], properties: dict[str, str]
     ) -> Registration:
         lower = request.name.lower()
         table_properties = {
@@ -618,7 +621,7 @@ class IcebergCatalog:
                 location=self._location(dataset_prefix(lower).rstrip("/")),
                 properties=table_properties,
             )
-            tx.add_files(paths, snapshot_properties=properties, check_duplicate_files=False)
+            append_files(tx, footers, properties)
             tx.commit_transaction()
         except TableAlreadyExistsError:
             # Another replica created it first: a lost race like any other.
@@ -636,7 +639,7 @@ class IcebergCatalog:
         evolution = _evolution(before, target_schema, drop_missing=True)
         current = {f.file_path: f for f in self._current_files(table)}
         wanted = {f.file_path: f for f in self._data_files(table, target)}
-        with table.transaction() as tx:
+        with MemoTransaction(table) as tx:
             _evolve(tx, evolution, target_schema)
             properties = {ROLLBACK_OF: str(version)}
             with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
@@ -656,7 +659,7 @@ class IcebergCatalog:
         if any(f.file_path not in current for f in merged):
             return None
         with (
-            table.transaction() as tx,
+            MemoTransaction(table) as tx,
             tx.update_snapshot(snapshot_properties={COMPACTION: "true"}).overwrite() as overwrite,
         ):
             for data_file in merged:
@@ -694,31 +697,35 @@ class IcebergCatalog:
             if s.timestamp_ms < cutoff_ms
             and (current is None or s.snapshot_id != current.snapshot_id)
         ]
-        # In batches (a tenth of what is kept): each expiry is a commit of its own.
-        if len(expired) < max(1, keep // 10):
+        # In batches of a quarter of what is kept (so up to 1.25 x keep_versions stay a
+        # while): each expiry is a metadata commit of its own, as dear as an append's.
+        if len(expired) < max(1, keep // 4):
             return
         try:
             table.maintenance.expire_snapshots().by_ids(expired).commit()
         except (CommitFailedException, ValueError):
             return  # raced with another commit or expiry: the next commit expires them
-        with self._files_lock:
-            for snapshot_id in expired:
-                self._files.pop(snapshot_id, None)
+        for snapshot_id in expired:
+            self._files.pop(snapshot_id)
 
     def _current_files(self, table: Table) -> list[DataFile]:
         snapshot = table.current_snapshot()
         return self._data_files(table, snapshot) if snapshot is not None else []
 
-    def _check_files(self, request: CommitRequest, expected_rows: int | None) -> None:
+    def _check_files(self, request: CommitRequest, expected_rows: int | None) -> dict[str, Footer]:
         """Every file is Parquet with exactly the request's columns (and, for a G0
-        register, the announced row count)."""
+        register, the announced row count). Returns each file's footer by location,
+        in the request's order, for the commit to describe the files from."""
         io = self._io
         rows = 0
         problems = []
+        footers = {}
         for key in request.objects:
+            location = self._location(key)
             try:
-                with io.new_input(self._location(key)).open() as stream:
+                with io.new_input(location).open() as stream:
                     metadata = pq.read_metadata(stream)
+                    footers[location] = Footer(metadata, size=stream.seek(0, os.SEEK_END))
                 columns = [
                     Column(name=f.name, type=arrow_column_type(f.type))
                     for f in metadata.schema.to_arrow_schema()
@@ -733,6 +740,7 @@ class IcebergCatalog:
             problems.append(f"row_count is {expected_rows} but the files hold {rows} rows")
         if problems:
             raise InvalidRegistration("; ".join(problems), details={"problems": problems})
+        return footers
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -813,7 +821,7 @@ def _open_sql_catalog(name: str, url: str, properties: dict[str, str]) -> SqlCat
     """The SQL catalog; replicas starting at once may race to create its tables."""
     for attempt in range(5):
         try:
-            return SqlCatalog(name, uri=url, **properties)
+            return CachingSqlCatalog(name, uri=url, **properties)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == 4:
                 raise

@@ -106,6 +106,7 @@ class FaultProxy:
     requests: int = 0  # requests seen
     injected: int = 0  # requests a fault was applied to
     missed: int = 0  # reset_response faults whose body was too short to cut (not injected)
+    seen: list[tuple[str, str]] = field(default_factory=list)  # (method, target) of each request
     _fault: Fault | None = None
     _rewrites: dict[bytes, bytes] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -205,6 +206,7 @@ class FaultProxy:
     def _take_fault(self, request: _Request) -> Fault | None:
         with self._lock:
             self.requests += 1
+            self.seen.append((request.method, request.target))
             fault = self._fault
             if fault is None or not fault.matches(request.method, request.target):
                 return None
