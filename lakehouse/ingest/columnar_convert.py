@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from lakehouse.catalog import UnsupportedType, arrow_column_type, arrow_type
 from lakehouse.errors import BadRequest
 from lakehouse.ingest.errors import (
+    DecompressedTooLarge,
     InvalidArrow,
     InvalidParquet,
     InvalidTypeOverride,
@@ -38,6 +39,9 @@ from lakehouse.ingest.formats import Converted, ConvertRequest
 from lakehouse.ingest.schema import InferredColumn, normalise_header
 
 _MAX_DECIMAL128 = 38
+# A column chunk is decompressed whole while its row group is read: a small file can
+# declare gigabytes (a Parquet bomb). Larger chunks are refused before anything is read.
+_MAX_CHUNK_BYTES = 512 * 1024 * 1024
 
 
 class _Stored(NamedTuple):
@@ -62,6 +66,7 @@ def convert_parquet(source: Path, target: Path, request: ConvertRequest) -> Conv
     except (pa.ArrowException, OSError) as exc:
         raise _invalid(InvalidParquet, "Parquet", exc, source) from None
     with parquet:
+        _check_declared_sizes(parquet.metadata, request)
         schema = parquet.schema_arrow
         return _convert(
             schema, _parquet_batches(parquet, request), target, request, InvalidParquet, source
@@ -75,6 +80,35 @@ def _parquet_batches(parquet: pq.ParquetFile, request: ConvertRequest) -> Iterat
     for group in range(parquet.num_row_groups):
         yield from parquet.iter_batches(
             batch_size=batch_rows, row_groups=[group], use_threads=False
+        )
+
+
+def _check_declared_sizes(metadata: pq.FileMetaData, request: ConvertRequest) -> None:
+    """Refuse (413) a file whose column chunks declare more than the converter can hold:
+    one chunk over ``_MAX_CHUNK_BYTES``, values averaging over ``max_field_bytes`` (the
+    largest row a CSV may have), or more than ``max_decompressed_bytes`` in all."""
+    options = request.options
+    total = 0
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for index in range(row_group.num_columns):
+            chunk = row_group.column(index)
+            size = chunk.total_uncompressed_size
+            total += size
+            per_value = size / max(chunk.num_values, 1)
+            if size > _MAX_CHUNK_BYTES or per_value > options.max_field_bytes:
+                raise DecompressedTooLarge(
+                    f"column {chunk.path_in_schema!r} of row group {group} declares {size} "
+                    f"bytes uncompressed ({per_value:.0f} a value): more than this server "
+                    f"converts in memory ({_MAX_CHUNK_BYTES} a column chunk, "
+                    f"{options.max_field_bytes} a value); write it with smaller row groups",
+                    details={"column": chunk.path_in_schema, "row_group": group},
+                )
+    if total > options.max_decompressed_bytes:
+        raise DecompressedTooLarge(
+            f"the file declares {total} bytes uncompressed, more than the limit of "
+            f"{options.max_decompressed_bytes}",
+            details={"max_decompressed_bytes": options.max_decompressed_bytes},
         )
 
 

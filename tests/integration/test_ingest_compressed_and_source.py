@@ -160,6 +160,17 @@ async def test_zip_bomb_is_413_and_leaves_nothing(
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "decompressed_too_large"
     await assert_nothing_left(capped_client, store, settings)
+    # So is a Parquet file whose pages declare more than the cap uncompressed.
+    sink = io.BytesIO()
+    pq.write_table(
+        pa.table({"s": ["b" * 100] * 20_000}), sink, compression="zstd", use_dictionary=False
+    )
+    response = await capped_client.post(
+        "/v1/ingest?name=bomb", files={"file": ("bomb.parquet", sink.getvalue())}
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "decompressed_too_large"
+    await assert_nothing_left(capped_client, store, settings)
     # The cap is on what the upload inflates to, not on plain uploads.
     plain = b"id\n" + b"1\n" * 600_000
     response = await capped_client.post("/v1/ingest?name=plain", files={"file": ("p.csv", plain)})

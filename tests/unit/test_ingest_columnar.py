@@ -14,9 +14,9 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 import pytest
 
-from lakehouse.ingest.columnar_convert import convert_arrow
+from lakehouse.ingest.columnar_convert import convert_arrow, convert_parquet
 from lakehouse.ingest.convert import ConvertOptions
-from lakehouse.ingest.errors import UnsupportedColumnType
+from lakehouse.ingest.errors import DecompressedTooLarge, UnsupportedColumnType
 from lakehouse.ingest.formats import ConvertRequest
 
 REQUEST = ConvertRequest(options=ConvertOptions())
@@ -122,3 +122,25 @@ def test_an_appended_column_takes_the_datasets_wider_type(tmp_path: Path) -> Non
         ("x", "BIGINT", "inferred"),  # narrowing is the catalog's 409, not a silent cast
     ]
     assert rows == [{"n": decimal.Decimal("1.00"), "f": 0.5, "x": 2}]
+
+
+def test_a_parquet_bomb_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    # 16 MiB in one value compresses to a few KiB; decompressed whole, a few such values
+    # would take gigabytes. Refused by what the file declares, before reading a page.
+    bomb = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"s": ["a" * (16 * 1024 * 1024)]}), bomb, compression="zstd")
+    assert bomb.stat().st_size < 64 * 1024
+    target = tmp_path / "out.parquet"
+    request = ConvertRequest(options=ConvertOptions())
+    with pytest.raises(DecompressedTooLarge, match="column 's' of row group 0"):
+        convert_parquet(bomb, target, request)
+    assert not target.exists()
+    # Many small values past the whole-file cap: refused the same way.
+    many = tmp_path / "many.parquet"
+    pq.write_table(
+        pa.table({"s": ["b" * 100] * 20_000}), many, compression="zstd", use_dictionary=False
+    )
+    capped = ConvertRequest(options=ConvertOptions(max_decompressed_bytes=1024 * 1024))
+    with pytest.raises(DecompressedTooLarge, match="more than the limit of 1048576"):
+        convert_parquet(many, target, capped)
+    assert convert_parquet(many, target, request).rows == 20_000
