@@ -154,10 +154,12 @@ def _split_overrides(raw: str) -> list[str]:
 
 def normalise_header(names: Iterable[str]) -> list[str]:
     """Empty names become ``column_N`` (1-based position); a name equal to an
-    earlier one (case-insensitively, as SQL compares them) gets ``_2``, ``_3``..."""
+    earlier one (case-insensitively, as SQL compares them) gets ``_2``, ``_3``...
+    NUL characters are dropped: no SQL identifier can hold one."""
     result: list[str] = []
     seen: set[str] = set()
     for position, raw in enumerate(names, start=1):
+        raw = raw.replace("\0", "")
         name = raw if raw.strip() else f"column_{position}"
         candidate, n = name, 1
         while candidate.lower() in seen:
@@ -191,6 +193,9 @@ def infer_layout(
             header = next(reader)
             if not any(name.strip() for name in header):
                 raise EmptyCSV("the CSV has no header row: every header name is empty")
+            if any("\0" in name for name in header):
+                # pyarrow's reader miscounts the rows after such a header: a row would be lost.
+                raise InvalidCSV("the CSV's header row holds a NUL byte")
             width = len(header)
             rows: list[list[str]] = []
             count = 0

@@ -230,3 +230,16 @@ async def test_nested_objects_and_arrays_are_reachable_with_sql(http: httpx.Asyn
     assert await sql(http, "SELECT payload FROM nested WHERE id = 1") == [
         {"payload": {"user": {"id": 7, "name": "Ada"}, "score": None}}
     ]
+
+
+async def test_a_nul_in_a_key_is_dropped_so_sql_sees_the_dataset(http: httpx.AsyncClient) -> None:
+    # A NUL in a column name once committed a dataset whose view could not be created.
+    response = await ingest(http, "name=nul_json&format=ndjson", b'{"a\\u0000b": 1}\n')
+    assert response.status_code == 200, response.text
+    assert response.json()["schema"][0]["name"] == "ab"
+    assert await sql(http, "SELECT ab FROM nul_json") == [{"ab": 1}]
+    # In a CSV header it made pyarrow lose the row after it: refused instead.
+    response = await ingest(http, "name=nul_csv&format=csv", b"a\x00b,c\n1,2\n3,4\n")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_csv"
+    assert (await http.get("/v1/datasets/nul_csv")).status_code == 404
