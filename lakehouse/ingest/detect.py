@@ -147,7 +147,8 @@ def decide_compression(declared: Compression, head: bytes) -> Compression:
 
 def sniff_format(head: bytes) -> Format:
     """The format the first bytes of a decompressed file show; text is CSV unless it
-    opens a JSON array (``[``) or object (``{``, one per line: NDJSON)."""
+    opens a JSON array of objects (``[`` then ``{`` or ``]``) or an object (``{``, one
+    per line: NDJSON). A CSV header may start with ``[``: ``[Date],[Amount]``."""
     if head.startswith(b"PAR1"):
         return Format.PARQUET
     if head.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
@@ -155,7 +156,7 @@ def sniff_format(head: bytes) -> Format:
     if head.startswith(b"PK\x03\x04"):
         return Format.XLSX
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
-    if text.startswith(b"["):
+    if text.startswith(b"[") and text[1:].lstrip()[:1] in (b"{", b"]"):
         return Format.JSON
     if text.startswith(b"{"):
         return Format.NDJSON

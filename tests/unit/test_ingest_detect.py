@@ -56,6 +56,9 @@ def arrow_bytes(stream: bool) -> bytes:
         (b"\xef\xbb\xbf\r\n{", Format.NDJSON),
         (b"PK\x03\x04rest-of-a-zip", Format.XLSX),
         (b"", Format.CSV),
+        (b"[Date],[Amount]\n2024-01-01,5\n", Format.CSV),  # a header in brackets
+        (b"[ ]", Format.JSON),
+        (b"[\n  {", Format.JSON),
     ],
 )
 def test_sniff_format_of_text_and_signatures(head: bytes, expected: Format) -> None:
