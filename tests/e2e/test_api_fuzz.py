@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 import schemathesis
@@ -46,6 +45,7 @@ from lakehouse.app import create_app
 from lakehouse.config import Settings
 from lakehouse.ingest.routes import IngestResponse
 from lakehouse.query.routes import SqlRequest
+from tests.support.http import HTTP
 from tests.support.servers import LakehouseServer, MotoServer
 from tests.support.settings import make_settings
 
@@ -78,7 +78,7 @@ def _start_fuzz_server(
     server_settings.server.auth_token = token
     server = LakehouseServer(server_settings, workdir).start()
     # One real dataset, so generated SQL and names sometimes meet existing data.
-    seeded = httpx.post(
+    seeded = HTTP.post(
         f"{server.url}/v1/ingest?name=workers",
         content=SEED_CSV,
         headers={"Content-Type": "text/csv", **(AUTH if token else {})},
@@ -177,7 +177,7 @@ def test_without_the_token_every_operation_but_health_is_401(
     for operation in token_schema.get_all_operations():
         api = operation.ok()
         path = api.path.replace("{key}", "k").replace("{name}", "workers")
-        response = httpx.request(api.method.upper(), f"{token_fuzz_server.url}{path}")
+        response = HTTP.request(api.method.upper(), f"{token_fuzz_server.url}{path}")
         if api.path == "/health":
             assert response.status_code == 200
         else:
@@ -187,12 +187,12 @@ def test_without_the_token_every_operation_but_health_is_401(
 
 def test_fuzzed_schema_is_the_one_served(fuzz_server: LakehouseServer) -> None:
     """The fuzzed schema is what /docs/openapi.json serves, with every route; /docs renders."""
-    openapi = httpx.get(f"{fuzz_server.url}/docs/openapi.json").json()
+    openapi = HTTP.get(f"{fuzz_server.url}/docs/openapi.json").json()
     assert openapi == _app_openapi()
     assert {"/health", "/v1/ingest", "/v1/sql", "/storage/put/{key}", "/admin/gc"} <= set(
         openapi["paths"]
     )
-    page = httpx.get(f"{fuzz_server.url}/docs")
+    page = HTTP.get(f"{fuzz_server.url}/docs")
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
 

@@ -18,11 +18,11 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.support.http import HTTP
 from tests.support.servers import VENV_BIN, LakehouseServer, free_port
 from tests.support.settings import make_settings
 
@@ -97,7 +97,7 @@ def test_ingest_uploads_and_prints_the_schema_and_warnings(
     assert "warning: zip is VARCHAR: numbers with leading zeros" in out
     # The progress bar's last state: every byte of the file sent.
     assert f"{len(CSV)}/{len(CSV)} bytes" in ingested.stderr.decode()
-    history = httpx.get(
+    history = HTTP.get(
         f"{server.url}/v1/datasets/people/history",
         headers={"Authorization": f"Bearer {TOKEN}"},
     ).json()
@@ -341,7 +341,7 @@ def test_ingest_sends_the_file_name_so_the_server_tells_format_and_compression(
     # --source: the same bytes put in storage, read there; --format says what the name does not.
     env = client_env(server)
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    put = httpx.put(
+    put = HTTP.put(
         f"{server.url}/storage/put/in/rates-export", content=source.read_bytes(), headers=headers
     )
     assert put.status_code == 200, put.text

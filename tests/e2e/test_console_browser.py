@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -22,6 +21,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 
 from lakehouse.config import Settings
 from tests.support.browser import ChromiumNotFound, artifacts_dir, chromium_executable
+from tests.support.http import HTTP
 from tests.support.servers import LakehouseServer
 from tests.support.settings import make_settings
 
@@ -74,7 +74,7 @@ def page(
 
 def ingest(server: LakehouseServer, name: str, data: str, token: str = "") -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = httpx.post(
+    response = HTTP.post(
         f"{server.url}/v1/ingest?name={name}",
         files={"file": (f"{name}.csv", data.encode(), "text/csv")},
         headers=headers,
@@ -103,7 +103,7 @@ def test_upload_previews_then_commits_with_an_override(
     expect(preview.locator("tr[data-column=hours] select")).to_have_value("bigint")
     expect(page.locator("#preview-sample tbody tr").first).to_contain_text("01234")
     # Previewed, not committed.
-    assert httpx.get(f"{server.url}/v1/datasets/staff").status_code == 404
+    assert HTTP.get(f"{server.url}/v1/datasets/staff").status_code == 404
 
     preview.locator("tr[data-column=hours] select").select_option("double")
     page.click("#commit-button")
@@ -112,7 +112,7 @@ def test_upload_previews_then_commits_with_an_override(
     expect(committed.locator("tr", has_text="hours")).to_contain_text("DOUBLE")
     expect(committed.locator("tr", has_text="zip")).to_contain_text("VARCHAR")
     expect(page.locator("#committed-warnings")).to_contain_text("leading zeros")
-    schema = httpx.get(f"{server.url}/v1/datasets/staff").json()["columns"]
+    schema = HTTP.get(f"{server.url}/v1/datasets/staff").json()["columns"]
     assert [(c["name"], c["type"]) for c in schema] == [
         ("id", "BIGINT"), ("zip", "VARCHAR"), ("hours", "DOUBLE")
     ]  # fmt: skip
@@ -166,7 +166,7 @@ def test_upload_shows_the_servers_progress_after_the_file_is_sent(
         for t in server_side
     ), server_side
     # The job is known to the server, finished, with every row.
-    [job] = [j for j in httpx.get(f"{server.url}/v1/ingest/jobs").json() if j["name"] == "big"]
+    [job] = [j for j in HTTP.get(f"{server.url}/v1/ingest/jobs").json() if j["name"] == "big"]
     assert (job["phase"], job["rows_converted"]) == ("done", 300_000)
 
 
@@ -279,14 +279,14 @@ def test_xss_probes_render_as_text(server: LakehouseServer, page: Page, tmp_path
 
 def test_pages_carry_a_strict_csp(server: LakehouseServer) -> None:
     for path in ["/", "/console/sql", "/ui/datasets", "/v1/datasets", "/nowhere"]:
-        response = httpx.get(f"{server.url}{path}")
+        response = HTTP.get(f"{server.url}{path}")
         csp = response.headers["content-security-policy"]
         assert "'unsafe-inline'" not in csp, path
         assert "'unsafe-eval'" not in csp, path
         assert "frame-ancestors 'none'" in csp, path
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
-    assert "script-src 'self';" in httpx.get(server.url).headers["content-security-policy"]
+    assert "script-src 'self';" in HTTP.get(server.url).headers["content-security-policy"]
 
 
 def test_docs_render_with_no_request_leaving_the_server(

@@ -30,6 +30,7 @@ import pytest
 
 from lakehouse.config import Settings
 from lakehouse.layout import IN_PROGRESS_PREFIX, catalog_database
+from tests.support.http import HTTP
 from tests.support.servers import LakehouseServer
 from tests.support.storage import leftovers, new_store
 
@@ -49,7 +50,7 @@ def csv_stream(rows: int, killed: threading.Event) -> Iterator[bytes]:
 
 
 def sql(url: str, query: str) -> httpx.Response:
-    return httpx.post(f"{url}/v1/sql", json={"sql": query}, timeout=60)
+    return HTTP.post(f"{url}/v1/sql", json={"sql": query}, timeout=60)
 
 
 def stored_keys(settings: Settings, prefix: str) -> list[str]:
@@ -87,7 +88,7 @@ def local_temp_files(settings: Settings) -> list[Path]:
 
 
 def assert_consistent(server: LakehouseServer, settings: Settings) -> None:
-    manifests = httpx.get(f"{server.url}/catalog/list").json()["datasets"]
+    manifests = HTTP.get(f"{server.url}/catalog/list").json()["datasets"]
     referenced = set()
     for manifest in manifests:
         # Every object exists, is readable Parquet, and together they hold row_count rows.
@@ -99,7 +100,7 @@ def assert_consistent(server: LakehouseServer, settings: Settings) -> None:
     # The sweep left nothing unreferenced under datasets/ ...
     stored = stored_keys(settings, "datasets/")
     assert referenced <= set(stored)
-    report = httpx.post(f"{server.url}/admin/gc").json()
+    report = HTTP.post(f"{server.url}/admin/gc").json()
     assert report["removed"] == []
     assert report["scanned"] == report["referenced"] == len(stored)
     # ... and no spool file, temp file or unfinished upload survives the restart.
@@ -114,7 +115,7 @@ def start(settings: Settings, tmp_path: Path) -> LakehouseServer:
 
 
 def ingest_base(server: LakehouseServer) -> None:
-    response = httpx.post(
+    response = HTTP.post(
         f"{server.url}/v1/ingest?name=base",
         content=HEADER + ROW % 1 + ROW % 2,
         headers={"Content-Type": "text/csv"},
@@ -142,7 +143,7 @@ def test_sigkill_during_streaming_upload(settings: Settings, tmp_path: Path) -> 
     killer = threading.Thread(target=kill_when_streaming)
     killer.start()
     with pytest.raises(httpx.TransportError):
-        httpx.post(
+        HTTP.post(
             f"{server.url}/v1/ingest?name=interrupted",
             content=csv_stream(3_000_000, killed),
             headers={"Content-Type": "text/csv"},
@@ -183,7 +184,7 @@ def kill_between_write_and_commit(
 
     def post() -> None:
         try:
-            answer.append(httpx.post(url, content=body, headers=CSV, timeout=60))
+            answer.append(HTTP.post(url, content=body, headers=CSV, timeout=60))
         except httpx.TransportError as exc:
             answer.append(exc)
 
@@ -245,9 +246,9 @@ def test_sigkill_between_append_write_and_commit(settings: Settings, tmp_path: P
     )
     server.start()
     try:
-        manifest = httpx.get(f"{server.url}/catalog/manifest/base").json()
+        manifest = HTTP.get(f"{server.url}/catalog/manifest/base").json()
         assert (manifest["version"], manifest["row_count"]) == (1, 2)
-        history = httpx.get(f"{server.url}/v1/datasets/base/history").json()["versions"]
+        history = HTTP.get(f"{server.url}/v1/datasets/base/history").json()["versions"]
         assert [v["total_rows"] for v in history] == [2]
         assert orphan not in stored_keys(settings, "datasets/")
         assert_consistent(server, settings)
@@ -256,4 +257,4 @@ def test_sigkill_between_append_write_and_commit(settings: Settings, tmp_path: P
 
 
 def _names(server: LakehouseServer) -> set[str]:
-    return {m["name"] for m in httpx.get(f"{server.url}/catalog/list").json()["datasets"]}
+    return {m["name"] for m in HTTP.get(f"{server.url}/catalog/list").json()["datasets"]}

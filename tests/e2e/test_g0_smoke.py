@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.http import HTTP
+
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "scripts" / "g0_smoke.sh"
 
@@ -32,7 +34,7 @@ def served_url(output: str) -> str:
 
 def assert_stopped(url: str) -> None:
     with pytest.raises(httpx.TransportError):
-        httpx.get(f"{url}/health", timeout=2)
+        HTTP.get(f"{url}/health", timeout=2)
 
 
 @pytest.mark.parametrize("backend", ["s3", "local"])

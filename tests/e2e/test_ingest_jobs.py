@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.http import HTTP
 from tests.support.servers import LakehouseServer
 from tests.support.settings import make_settings
 
@@ -82,7 +83,7 @@ def test_progress_moves_while_an_upload_is_received_and_converted(
     thread = threading.Thread(target=watch_conversion)
     thread.start()
     try:
-        response = httpx.post(
+        response = HTTP.post(
             f"{server.url}/v1/ingest",
             params={"name": "big", "job": job},
             content=paced_body(),
@@ -116,7 +117,7 @@ def test_progress_moves_while_an_upload_is_received_and_converted(
     ]
     assert part_way, seen_before_the_response
 
-    final = httpx.get(f"{server.url}/v1/ingest/jobs/{job}").json()
+    final = HTTP.get(f"{server.url}/v1/ingest/jobs/{job}").json()
     assert final["phase"] == "done"
     assert final["rows_converted"] == ROWS
     assert final["result"]["manifest"]["name"] == "big"
@@ -125,7 +126,7 @@ def test_progress_moves_while_an_upload_is_received_and_converted(
 
 
 def post_csv(server: LakehouseServer, query: str, body: bytes) -> httpx.Response:
-    return httpx.post(
+    return HTTP.post(
         f"{server.url}/v1/ingest?{query}", content=body, headers={"Content-Type": "text/csv"}
     )
 
@@ -136,7 +137,7 @@ def test_a_failed_ingest_keeps_its_error_and_recent_jobs_are_listed(
     job = str(uuid.uuid4())
     ragged = post_csv(server, f"name=ragged&job={job}", b"a,b\n1,2\n3,4,5\n")
     assert ragged.status_code == 400
-    state = httpx.get(f"{server.url}/v1/ingest/jobs/{job}").json()
+    state = HTTP.get(f"{server.url}/v1/ingest/jobs/{job}").json()
     assert state["phase"] == "failed"
     assert state["error"] == {
         "code": "ragged_rows",
@@ -146,7 +147,7 @@ def test_a_failed_ingest_keeps_its_error_and_recent_jobs_are_listed(
 
     ok = post_csv(server, "name=small", b"a,b\n1,2\n")
     assert ok.status_code == 200
-    recent = httpx.get(f"{server.url}/v1/ingest/jobs").json()
+    recent = HTTP.get(f"{server.url}/v1/ingest/jobs").json()
     assert [j["id"] for j in recent[:2]] == [ok.headers["X-Ingest-Job"], job]
 
 
@@ -158,8 +159,8 @@ def test_job_ids_are_uuids_unique_and_known(server: LakehouseServer) -> None:
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_job_id")
     job = str(uuid.uuid4())
     assert ingest(job).status_code == 200
-    assert httpx.get(f"{server.url}/v1/ingest/jobs/{job.upper()}").json()["id"] == job
+    assert HTTP.get(f"{server.url}/v1/ingest/jobs/{job.upper()}").json()["id"] == job
     again = ingest(job)
     assert (again.status_code, again.json()["error"]["code"]) == (409, "job_exists")
-    unknown = httpx.get(f"{server.url}/v1/ingest/jobs/{uuid.uuid4()}")
+    unknown = HTTP.get(f"{server.url}/v1/ingest/jobs/{uuid.uuid4()}")
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "job_not_found")

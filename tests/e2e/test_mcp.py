@@ -19,6 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
 from lakehouse.app import create_app
+from tests.support.http import HTTP
 from tests.support.servers import LakehouseServer
 from tests.support.settings import make_settings
 
@@ -41,11 +42,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseServer
     server = LakehouseServer(settings, workdir).start()
     headers = {"Authorization": f"Bearer {TOKEN}"}
     csv = "id,name,zip\n" + "".join(f"{i},person {i},{i % 90000:05d}\n" for i in range(PEOPLE_ROWS))
-    ingested = httpx.post(
+    ingested = HTTP.post(
         f"{server.url}/v1/ingest?name=people", content=csv, headers=headers, timeout=30
     )
     assert ingested.status_code in (200, 201), ingested.text
-    appended = httpx.post(
+    appended = HTTP.post(
         f"{server.url}/v1/ingest?name=people&mode=append",
         content="id,name,zip\n1000,late,00001\n",
         headers=headers,
@@ -90,7 +91,7 @@ async def mcp_client(
 
 def sql_rows(server: LakehouseServer, sql: str) -> list[dict[str, Any]]:
     """The same SQL through /v1/sql, to compare with."""
-    answer = httpx.post(
+    answer = HTTP.post(
         f"{server.url}/v1/sql",
         json={"sql": sql},
         headers={"Authorization": f"Bearer {TOKEN}"},

@@ -12,10 +12,10 @@ import re
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
 from lakehouse.config import Settings, load_settings
+from tests.support.http import HTTP
 from tests.support.servers import VENV_BIN, LakehouseServer, MotoServer, free_port, wait_until_ready
 from tests.support.settings import TEST_ACCESS_KEY, TEST_SECRET_KEY
 
@@ -107,8 +107,8 @@ def test_s3_config_snippet_serves(tmp_path: Path, moto: MotoServer) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(f"{url}/health", proc)
-        assert httpx.get(f"{url}/health").json()["storage"]["backend"] == "s3"
-        ingest = httpx.post(f"{url}/v1/ingest?name=s3demo", content=b"a,b\n1,x\n")
+        assert HTTP.get(f"{url}/health").json()["storage"]["backend"] == "s3"
+        ingest = HTTP.post(f"{url}/v1/ingest?name=s3demo", content=b"a,b\n1,x\n")
         assert ingest.status_code == 200
     finally:
         proc.terminate()

@@ -10,11 +10,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import msgspec
 import pytest
 
 from lakehouse.config import Settings
+from tests.support.http import HTTP
 from tests.support.postgres import PostgresServer
 from tests.support.servers import LakehouseServer, MotoServer
 from tests.support.settings import make_settings
@@ -37,7 +37,7 @@ def append(url: str, replica: str, seq: int) -> int:
     """One 1-row append; 503 (busy) is retried, as a client should. Returns the version."""
     body = f"replica,seq\n{replica},{seq}\n".encode()
     for _ in range(2000):
-        response = httpx.post(
+        response = HTTP.post(
             f"{url}/v1/ingest?name=events&mode=append",
             content=body,
             headers={"Content-Type": "text/csv"},
@@ -51,7 +51,7 @@ def append(url: str, replica: str, seq: int) -> int:
 
 
 def count(url: str, sql: str) -> list[dict[str, int]]:
-    response = httpx.post(f"{url}/v1/sql", json={"sql": sql}, timeout=60)
+    response = HTTP.post(f"{url}/v1/sql", json={"sql": sql}, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
@@ -99,10 +99,10 @@ def test_two_replicas_append_concurrently_and_see_each_other(
             assert postgres.password not in server.logs()
 
         # B's answer is in its result cache (the second ask is a hit) ...
-        hits = httpx.get(f"{b.url}/health").json()["query"]["result_cache"]["hits"]
+        hits = HTTP.get(f"{b.url}/health").json()["query"]["result_cache"]["hits"]
         for _ in range(2):
             assert count(b.url, "SELECT count(*) AS n FROM events") == [{"n": total}]
-        assert httpx.get(f"{b.url}/health").json()["query"]["result_cache"]["hits"] > hits
+        assert HTTP.get(f"{b.url}/health").json()["query"]["result_cache"]["hits"] > hits
         # ... yet a commit on A is visible on B within a second; on A at once.
         version = append(a.url, "A", 10_000)
         assert count(a.url, "SELECT count(*) AS n FROM events") == [{"n": total + 1}]
@@ -114,7 +114,7 @@ def test_two_replicas_append_concurrently_and_see_each_other(
                 break
             time.sleep(0.02)
         assert seen.is_set(), "replica B did not see A's commit within 1 s"
-        history = httpx.get(f"{b.url}/v1/datasets/events/history").json()["versions"]
+        history = HTTP.get(f"{b.url}/v1/datasets/events/history").json()["versions"]
         assert history[-1]["version"] >= version
     finally:
         a.stop()

@@ -23,6 +23,7 @@ import pytest
 
 from lakehouse.config import MiB, Settings
 from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.http import HTTP
 from tests.support.servers import LakehouseServer, MotoServer
 from tests.support.settings import TEST_ACCESS_KEY, TEST_SECRET_KEY, make_settings
 
@@ -429,7 +430,7 @@ def test_start_up_does_not_need_permission_to_abort_uploads(
     server = LakehouseServer(settings, tmp_path).start()
     try:
         assert fault_proxy.injected >= 1
-        assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+        assert HTTP.get(f"{server.url}/health").json()["status"] == "ok"
     finally:
         assert server.stop() == 0
     assert "could not look for stale uploads to abort" in server.logs()

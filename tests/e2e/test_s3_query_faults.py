@@ -23,6 +23,7 @@ import pytest
 from lakehouse.layout import catalog_database
 from lakehouse.query._run import INTERRUPT_GRACE_SECONDS
 from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.http import HTTP
 from tests.support.servers import LakehouseServer, MotoServer
 from tests.support.settings import make_settings
 
@@ -61,7 +62,7 @@ def no_fault_left(proxy: FaultProxy) -> Iterator[None]:
 
 def ingest(server: LakehouseServer, mode: str = "create", name: str = "") -> str:
     name = name or f"t_{uuid.uuid4().hex[:10]}"
-    response = httpx.post(
+    response = HTTP.post(
         f"{server.url}/v1/ingest",
         params={"name": name, "mode": mode},
         content=ROWS,
@@ -74,7 +75,7 @@ def ingest(server: LakehouseServer, mode: str = "create", name: str = "") -> str
 
 def query(server: LakehouseServer, sql: str, timeout: float | None = None) -> httpx.Response:
     params = {"timeout": timeout} if timeout is not None else None
-    return httpx.post(f"{server.url}/v1/sql", json={"sql": sql}, params=params, timeout=60)
+    return HTTP.post(f"{server.url}/v1/sql", json={"sql": sql}, params=params, timeout=60)
 
 
 def assert_outage(response: httpx.Response) -> dict[str, Any]:
@@ -301,7 +302,7 @@ def test_a_file_deleted_behind_the_catalog_is_not_a_missing_table(
         aws_secret_access_key="test",
     )
     [manifest] = [
-        m for m in httpx.get(f"{server.url}/catalog/list").json()["datasets"] if m["name"] == name
+        m for m in HTTP.get(f"{server.url}/catalog/list").json()["datasets"] if m["name"] == name
     ]
     for key in manifest["objects"]:
         s3.delete_object(Bucket=server.settings.storage.s3.bucket, Key=key)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
 from lakehouse.app import create_app
 from lakehouse.config import Settings
+from tests.support.http import HTTP
 from tests.support.servers import VENV_BIN, LakehouseServer, free_port, wait_until_ready
 
 TOKEN = "s3cr3t-token-for-tests"
@@ -55,8 +55,8 @@ async def test_right_token_passes(auth_client: AsyncTestClient) -> None:  # type
 def test_token_from_environment_on_real_server(local_settings: Settings, tmp_path: Path) -> None:
     server = LakehouseServer(local_settings, tmp_path, env={"LAKEHOUSE_AUTH_TOKEN": TOKEN}).start()
     try:
-        assert httpx.get(f"{server.url}/docs/openapi.json").status_code == 401
-        authed = httpx.get(
+        assert HTTP.get(f"{server.url}/docs/openapi.json").status_code == 401
+        authed = HTTP.get(
             f"{server.url}/docs/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}
         )
         assert authed.status_code == 200

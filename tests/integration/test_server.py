@@ -10,10 +10,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import msgspec
 
 from lakehouse.config import Settings
+from tests.support.http import HTTP
 from tests.support.servers import VENV_BIN, LakehouseServer, free_port
 
 
@@ -42,7 +42,7 @@ def test_unknown_key_stops_serve_naming_the_key(tmp_path: Path) -> None:
 def test_real_server_health_and_graceful_sigterm(local_settings: Settings, tmp_path: Path) -> None:
     server = LakehouseServer(local_settings, tmp_path).start()
     try:
-        response = httpx.get(f"{server.url}/health", headers={"X-Request-ID": "probe-1"})
+        response = HTTP.get(f"{server.url}/health", headers={"X-Request-ID": "probe-1"})
         assert response.status_code == 200
         body = response.json()
         assert body["status"] == "ok"
@@ -70,7 +70,7 @@ def test_sigterm_lets_in_flight_request_finish(local_settings: Settings, tmp_pat
             time.sleep(0.5)
             yield b"b"
 
-        response = httpx.put(f"{server.url}/storage/put/inflight/x", content=slow_body())
+        response = HTTP.put(f"{server.url}/storage/put/inflight/x", content=slow_body())
         assert response.status_code == 200  # answered, not dropped
     finally:
         assert server.stop() == 0, server.logs()

@@ -13,13 +13,13 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-import httpx
 import msgspec
 import pyarrow as pa
 from litestar.testing import AsyncTestClient
 
 from lakehouse.app import create_app
 from lakehouse.config import Settings
+from tests.support.http import HTTP
 from tests.support.query import register_table
 from tests.support.servers import VENV_BIN, MotoServer, free_port, stop_process, wait_until_ready
 from tests.support.settings import TEST_ACCESS_KEY, TEST_SECRET_KEY, make_settings
@@ -71,8 +71,8 @@ def test_non_loopback_address_is_served_when_a_token_is_set(tmp_path: Path) -> N
     try:
         wait_until_ready(f"http://127.0.0.1:{port}/health", proc)
         url = f"http://127.0.0.1:{port}/catalog/list"
-        assert httpx.get(url).status_code == 401
-        authed = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert HTTP.get(url).status_code == 401
+        authed = HTTP.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
         assert authed.status_code == 200
     finally:
         assert stop_process(proc) == 0

@@ -18,6 +18,7 @@ import httpx
 import msgspec
 
 from lakehouse.config import Settings
+from tests.support.http import HTTP
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -34,7 +35,7 @@ def wait_until_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 3
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            if HTTP.get(url, timeout=1.0).status_code < 500:
                 return
         except httpx.TransportError:
             pass
