@@ -5,6 +5,8 @@
 - ``client``: the app in-process (fast), lifespan run, for ``settings``.
 - ``server``: a real ``lakehouse serve`` subprocess for ``settings``.
 - ``store``: the started ObjectStore the app would use for ``settings``.
+- ``module_server``: one real ``lakehouse serve`` per backend for a whole module, for
+  tests that each use datasets of their own (a server start costs seconds of CPU).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from lakehouse.app import build_services, create_app
 from lakehouse.config import Settings
 from lakehouse.storage import ObjectStore
 from tests.support.servers import LakehouseServer
+from tests.support.settings import BACKENDS, make_settings
 
 
 @pytest.fixture
@@ -32,6 +35,17 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[LakehouseServer]:
     proc = LakehouseServer(settings, tmp_path).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LakehouseServer]:
+    workdir = tmp_path_factory.mktemp(f"server-{request.param}")
+    moto = request.getfixturevalue("moto") if request.param == "s3" else None
+    server = LakehouseServer(make_settings(request.param, workdir, moto), workdir).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

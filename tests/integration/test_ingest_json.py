@@ -7,7 +7,7 @@ datasets of its own. (The converter's rules one by one: tests/unit/test_ingest_j
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,7 +18,6 @@ from lakehouse.config import Settings
 from lakehouse.storage import ObjectStore
 from tests.support.ingest import spool_dir
 from tests.support.servers import LakehouseServer
-from tests.support.settings import BACKENDS, make_settings
 
 RECORDS = [
     {"id": 1, "zip": "01234", "amount": 9.5, "code": 7, "big": 2**70, "note": None},
@@ -31,26 +30,15 @@ def ndjson(records: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in records).encode()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def json_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LakehouseServer]:
-    workdir = tmp_path_factory.mktemp(f"json-{request.param}")
-    moto = request.getfixturevalue("moto") if request.param == "s3" else None
-    server = LakehouseServer(make_settings(request.param, workdir, moto), workdir).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-async def http(json_server: LakehouseServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=json_server.url, timeout=60) as client:
+async def http(module_server: LakehouseServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=module_server.url, timeout=60) as client:
         yield client
 
 
 @pytest.fixture
-async def store(json_server: LakehouseServer) -> AsyncIterator[ObjectStore]:
-    services = build_services(json_server.settings)
+async def store(module_server: LakehouseServer) -> AsyncIterator[ObjectStore]:
+    services = build_services(module_server.settings)
     await services.store.start()
     yield services.store
     await services.store.close()
@@ -117,7 +105,7 @@ async def test_ndjson_rows_types_and_typing_report(http: httpx.AsyncClient) -> N
 
 
 async def test_json_array_with_type_overrides(
-    http: httpx.AsyncClient, store: ObjectStore, json_server: LakehouseServer
+    http: httpx.AsyncClient, store: ObjectStore, module_server: LakehouseServer
 ) -> None:
     records = [{"zip": 60601, "amount": 12, "day": "2024-01-31"}, {"zip": "01234", "amount": 7}]
     query = "name=orders&format=json&types=zip:string,amount:decimal,day:date"
@@ -138,7 +126,7 @@ async def test_json_array_with_type_overrides(
     assert error["code"] == "invalid_type_override"
     assert "'amount'" in error["message"]
     assert "9.5" in error["message"]
-    await assert_left_nothing(http, store, json_server.settings, "refused")
+    await assert_left_nothing(http, store, module_server.settings, "refused")
 
 
 async def test_append_ndjson_to_a_dataset_loaded_from_csv(http: httpx.AsyncClient) -> None:
@@ -178,7 +166,7 @@ async def test_append_ndjson_to_a_dataset_loaded_from_csv(http: httpx.AsyncClien
 async def test_malformed_json_is_400_and_leaves_nothing(
     http: httpx.AsyncClient,
     store: ObjectStore,
-    json_server: LakehouseServer,
+    module_server: LakehouseServer,
     fmt: str,
     body: bytes,
     where: dict[str, int],
@@ -190,7 +178,7 @@ async def test_malformed_json_is_400_and_leaves_nothing(
     assert error["details"] == where
     assert str(next(iter(where.values()))) in error["message"]
     assert "/" not in error["message"]  # no local path
-    await assert_left_nothing(http, store, json_server.settings, f"broken_{fmt}")
+    await assert_left_nothing(http, store, module_server.settings, f"broken_{fmt}")
 
 
 async def test_nested_objects_and_arrays_are_reachable_with_sql(http: httpx.AsyncClient) -> None:

@@ -8,18 +8,16 @@ from __future__ import annotations
 import datetime as dt
 import io
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from lakehouse.app import build_services
-from lakehouse.config import Settings
 from lakehouse.storage import ObjectStore
 from tests.support.ingest import spool_dir
 from tests.support.servers import LakehouseServer
-from tests.support.settings import BACKENDS, make_settings
 from tests.support.xlsx import Formula, Merged, xlsx_bytes
 
 OCTET_STREAM = {"content-type": "application/octet-stream"}
@@ -47,33 +45,15 @@ WORKBOOK = xlsx_bytes(
 )  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def xlsx_settings(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Settings:
-    moto = request.getfixturevalue("moto") if request.param == "s3" else None
-    return make_settings(request.param, tmp_path_factory.mktemp(f"xlsx_{request.param}"), moto)
-
-
-@pytest.fixture(scope="module")
-def xlsx_server(
-    xlsx_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LakehouseServer]:
-    """One real server per backend for the module: its tests use datasets of their own."""
-    server = LakehouseServer(xlsx_settings, tmp_path_factory.mktemp("xlsx_server")).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-async def http(xlsx_server: LakehouseServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=xlsx_server.url, timeout=60) as client:
+async def http(module_server: LakehouseServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=module_server.url, timeout=60) as client:
         yield client
 
 
 @pytest.fixture
-async def store(xlsx_settings: Settings) -> AsyncIterator[ObjectStore]:
-    services = build_services(xlsx_settings)
+async def store(module_server: LakehouseServer) -> AsyncIterator[ObjectStore]:
+    services = build_services(module_server.settings)
     await services.store.start()
     yield services.store
     await services.store.close()
@@ -136,7 +116,7 @@ async def test_a_workbook_is_ingested_typed_from_its_cells_and_queried(
 
 
 async def test_a_renamed_csv_an_unknown_or_empty_sheet_is_a_400_and_leaves_nothing(
-    http: httpx.AsyncClient, store: ObjectStore, xlsx_settings: Settings
+    http: httpx.AsyncClient, store: ObjectStore, module_server: LakehouseServer
 ) -> None:
     response = await ingest(http, "name=fake&format=xlsx", b"id,name\n1,Ann\n")
     assert response.status_code == 400, response.text
@@ -164,7 +144,7 @@ async def test_a_renamed_csv_an_unknown_or_empty_sheet_is_a_400_and_leaves_nothi
     listing = (await http.get("/catalog/list")).json()
     assert "fake" not in {m["name"] for m in listing["datasets"]}
     assert await store.list("datasets/fake/") == []
-    spool = spool_dir(xlsx_settings)
+    spool = spool_dir(module_server.settings)
     assert not spool.exists() or list(spool.iterdir()) == []
 
 
