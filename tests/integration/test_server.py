@@ -40,7 +40,8 @@ def test_unknown_key_stops_serve_naming_the_key(tmp_path: Path) -> None:
 
 
 def test_real_server_health_and_graceful_sigterm(local_settings: Settings, tmp_path: Path) -> None:
-    server = LakehouseServer(local_settings, tmp_path).start()
+    # The console script itself, not a fork of the preloaded process (tests/support/zygote.py).
+    server = LakehouseServer(local_settings, tmp_path, exec_=True).start()
     try:
         response = HTTP.get(f"{server.url}/health", headers={"X-Request-ID": "probe-1"})
         assert response.status_code == 200
@@ -60,7 +61,7 @@ def test_real_server_health_and_graceful_sigterm(local_settings: Settings, tmp_p
 
 def test_sigterm_lets_in_flight_request_finish(local_settings: Settings, tmp_path: Path) -> None:
     """A request that is being served when SIGTERM arrives still gets its answer."""
-    server = LakehouseServer(local_settings, tmp_path).start()
+    server = LakehouseServer(local_settings, tmp_path, exec_=True).start()
     try:
         # A slowly-sent upload keeps the request in flight while we signal.
         def slow_body():

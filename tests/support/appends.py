@@ -38,6 +38,9 @@ def configure(settings: Settings) -> Settings:
     settings.catalog.keep_versions = 10
     settings.catalog.keep_days = 0
     settings.catalog.compact_after_files = 16
+    # Time the tables' files, not the in-memory copies or the answers of earlier runs.
+    settings.query.hot_dataset_bytes = 0
+    settings.query.result_cache_bytes = 0
     return settings
 
 
@@ -52,11 +55,14 @@ def rows_csv(first: int, count: int) -> bytes:
 class Timings:
     medians: dict[str, dict[str, float]] = field(default_factory=dict)
     """query -> dataset -> median seconds."""
+    fastest: dict[str, dict[str, float]] = field(default_factory=dict)
+    """query -> dataset -> fastest seconds: the least disturbed by other work on the
+    machine, which only ever adds time (a loaded CI machine moved medians by 2.5x)."""
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """query -> dataset -> the JSON answer."""
 
     def ratio(self, query: str) -> float:
-        return self.medians[query][SMALL] / self.medians[query][ONE_FILE]
+        return self.fastest[query][SMALL] / self.fastest[query][ONE_FILE]
 
 
 @dataclass
@@ -94,10 +100,12 @@ class Report:
         for state, timings in [("as left", self.left), ("compacted", self.compacted)]:
             if timings is None:
                 continue
-            for query, medians in timings.medians.items():
+            for query, fastest in timings.fastest.items():
+                medians = timings.medians[query]
                 lines.append(
-                    f"{query} ({state}): {medians[SMALL] * 1000:.2f} ms vs "
-                    f"{medians[ONE_FILE] * 1000:.2f} ms one file (x{timings.ratio(query):.2f})"
+                    f"{query} ({state}): fastest {fastest[SMALL] * 1000:.2f} ms vs "
+                    f"{fastest[ONE_FILE] * 1000:.2f} ms one file (x{timings.ratio(query):.2f}); "
+                    f"median {medians[SMALL] * 1000:.2f} vs {medians[ONE_FILE] * 1000:.2f} ms"
                 )
         return "\n".join(lines)
 
@@ -126,7 +134,8 @@ def _sql(http: httpx.Client, query: str) -> Any:
 
 
 def measure(http: httpx.Client, repetitions: int) -> Timings:
-    """Median time of each query on both datasets (alternating, so drift hits both)."""
+    """Median and fastest time of each query on both datasets (alternating, so drift hits
+    both)."""
     result = Timings()
     for query, template in QUERIES.items():
         times: dict[str, list[float]] = {SMALL: [], ONE_FILE: []}
@@ -139,6 +148,7 @@ def measure(http: httpx.Client, repetitions: int) -> Timings:
                 _sql(http, template.format(table=table))
                 times[table].append(time.perf_counter() - before)
         result.medians[query] = {table: statistics.median(t) for table, t in times.items()}
+        result.fastest[query] = {table: min(t) for table, t in times.items()}
     return result
 
 
@@ -223,7 +233,8 @@ def check_compaction(report: Report) -> None:
 
 
 def check_within_2x(report: Report, timings: Timings | None) -> None:
-    """count(*) and the group-by within 2x of one file (medians of the same run)."""
+    """count(*) and the group-by within 2x of one file (the fastest of each, alternating
+    in the same run)."""
     assert timings is not None
     for query in QUERIES:
         assert timings.ratio(query) <= 2.0, report.summary()

@@ -1,7 +1,9 @@
-"""Real servers for tests: `lakehouse serve` and moto's S3 server, as subprocesses.
+"""Real servers for tests: `lakehouse serve` and moto's S3 server, as processes.
 
 Both start on a free loopback port, are waited on by polling (never by
 sleeping a fixed time), and are stopped by the fixture that started them.
+`lakehouse serve` is forked from a process that has already imported the app
+(tests/support/zygote.py) unless a test asks for the executable itself.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import msgspec
 
 from lakehouse.config import Settings
 from tests.support.http import HTTP
+from tests.support.zygote import ForkedServer
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -29,7 +33,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+class ServerProcess(Protocol):
+    """What the tests use of a server process: a ``subprocess.Popen`` or a ``ForkedServer``."""
+
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+def wait_until_ready(url: str, proc: ServerProcess, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -43,9 +64,7 @@ def wait_until_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 3
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
-def stop_process(
-    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10
-) -> int:
+def stop_process(proc: ServerProcess, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
     """Signal a server process, wait for it (kill it after ``timeout``), return its exit code."""
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -80,17 +99,26 @@ class MotoServer:
 
 
 class LakehouseServer:
-    """`lakehouse serve` in a subprocess, configured by a TOML file we write."""
+    """`lakehouse serve`, configured by a TOML file we write: forked from the preloaded
+    process, or with ``exec_`` the console script in a subprocess."""
 
-    def __init__(self, settings: Settings, workdir: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        exec_: bool = False,
+    ):
         self.workdir = workdir
+        self.exec_ = exec_
         self.settings = settings
         self.settings.server.host = "127.0.0.1"
         self.settings.server.port = free_port()
         self.extra_env = env or {}
         self.config_path = workdir / "lakehouse.toml"
         self.log_path = workdir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: ServerProcess | None = None
 
     @property
     def url(self) -> str:
@@ -101,15 +129,17 @@ class LakehouseServer:
         env = {**os.environ, **self.extra_env, "LAKEHOUSE_CONFIG": str(self.config_path)}
         for var in ("LAKEHOUSE_HOST", "LAKEHOUSE_PORT", "LAKEHOUSE_DATA_DIR"):
             env.pop(var, None)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(VENV_BIN / "lakehouse"), "serve"],
-            cwd=self.workdir,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-        log.close()
+        if self.exec_:
+            with self.log_path.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    [str(VENV_BIN / "lakehouse"), "serve"],
+                    cwd=self.workdir,
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
+        else:
+            self.proc = ForkedServer(self.workdir, env, self.log_path)
         if wait:
             wait_until_ready(f"{self.url}/health", self.proc)
         return self
