@@ -1,14 +1,17 @@
 """Small appends (issue 12): many 10-row appends to one dataset through a real
 `lakehouse serve` (keep_versions=10, keep_days=0, compact_after_files=16), then:
-the row count is exact, the history kept, automatic compaction left few files,
-and count(*) and a group-by answer within 2x of the same rows ingested as one
-file (a ratio of the fastest of 21 alternating runs of each, measured in the same
-run, not a timed threshold; with the result cache and the in-memory copies off, so
-the queries read the tables' files).
+the row count is exact, the history kept, automatic compaction left few files
+(what keeps the queries fast), and the queries answer as on the same rows ingested
+as one file.
 
-The suite runs 300 appends (about 15 s: ~45 ms per 10-row commit) with the same
-assertions as the issue's 1,000, once for the whole module; ``bench/small_appends.py``
-runs the full 1,000.
+The timing half of the promise, count(*) and a group-by within 2x of one file, is
+checked by ``bench/small_appends.py`` (the full 1,000 appends), not here: it is a
+ratio of milliseconds, and beside the rest of the suite on two cores it moved from
+1.2x to 2.5x between runs of the same code (CI failed on a 2.54x whose other three
+ratios were 0.90-1.33x). Timed checks belong in benchmarks (docs/L1_BENCHMARKS.md).
+
+The suite runs 300 appends (about 15 s: ~45 ms per 10-row commit) once for the whole
+module.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def small_appends(tmp_path_factory: pytest.TempPathFactory) -> appends.Report:
     settings = appends.configure(make_settings("local", tmp_path, None))
     server = LakehouseServer(settings, tmp_path).start()
     try:
-        report = appends.run(server.url, APPENDS, compact=True)
+        report = appends.run(server.url, APPENDS, compact=True, repetitions=0)
     finally:
         assert server.stop() == 0, server.logs()[-3000:]
     report.data_dir = Path(settings.storage.data_dir)
@@ -57,13 +60,3 @@ def test_a_compacted_file_has_few_row_groups(small_appends: appends.Report) -> N
     footer = pq.read_metadata(small_appends.data_dir / key)
     assert footer.num_rows == APPENDS * appends.ROWS_PER_APPEND
     assert footer.num_row_groups == 1  # 3,000 rows, far below ingest.row_group_rows
-
-
-def test_queries_within_2x_of_one_file_after_compaction(small_appends: appends.Report) -> None:
-    appends.check_within_2x(small_appends, small_appends.compacted)
-
-
-def test_queries_within_2x_of_one_file_as_automatic_compaction_left_them(
-    small_appends: appends.Report,
-) -> None:
-    appends.check_within_2x(small_appends, small_appends.left)
