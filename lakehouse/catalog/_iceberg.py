@@ -46,12 +46,13 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     TableAlreadyExistsError,
 )
-from pyiceberg.io import FileIO, load_file_io
+from pyiceberg.io import PY_IO_IMPL, FileIO, load_file_io
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.snapshots import Snapshot
 
+from lakehouse.catalog import _fileio as fileio
 from lakehouse.catalog._files import (
     MANIFEST_CACHE_SIZE,
     CachingSqlCatalog,
@@ -210,7 +211,7 @@ class IcebergCatalog:
 
     def _open(self) -> None:
         grant = self._issue_fileio()
-        properties = {"warehouse": grant.root, **grant.properties}
+        properties = {"warehouse": grant.root, PY_IO_IMPL: fileio.IMPL, **grant.properties}
         try:
             self._sql = _open_sql_catalog(self._settings.name, self._database_url(), properties)
             with contextlib.suppress(NamespaceAlreadyExistsError):

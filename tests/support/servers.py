@@ -99,8 +99,9 @@ class MotoServer:
 
 
 class LakehouseServer:
-    """`lakehouse serve`, configured by a TOML file we write: forked from the preloaded
-    process, or with ``exec_`` the console script in a subprocess."""
+    """`lakehouse serve`, configured by a TOML file we write: in the test suite forked
+    from the preloaded process, or with ``exec_`` (and outside pytest: the benchmarks)
+    the console script in a subprocess."""
 
     def __init__(
         self,
@@ -108,10 +109,10 @@ class LakehouseServer:
         workdir: Path,
         env: dict[str, str] | None = None,
         *,
-        exec_: bool = False,
+        exec_: bool | None = None,
     ):
         self.workdir = workdir
-        self.exec_ = exec_
+        self.exec_ = "pytest" not in sys.modules if exec_ is None else exec_
         self.settings = settings
         self.settings.server.host = "127.0.0.1"
         self.settings.server.port = free_port()
