@@ -64,6 +64,7 @@ smoke: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/small_appends.py
 
 # Ours vs ROAPI vs bare Granian + DuckDB, same data; wrk if installed (apt-get install wrk).
 # BENCH_PEERS_ARGS="--rounds 2 --seconds 1" is a ~1 minute smoke run.

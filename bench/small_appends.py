@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--repetitions", type=int, default=21)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="small-appends-") as tmp:
-        settings = appends.configure(make_settings("local", Path(tmp), None))
+        settings = appends.configure(make_settings("local", Path(tmp), None), timed=True)
         server = LakehouseServer(settings, Path(tmp)).start()
         try:
             report = appends.run(server.url, args.appends, repetitions=args.repetitions)

@@ -11,6 +11,9 @@
   session, started only when a test asks for it. Its ``url()`` has no password;
   ``password`` is separate. Fails (never skips) when PostgreSQL is not installed.
 
+``lakehouse serve`` is forked from a process that has imported the app
+(tests/support/zygote.py); ``LakehouseServer(..., exec_=True)`` runs the console script.
+
 Tests marked ``slow`` run first, longest first (``slow(seconds=...)``: about how long
 one takes on a quiet machine): with several pytest-xdist workers, a long test that starts
 last would finish minutes after the rest.
@@ -27,10 +30,15 @@ from pathlib import Path
 import pytest
 
 from lakehouse.config import Settings
+from tests.support import servers
 from tests.support.fault_proxy import FaultProxy
 from tests.support.postgres import PostgresNotFound, PostgresServer
 from tests.support.servers import MotoServer
 from tests.support.settings import BACKENDS, make_settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    servers.FORK_SERVERS = True  # tests/support/zygote.py
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from pyarrow.fs import FileSystem, S3FileSystem
-from pyiceberg.io import OutputStream
+from pyiceberg.io import S3_RETRY_STRATEGY_IMPL, OutputStream
 from pyiceberg.io.pyarrow import PyArrowFile, PyArrowFileIO
 
 IMPL = f"{__name__}.LakehouseFileIO"
@@ -29,6 +29,8 @@ IMPL = f"{__name__}.LakehouseFileIO"
 class LakehouseFileIO(PyArrowFileIO):
     def _initialize_s3_fs(self, netloc: str | None) -> FileSystem:
         configured = super()._initialize_s3_fs(netloc)
+        if S3_RETRY_STRATEGY_IMPL in self.properties:
+            return configured  # its arguments below would leave the retry strategy out
         # pyiceberg has no property for it: rebuild the filesystem from its own arguments.
         _, (arguments,) = configured.__reduce__()
         return S3FileSystem(**{**arguments, "allow_delayed_open": True})
@@ -68,7 +70,7 @@ class _CountingStream:
 
     def write(self, data: bytes) -> int:
         written = self._inner.write(data)
-        self._count += len(data)
+        self._count += memoryview(data).nbytes
         return written
 
     def close(self) -> None:

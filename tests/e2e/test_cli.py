@@ -1,5 +1,6 @@
 """The command-line client: the real ``lakehouse`` console script, run as a subprocess
-against a real ``lakehouse serve`` that requires a token (one server for the module).
+against a ``lakehouse serve`` (forked, tests/support/zygote.py) that requires a token
+(one server for the module).
 
 Every run goes through ``lakehouse()``, which also checks that the token appears in
 neither stdout nor stderr.

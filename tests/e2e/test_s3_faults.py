@@ -57,9 +57,11 @@ def server(
     moto: MotoServer, proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LakehouseServer]:
     workdir = tmp_path_factory.mktemp("s3-faults")
-    server = LakehouseServer(fault_settings(workdir, moto, proxy), workdir).start()
+    # The console script itself: its exit after S3 uploads and faults is checked below
+    # (a fork ends without the interpreter's shutdown, tests/support/zygote.py).
+    server = LakehouseServer(fault_settings(workdir, moto, proxy), workdir, exec_=True).start()
     yield server
-    server.stop()
+    assert server.stop() == 0, server.logs()[-3000:]
     # Every fault was logged, none with the credentials.
     logs = server.logs()
     assert "S3 request failed" in logs

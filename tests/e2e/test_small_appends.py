@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow(seconds=90)
 @pytest.fixture(scope="module")
 def small_appends(tmp_path_factory: pytest.TempPathFactory) -> appends.Report:
     tmp_path = tmp_path_factory.mktemp("small-appends")
-    settings = appends.configure(make_settings("local", tmp_path, None))
+    settings = appends.configure(make_settings("local", tmp_path, None), timed=False)
     server = LakehouseServer(settings, tmp_path).start()
     try:
         report = appends.run(server.url, APPENDS, compact=True, repetitions=0)

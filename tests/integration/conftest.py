@@ -31,8 +31,13 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type:
 
 
 @pytest.fixture
-def server(settings: Settings, tmp_path: Path) -> Iterator[LakehouseServer]:
-    proc = LakehouseServer(settings, tmp_path).start()
+def server(
+    request: pytest.FixtureRequest, settings: Settings, tmp_path: Path
+) -> Iterator[LakehouseServer]:
+    # ``real_executable``: the console script, not a fork of the preloaded process
+    # (tests/support/zygote.py says when that matters).
+    exec_ = request.node.get_closest_marker("real_executable") is not None
+    proc = LakehouseServer(settings, tmp_path, exec_=exec_).start()
     yield proc
     proc.stop()
 

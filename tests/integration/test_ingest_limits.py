@@ -81,7 +81,8 @@ async def test_a_64_mib_ingest_stays_within_a_memory_bound(
     by less than 1.5x the upload. (The conversion holds up to three row groups,
     parse buffers and allocator slack: ~70 MiB here; a body held in memory as
     well made it ~150 MiB.)"""
-    server = LakehouseServer(local_settings, tmp_path).start()
+    # Memory is measured: the real process and its allocator, not a fork (zygote.py).
+    server = LakehouseServer(local_settings, tmp_path, exec_=True).start()
     try:
         assert server.proc is not None
         headers = {"content-type": "text/csv"}
@@ -125,7 +126,7 @@ async def test_a_128_mib_parquet_ingest_stays_within_a_memory_bound(
     loaded: the server's peak RSS grows by well under the file's size."""
     path = tmp_path / "large.parquet"
     rows = await asyncio.to_thread(parquet_of_mib, path, 128)
-    server = LakehouseServer(local_settings, tmp_path).start()
+    server = LakehouseServer(local_settings, tmp_path, exec_=True).start()  # as above
     try:
         assert server.proc is not None
         url = "/v1/ingest?format=parquet&name="

@@ -236,6 +236,7 @@ def test_registry_has_one_primary_store(settings: Settings) -> None:
 # -- the real server ------------------------------------------------------------------
 
 
+@pytest.mark.real_executable  # memory is measured: the real process's allocator
 def test_50_mib_put_streams_with_bounded_memory(server: LakehouseServer) -> None:
     assert server.proc is not None
     pid = server.proc.pid

@@ -31,16 +31,18 @@ QUERIES = {
 }
 
 
-def configure(settings: Settings) -> Settings:
+def configure(settings: Settings, *, timed: bool) -> Settings:
     """Keep commit latency bounded over many appends: expire all but the last few
-    versions at once, and merge files once 32 of them pile up."""
+    versions at once, and merge files once 32 of them pile up. ``timed``: the queries
+    will be timed, so they read the tables' files, not the in-memory copies or the
+    answers of earlier runs (both off)."""
     settings.logging.level = "warning"
     settings.catalog.keep_versions = 10
     settings.catalog.keep_days = 0
     settings.catalog.compact_after_files = 16
-    # Time the tables' files, not the in-memory copies or the answers of earlier runs.
-    settings.query.hot_dataset_bytes = 0
-    settings.query.result_cache_bytes = 0
+    if timed:
+        settings.query.hot_dataset_bytes = 0
+        settings.query.result_cache_bytes = 0
     return settings
 
 

@@ -26,6 +26,10 @@ from tests.support.zygote import ForkedServer
 
 VENV_BIN = Path(sys.executable).parent
 
+FORK_SERVERS = False
+"""Fork `lakehouse serve` from the preloaded process unless a test asks for the console
+script: set by the suite (tests/conftest.py); benchmarks run the real executable."""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -99,9 +103,8 @@ class MotoServer:
 
 
 class LakehouseServer:
-    """`lakehouse serve`, configured by a TOML file we write: in the test suite forked
-    from the preloaded process, or with ``exec_`` (and outside pytest: the benchmarks)
-    the console script in a subprocess."""
+    """`lakehouse serve`, configured by a TOML file we write: the console script in a
+    subprocess, or (``FORK_SERVERS``, unless ``exec_``) forked from the preloaded process."""
 
     def __init__(
         self,
@@ -112,7 +115,7 @@ class LakehouseServer:
         exec_: bool | None = None,
     ):
         self.workdir = workdir
-        self.exec_ = "pytest" not in sys.modules if exec_ is None else exec_
+        self.exec_ = not FORK_SERVERS if exec_ is None else exec_
         self.settings = settings
         self.settings.server.host = "127.0.0.1"
         self.settings.server.port = free_port()

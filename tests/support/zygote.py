@@ -3,22 +3,34 @@
 The suite starts the server about 300 times, and each start spent about a second of
 CPU importing Litestar, pyiceberg, SQLAlchemy, DuckDB and pyarrow before doing anything
 of its own: on two cores that was the largest single cost of the suite. Python's
-forkserver keeps one process per pytest worker that has imported them (``PRELOAD``,
-no threads, no storage opened) and forks it for each server; the child then runs the
+forkserver keeps one process per pytest worker that has imported them (``PRELOAD``; no
+storage opened, no event loop) and forks it for each server; the child then runs the
 console script's own ``lakehouse.cli.main(["serve"])`` with the server's environment,
-working directory and log file, so what is tested is the same code as
-``lakehouse serve``, minus the imports. Tests of the console script itself, and of
-start-up with the environment alone, run the real executable (``LakehouseServer(...,
-exec_=True)``, the CLI tests, the fresh-clone and README tests).
+working directory and log file. So what is tested is the code of ``lakehouse serve``,
+minus the imports, with two differences that tests which care avoid by running the
+console script (``LakehouseServer(..., exec_=True)``):
+
+- The child has only the forking thread. Importing DuckDB starts threads of its own
+  (jemalloc's background purging among them), which a fork does not carry over: tests
+  that measure the server's memory run the console script.
+- The child ends through ``os._exit``, without the interpreter's shutdown (``atexit``,
+  finalizers): the S3 fault tests' server, the graceful-SIGTERM tests and the start-up
+  tests run the console script and check its exit status.
+
+The CLI client, the README and the fresh-clone tests run the executables as well.
 
 ``ForkedServer`` has the part of ``subprocess.Popen`` the tests use: ``pid``,
 ``poll()``, ``wait()``, ``send_signal()``, ``kill()`` and ``returncode`` (the exit
-status, or minus the signal that ended it, as Popen reports it).
+status, or minus the signal that ended it, as Popen reports it). Unlike Popen's, the
+process is reaped by the forkserver as soon as it exits, so its pid may be reused
+sooner; and if the forkserver itself died, ``poll()`` would report 255 while the
+server ran on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -30,9 +42,11 @@ from pathlib import Path
 PRELOAD = [
     "lakehouse.cli",
     "lakehouse.app",
-    "lakehouse.storage.s3",
+    "lakehouse.storage._s3",
     "granian.server.embed",
 ]
+# The forkserver ignores a module it cannot import: a wrong name here would only be slow.
+assert all(importlib.util.find_spec(name) for name in PRELOAD), PRELOAD
 
 _context: ForkServerContext | None = None
 
