@@ -38,7 +38,7 @@ from tests.support.settings import BACKENDS, make_settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    servers.FORK_SERVERS = True  # tests/support/zygote.py
+    servers.FORK_SERVERS = True  # tests/support/zygote.py, ADR 0024
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
