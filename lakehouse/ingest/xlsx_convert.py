@@ -39,6 +39,7 @@ from lakehouse.ingest.convert import ConvertOptions, WidenedColumn, _BackgroundW
 from lakehouse.ingest.errors import (
     DecompressedTooLarge,
     EmptySheet,
+    FieldTooLarge,
     InvalidTypeOverride,
     InvalidXLSX,
     UnknownSheet,
@@ -148,6 +149,7 @@ def convert_xlsx(
 
 def _convert(source: Path, target: Path, request: ConvertRequest, sample_rows: int) -> Converted:
     _check_declared_sizes(source, request.options.max_decompressed_bytes)
+    _check_longest_text(source, request.options.max_field_bytes)
     with _Sheet(source, request.sheet) as sheet:
         rows = sheet.rows()
         header = next(rows, None)
@@ -200,6 +202,47 @@ def _check_declared_sizes(source: Path, max_bytes: int) -> None:
             f"the workbook would decompress to more than {limit} bytes ({what})",
             details={"max_decompressed_bytes": limit},
         )
+
+
+def _check_longest_text(source: Path, max_bytes: int) -> None:
+    """Refuse a workbook with a cell (or any text or attribute in its XML) longer than
+    ``max_bytes``, CSV's largest field, before openpyxl reads it: the XML parser and
+    openpyxl hold such a text whole, several times over (a 1 GB cell peaked at 12.5 GB).
+    Excel itself caps a cell at 32,767 characters. One streaming pass over each XML
+    part: the longest run of bytes between two angle brackets."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            for part in archive.infolist():
+                if not part.filename.lower().endswith((".xml", ".rels")):
+                    continue
+                with archive.open(part) as stream:
+                    too_long = _text_longer_than(stream, max_bytes)
+                if too_long:
+                    raise FieldTooLarge(
+                        f"the workbook holds a text of more than {max_bytes} bytes "
+                        f"(in {part.filename}); the largest accepted is ingest.max_field_bytes",
+                        details={"part": part.filename, "max_field_bytes": max_bytes},
+                    )
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as exc:
+        raise _invalid(exc) from None
+
+
+def _text_longer_than(stream: IO[bytes], max_bytes: int) -> bool:
+    """Whether ``stream`` holds more than ``max_bytes`` bytes between two of ``<`` and
+    ``>`` (or an end). Read in chunks of at most ``max_bytes``, so a run that long
+    crosses a chunk's edge: only the runs at the edges are counted, at C speed."""
+    run = 0  # bytes since the last bracket, carried across chunks
+    while chunk := stream.read(min(max_bytes, 1 << 20)):
+        first = min((i for i in (chunk.find(b"<"), chunk.find(b">")) if i >= 0), default=-1)
+        if first < 0:
+            run += len(chunk)
+        else:
+            if run + first > max_bytes:
+                return True
+            run = len(chunk) - 1 - max(chunk.rfind(b"<"), chunk.rfind(b">"))
+        if run > max_bytes:
+            return True
+    return False
 
 
 class _Sheet:

@@ -170,3 +170,43 @@ async def test_an_xlsx_is_appended_to_a_dataset_loaded_from_csv(http: httpx.Asyn
         ["Cy", "02134", 9.5, "2023-12-31"],
         ["Di", "00501", 11.0, "2024-01-05"],
     ]
+
+
+def _with_long_cell(characters: int) -> bytes:
+    """A workbook whose cell B2 holds ``characters`` x's. Excel stops at 32,767, and so
+    do openpyxl and xlsxwriter when writing: the text is put into the sheet's XML."""
+    placeholder = "LONG-CELL-PLACEHOLDER"
+    original = xlsx_bytes({"notes": [["id", "note"], [1, placeholder]]})
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(original)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for part in source.infolist():
+            data = source.read(part)
+            target.writestr(part, data.replace(placeholder.encode(), b"x" * characters))
+    assert b"x" * characters in b"".join(
+        zipfile.ZipFile(out).read(p) for p in zipfile.ZipFile(out).namelist()
+    )
+    return out.getvalue()
+
+
+async def test_a_cell_longer_than_max_field_bytes_is_refused_before_it_is_parsed(
+    http: httpx.AsyncClient, store: ObjectStore, module_server: LakehouseServer
+) -> None:
+    """openpyxl and its XML parser hold a cell's text whole, several times over (a 1 GB
+    cell peaked at 12.5 GB): a text past ``ingest.max_field_bytes``, CSV's largest field,
+    is a 400 before the workbook is read."""
+    limit = module_server.settings.ingest.max_field_bytes
+    response = await ingest(http, "name=long_cell&format=xlsx", _with_long_cell(limit + 1))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "field_too_large"
+    assert error["details"]["max_field_bytes"] == limit
+    assert error["details"]["part"].startswith("xl/")
+    assert await store.list("datasets/long_cell/") == []
+    # A long cell within the limit is read as usual.
+    response = await ingest(http, "name=long_cell&format=xlsx", _with_long_cell(limit - 64))
+    assert response.status_code == 200, response.text
+    rows = await sql(http, "SELECT id, length(note) FROM long_cell")
+    assert rows == [[1, limit - 64]]

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import hypothesis
+import hypothesis.strategies as st
 import pyarrow.parquet as pq
 import pytest
 
@@ -23,7 +26,7 @@ from lakehouse.ingest.errors import (
     UnknownSheet,
 )
 from lakehouse.ingest.formats import Converted, ConvertRequest
-from lakehouse.ingest.xlsx_convert import convert_xlsx
+from lakehouse.ingest.xlsx_convert import _text_longer_than, convert_xlsx
 from tests.support.xlsx import Blank, Formula, Merged, Sheets, write_xlsx, xlsx_bytes
 
 JAN_2 = dt.datetime(2024, 1, 2)
@@ -291,3 +294,17 @@ def test_a_shared_strings_table_too_large_for_memory_is_refused_unread(tmp_path:
     with pytest.raises(DecompressedTooLarge, match="shared strings"):
         convert_xlsx(workbook, tmp_path / "out.parquet", ConvertRequest(options=ConvertOptions()))
     assert not (tmp_path / "out.parquet").exists()
+
+
+@hypothesis.given(
+    pieces=st.lists(st.sampled_from([b"<", b">", b"x", b"xxxxxxx", b"y" * 20]), max_size=40),
+    limit=st.integers(min_value=1, max_value=60),
+)
+def test_a_text_longer_than_the_limit_is_found_across_chunk_edges(
+    pieces: list[bytes], limit: int
+) -> None:
+    """The scan before openpyxl reads a workbook (``_text_longer_than``) reads chunks of
+    at most ``limit`` bytes; it agrees with splitting the whole text at every bracket."""
+    data = b"".join(pieces)
+    expected = any(len(run) > limit for run in re.split(rb"[<>]", data))
+    assert _text_longer_than(io.BytesIO(data), limit) == expected
