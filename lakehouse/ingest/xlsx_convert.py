@@ -23,11 +23,14 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import itertools
+import lzma
+import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
+from xml.etree import ElementTree
 from xml.etree.ElementTree import ParseError
 
 import msgspec
@@ -69,6 +72,9 @@ _SAMPLE_CELLS = 500_000
 # openpyxl holds the shared strings table in memory, one Python string per entry.
 _MAX_SHARED_STRINGS_BYTES = 256 * 1024 * 1024
 _SHARED_STRINGS = "xl/sharedstrings.xml"
+_SHARED_STRINGS_TYPE = (
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+)
 """The sample is held as Python values: fewer rows for a wide sheet keep that bounded."""
 _BATCH_ROWS = 4096
 _INT64 = 2**63
@@ -150,6 +156,7 @@ def convert_xlsx(
 def _convert(source: Path, target: Path, request: ConvertRequest, sample_rows: int) -> Converted:
     _check_declared_sizes(source, request.options.max_decompressed_bytes)
     _check_longest_text(source, request.options.max_field_bytes)
+    _check_shared_strings(source)
     with _Sheet(source, request.sheet) as sheet:
         rows = sheet.rows()
         header = next(rows, None)
@@ -195,26 +202,33 @@ def _check_declared_sizes(source: Path, max_bytes: int) -> None:
         raise _invalid(exc) from None
     declared = sum(part.file_size for part in parts)
     strings = sum(p.file_size for p in parts if p.filename.lower() == _SHARED_STRINGS)
-    if declared > max_bytes or strings > _MAX_SHARED_STRINGS_BYTES:
-        limit = max_bytes if declared > max_bytes else _MAX_SHARED_STRINGS_BYTES
-        what = "its parts" if declared > max_bytes else "its shared strings table"
-        raise DecompressedTooLarge(
-            f"the workbook would decompress to more than {limit} bytes ({what})",
-            details={"max_decompressed_bytes": limit},
-        )
+    if declared > max_bytes:
+        raise _too_large(max_bytes, "its parts")
+    if strings > _MAX_SHARED_STRINGS_BYTES:  # by its usual name here: before any inflating
+        raise _too_large(_MAX_SHARED_STRINGS_BYTES, "its shared strings table")
+
+
+def _too_large(limit: int, what: str) -> DecompressedTooLarge:
+    return DecompressedTooLarge(
+        f"the workbook would decompress to more than {limit} bytes ({what})",
+        details={"max_decompressed_bytes": limit},
+    )
 
 
 def _check_longest_text(source: Path, max_bytes: int) -> None:
-    """Refuse a workbook with a cell (or any text or attribute in its XML) longer than
-    ``max_bytes``, CSV's largest field, before openpyxl reads it: the XML parser and
-    openpyxl hold such a text whole, several times over (a 1 GB cell peaked at 12.5 GB).
-    Excel itself caps a cell at 32,767 characters. One streaming pass over each XML
-    part: the longest run of bytes between two angle brackets."""
+    """Refuse a workbook with a text longer than ``max_bytes`` (CSV's largest field) in
+    any of its XML, before openpyxl reads it: the XML parser and openpyxl hold a text
+    whole, several times over (a 200 MB cell grew memory by 2.2 GB). Excel itself caps a
+    cell at 32,767 characters. Every part that is XML is scanned, whatever its name
+    (openpyxl finds parts through the package's relationships and content types, not by
+    name); a part declaring a DTD is refused, as its entities could expand a short text
+    into a long one. One streaming pass per part (``_text_longer_than``)."""
     try:
         with zipfile.ZipFile(source) as archive:
             for part in archive.infolist():
-                if not part.filename.lower().endswith((".xml", ".rels")):
-                    continue
+                with archive.open(part) as stream:
+                    if not _looks_like_xml(stream.read(4)):
+                        continue  # the XML parser would refuse it at its first byte
                 with archive.open(part) as stream:
                     too_long = _text_longer_than(stream, max_bytes)
                 if too_long:
@@ -223,26 +237,107 @@ def _check_longest_text(source: Path, max_bytes: int) -> None:
                         f"(in {part.filename}); the largest accepted is ingest.max_field_bytes",
                         details={"part": part.filename, "max_field_bytes": max_bytes},
                     )
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as exc:
+    except _DeclaresDTD as exc:
+        raise InvalidXLSX(
+            f"the workbook part {exc.args[0]!r} declares a DTD, which Excel never writes "
+            "(its entities could expand without limit)"
+        ) from None
+    except _ZIP_ERRORS as exc:
         raise _invalid(exc) from None
 
 
-def _text_longer_than(stream: IO[bytes], max_bytes: int) -> bool:
-    """Whether ``stream`` holds more than ``max_bytes`` bytes between two of ``<`` and
-    ``>`` (or an end). Read in chunks of at most ``max_bytes``, so a run that long
-    crosses a chunk's edge: only the runs at the edges are counted, at C speed."""
-    run = 0  # bytes since the last bracket, carried across chunks
-    while chunk := stream.read(min(max_bytes, 1 << 20)):
-        first = min((i for i in (chunk.find(b"<"), chunk.find(b">")) if i >= 0), default=-1)
-        if first < 0:
-            run += len(chunk)
+# What reading a zip member can raise: encrypted (RuntimeError) or unsupported
+# compression (NotImplementedError) among them.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    ValueError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    RuntimeError,
+    NotImplementedError,
+)
+_ELEMENT_TAG = re.compile(rb"<[A-Za-z_:/]")
+"""Where a text ends for the parser: an element's start or end tag. Comments, CDATA
+sections and processing instructions do not end it (the parser joins the text around
+them), and a raw ``>`` may stand in a text."""
+_DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
+
+
+def _check_shared_strings(source: Path) -> None:
+    """The shared strings table's cap, on the parts the package's content types call
+    shared strings: openpyxl finds the table that way, whatever its name. Run after
+    ``_check_longest_text`` (no DTD, no long text), so ``[Content_Types].xml`` is safe
+    to parse."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            parts = archive.infolist()
+            types = ElementTree.fromstring(archive.read("[Content_Types].xml"))  # noqa: S314
+    except (KeyError, ParseError, *_ZIP_ERRORS):
+        return  # openpyxl refuses such a package, saying why
+    names, extensions = set(), set()
+    for entry in types:
+        if entry.get("ContentType") == _SHARED_STRINGS_TYPE:
+            names.add(entry.get("PartName", "").lstrip("/"))
+            extensions.add(entry.get("Extension", "").lower())
+    strings = sum(
+        part.file_size
+        for part in parts
+        if part.filename in names or part.filename.rsplit(".", 1)[-1].lower() in extensions
+    )
+    if strings > _MAX_SHARED_STRINGS_BYTES:
+        raise _too_large(_MAX_SHARED_STRINGS_BYTES, "its shared strings table")
+
+
+class _DeclaresDTD(Exception):
+    """A workbook part declares a DTD."""
+
+
+def _looks_like_xml(head: bytes) -> bool:
+    """Whether a part's first bytes could start an XML document (a BOM, blanks, ``<``)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True  # UTF-16
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1] in (b"<", b"")
+
+
+def _text_longer_than(stream: IO[bytes], max_bytes: int, chunk_bytes: int = 1 << 20) -> bool:
+    """Whether the XML in ``stream`` has more than ``max_bytes`` bytes from one element
+    tag to the next (the tag's own bytes counted too, so a long attribute is found as
+    well). Raises ``_DeclaresDTD``. Read in chunks of at most ``max_bytes``: a run that
+    long crosses a chunk's edge, so only the runs at the edges are counted."""
+    size = max(1, min(max_bytes, chunk_bytes))
+    run = 0  # bytes since the last element tag began, carried across chunks
+    held = b""  # a '<' ending the last chunk: whether it begins a tag, the next one says
+    seen = b""  # the last bytes looked at, for a DTD marker cut by a chunk's edge
+    while chunk := stream.read(size):
+        data, held = held + chunk, b""
+        if data.endswith(b"<"):
+            data, held = data[:-1], b"<"
+        window = seen + data
+        if any(marker in window for marker in _DTD_MARKERS):
+            raise _DeclaresDTD(getattr(stream, "name", ""))
+        seen = window[-(len(_DTD_MARKERS[0]) - 1) :]
+        first = _ELEMENT_TAG.search(data)
+        if first is None:
+            run += len(data)
         else:
-            if run + first > max_bytes:
+            if run + first.start() > max_bytes:
                 return True
-            run = len(chunk) - 1 - max(chunk.rfind(b"<"), chunk.rfind(b">"))
+            run = len(data) - _last_tag(data)
         if run > max_bytes:
             return True
-    return False
+    return run + len(held) > max_bytes
+
+
+def _last_tag(data: bytes) -> int:
+    """Where the last element tag in ``data`` (which holds one) begins."""
+    at = data.rfind(b"<")
+    for _ in range(64):  # in a workbook's XML the last '<' is almost always a tag's
+        if _ELEMENT_TAG.match(data, at):
+            return at
+        at = data.rfind(b"<", 0, at)
+    return [match.start() for match in _ELEMENT_TAG.finditer(data)][-1]
 
 
 class _Sheet:

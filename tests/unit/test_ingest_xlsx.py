@@ -5,8 +5,10 @@ tests/integration/test_ingest_xlsx.py.)"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
+import itertools
 import re
 import zipfile
 from pathlib import Path
@@ -17,16 +19,18 @@ import hypothesis.strategies as st
 import pyarrow.parquet as pq
 import pytest
 
+from lakehouse.ingest import xlsx_convert
 from lakehouse.ingest.convert import ConvertOptions
 from lakehouse.ingest.errors import (
     DecompressedTooLarge,
     EmptySheet,
+    FieldTooLarge,
     InvalidTypeOverride,
     InvalidXLSX,
     UnknownSheet,
 )
 from lakehouse.ingest.formats import Converted, ConvertRequest
-from lakehouse.ingest.xlsx_convert import _text_longer_than, convert_xlsx
+from lakehouse.ingest.xlsx_convert import _DeclaresDTD, _text_longer_than, convert_xlsx
 from tests.support.xlsx import Blank, Formula, Merged, Sheets, write_xlsx, xlsx_bytes
 
 JAN_2 = dt.datetime(2024, 1, 2)
@@ -296,15 +300,114 @@ def test_a_shared_strings_table_too_large_for_memory_is_refused_unread(tmp_path:
     assert not (tmp_path / "out.parquet").exists()
 
 
+PIECES = [b"<", b">", b"a", b"/", b"!", b"!--", b"-->", b"x", b"xxxxxxx", b"y" * 20, b"<!DOCTYPE"]
+
+
 @hypothesis.given(
-    pieces=st.lists(st.sampled_from([b"<", b">", b"x", b"xxxxxxx", b"y" * 20]), max_size=40),
+    pieces=st.lists(st.sampled_from(PIECES), max_size=40),
     limit=st.integers(min_value=1, max_value=60),
+    chunk=st.integers(min_value=1, max_value=70),
 )
-def test_a_text_longer_than_the_limit_is_found_across_chunk_edges(
-    pieces: list[bytes], limit: int
+def test_the_scan_before_openpyxl_finds_every_long_text_across_chunk_edges(
+    pieces: list[bytes], limit: int, chunk: int
 ) -> None:
-    """The scan before openpyxl reads a workbook (``_text_longer_than``) reads chunks of
-    at most ``limit`` bytes; it agrees with splitting the whole text at every bracket."""
+    """``_text_longer_than`` (the scan before openpyxl reads a workbook) reads chunks;
+    it agrees with splitting the whole part at every element tag: a raw ``>``, a comment
+    or a CDATA section does not end a text for the parser, and a DTD is refused."""
     data = b"".join(pieces)
-    expected = any(len(run) > limit for run in re.split(rb"[<>]", data))
-    assert _text_longer_than(io.BytesIO(data), limit) == expected
+    if b"<!DOCTYPE" in data:  # refused: as a DTD, or for a long text found before it
+        with contextlib.suppress(_DeclaresDTD):
+            assert _text_longer_than(io.BytesIO(data), limit, chunk)
+        return
+    bounds = [0, *(m.start() for m in re.finditer(rb"<[A-Za-z_:/]", data)), len(data)]
+    expected = any(end - start > limit for start, end in itertools.pairwise(bounds))
+    assert _text_longer_than(io.BytesIO(data), limit, chunk) == expected
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        b"<t>" + b"x>" * 600 + b"</t>",  # a raw '>' may stand in a text
+        b"<t>" + b"x" * 400 + b"<!-- -->" + b"x" * 400 + b"</t>",  # joined around a comment
+        b"<t>" + b"x" * 400 + b"<![CDATA[" + b"x" * 400 + b"]]></t>",
+        b"<t>" + b"x" * 400 + b"<?pi?>" + b"x" * 400 + b"</t>",
+        b'<c r="' + b"x" * 1000 + b'"/>',  # a long attribute
+    ],
+)
+def test_texts_the_parser_joins_are_measured_whole(xml: bytes) -> None:
+    for chunk in (7, 64, 1 << 20):
+        assert _text_longer_than(io.BytesIO(xml), 700, chunk)
+        assert not _text_longer_than(io.BytesIO(xml), 2000, chunk)
+
+
+def test_a_part_declaring_a_dtd_is_refused_and_parts_are_found_by_content(
+    tmp_path: Path,
+) -> None:
+    """Entities could expand a short text past any limit: a DTD is refused, wherever
+    the part is in the zip and whatever it is called (openpyxl finds parts through the
+    package's relationships, not by name). Binary parts are not XML: not scanned."""
+    options = ConvertOptions(max_field_bytes=1000)
+    source, target = tmp_path / "book.xlsx", tmp_path / "out.parquet"
+    original = xlsx_bytes({"s": [["id"], [1]]})
+
+    def with_extra(name: str, data: bytes) -> Path:
+        with (
+            zipfile.ZipFile(io.BytesIO(original)) as old,
+            zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as new,
+        ):
+            for part in old.infolist():
+                new.writestr(part, old.read(part))
+            new.writestr(name, data)
+        return source
+
+    bomb = b'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY e "xxxx">]><t>&e;&e;</t>'
+    with pytest.raises(InvalidXLSX, match="declares a DTD"):
+        convert_xlsx(with_extra("xl/strings.bin", bomb), target, _request(options))
+    long_text = b"\xef\xbb\xbf  <t>" + b"x" * 2000 + b"</t>"
+    with pytest.raises(FieldTooLarge) as refused:
+        convert_xlsx(
+            with_extra("xl/any.name", long_text), tmp_path / "o.parquet", _request(options)
+        )
+    assert refused.value.details == {"part": "xl/any.name", "max_field_bytes": 1000}
+    image = b"\x89PNG\r\n\x1a\n" + b"\xff" * 5000  # 5,000 bytes with no '<': not XML
+    converted = convert_xlsx(
+        with_extra("xl/media/image1.png", image), tmp_path / "o.parquet", _request(options)
+    )
+    assert converted.rows == 1
+
+
+def _request(options: ConvertOptions) -> ConvertRequest:
+    return ConvertRequest(options=options)
+
+
+def test_a_renamed_shared_strings_table_is_still_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """openpyxl finds the shared strings by content type, whatever the part's name, and
+    loads the table whole: its cap follows the content types, not the usual name."""
+    monkeypatch.setattr(xlsx_convert, "_MAX_SHARED_STRINGS_BYTES", 1000)
+    strings = "".join(f"s{i:05d}" for i in range(300))  # 300 distinct strings
+    original = xlsx_bytes(
+        {"s": [["id", "name"], *([i, strings[i * 6 : i * 6 + 6]] for i in range(300))]}
+    )
+    source = tmp_path / "book.xlsx"
+    with (
+        zipfile.ZipFile(io.BytesIO(original)) as old,
+        zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as new,
+    ):
+        for part in old.infolist():
+            data = old.read(part)
+            name = part.filename
+            if name == "xl/sharedStrings.xml":
+                name = "xl/strings.bin"
+            data = data.replace(b"/xl/sharedStrings.xml", b"/xl/strings.bin")
+            data = data.replace(b"sharedStrings.xml", b"strings.bin")
+            new.writestr(name, data)
+    assert "xl/sharedStrings.xml" not in zipfile.ZipFile(source).namelist()
+    with pytest.raises(DecompressedTooLarge, match="shared strings"):
+        convert_xlsx(source, tmp_path / "out.parquet", ConvertRequest(options=ConvertOptions()))
+    monkeypatch.setattr(xlsx_convert, "_MAX_SHARED_STRINGS_BYTES", 256 * 1024 * 1024)
+    converted = convert_xlsx(
+        source, tmp_path / "out.parquet", ConvertRequest(options=ConvertOptions())
+    )
+    assert converted.rows == 300  # openpyxl did find the renamed table
