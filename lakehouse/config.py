@@ -126,6 +126,12 @@ class IngestSettings(_Section):
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     """Parquet compression codec."""
 
+    def __post_init__(self) -> None:
+        # 0 or less would disable a guard, not tighten it (a limit of 0 reads nothing).
+        for name in ("max_upload_bytes", "max_decompressed_bytes", "max_field_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+
 
 class QuerySettings(_Section):
     pool_size: int = 4

@@ -70,6 +70,9 @@ def test_env_config_path_and_overrides(tmp_path: Path) -> None:
         ('[storage.s3]\nretry_mode = "legacy"\n', "$.storage.s3.retry_mode"),
         ("[storage.s3]\nread_timeout_seconds = 0\n", "read_timeout_seconds must be positive"),
         ("[storage.s3]\nconnect_timeout_seconds = -1\n", "connect_timeout_seconds must be"),
+        ("[ingest]\nmax_field_bytes = 0\n", "max_field_bytes must be at least 1"),
+        ("[ingest]\nmax_decompressed_bytes = -1\n", "max_decompressed_bytes must be at least 1"),
+        ("[ingest]\nmax_upload_bytes = 0\n", "max_upload_bytes must be at least 1"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, toml: str, named: str) -> None:
