@@ -258,10 +258,20 @@ _ZIP_ERRORS = (
     RuntimeError,
     NotImplementedError,
 )
-_ELEMENT_TAG = re.compile(rb"<[A-Za-z_:/]")
-"""Where a text ends for the parser: an element's start or end tag. Comments, CDATA
-sections and processing instructions do not end it (the parser joins the text around
-them), and a raw ``>`` may stand in a text."""
+# Where a text ends for the parser and openpyxl: an element's start or end tag, except
+# the tags of rich text, whose runs openpyxl joins into one cell value (t, r and a run's
+# properties, phonetic runs). Comments, CDATA sections and processing instructions do
+# not end a text either (the parser joins the text around them), and a raw ``>`` may
+# stand in a text.
+_RICH_TEXT_TAGS = (
+    b"t|r|rPr|rFont|charset|family|b|i|strike|outline|shadow|condense|extend|color|sz|u|"
+    b"vertAlign|scheme|rPh|phoneticPr"
+)
+_ELEMENT_TAG = re.compile(
+    rb"<(?!/?(?:[A-Za-z_][\w.\-]*:)?(?:" + _RICH_TEXT_TAGS + rb")[\s/>])"
+    rb"/?[A-Za-z_:][\w.\-:]*[\s/>]"
+)
+_UNFINISHED_TAG = re.compile(rb"</?[^\s/>]*")
 _DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
 
 
@@ -303,30 +313,40 @@ def _looks_like_xml(head: bytes) -> bool:
 
 def _text_longer_than(stream: IO[bytes], max_bytes: int, chunk_bytes: int = 1 << 20) -> bool:
     """Whether the XML in ``stream`` has more than ``max_bytes`` bytes from one element
-    tag to the next (the tag's own bytes counted too, so a long attribute is found as
-    well). Raises ``_DeclaresDTD``. Read in chunks of at most ``max_bytes``: a run that
-    long crosses a chunk's edge, so only the runs at the edges are counted."""
-    size = max(1, min(max_bytes, chunk_bytes))
-    run = 0  # bytes since the last element tag began, carried across chunks
-    held = b""  # a '<' ending the last chunk: whether it begins a tag, the next one says
+    tag that ends a text (``_ELEMENT_TAG``) to the next; the tags' own bytes count too,
+    so a long attribute is found as well. Raises ``_DeclaresDTD``. Streamed in chunks of
+    about half ``max_bytes``; a tag cut by a chunk's edge waits for the next chunk."""
+    size = max(1, min(max_bytes // 2, chunk_bytes))
+    run = 0  # bytes since the last text-ending tag began, carried across chunks
+    held = b""  # a '<' whose name the chunk's edge cut: the next chunk tells its tag
     seen = b""  # the last bytes looked at, for a DTD marker cut by a chunk's edge
     while chunk := stream.read(size):
         data, held = held + chunk, b""
-        if data.endswith(b"<"):
-            data, held = data[:-1], b"<"
+        cut = data.rfind(b"<")
+        if cut >= 0 and _UNFINISHED_TAG.fullmatch(data, cut):  # its name may go on
+            data, held = data[:cut], data[cut:]
+            if len(held) > max_bytes:
+                return True  # a name that long: the text around it is longer still
         window = seen + data
         if any(marker in window for marker in _DTD_MARKERS):
             raise _DeclaresDTD(getattr(stream, "name", ""))
         seen = window[-(len(_DTD_MARKERS[0]) - 1) :]
-        first = _ELEMENT_TAG.search(data)
-        if first is None:
+        if len(data) > max_bytes:  # rare (a tiny limit, a long held tag): every tag
+            tags = [match.start() for match in _ELEMENT_TAG.finditer(data)]
+        else:  # a text between two tags of this chunk is shorter than the limit
+            first = _ELEMENT_TAG.search(data)
+            tags = [] if first is None else [first.start(), _last_tag(data)]
+        if not tags:
             run += len(data)
         else:
-            if run + first.start() > max_bytes:
+            gaps = [b - a for a, b in itertools.pairwise([-run, *tags])]
+            if max(gaps) > max_bytes:
                 return True
-            run = len(data) - _last_tag(data)
+            run = len(data) - tags[-1]
         if run > max_bytes:
             return True
+    if any(marker in seen + held for marker in _DTD_MARKERS):
+        raise _DeclaresDTD(getattr(stream, "name", ""))
     return run + len(held) > max_bytes
 
 

@@ -9,7 +9,6 @@ import contextlib
 import datetime as dt
 import io
 import itertools
-import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,12 @@ from lakehouse.ingest.errors import (
     UnknownSheet,
 )
 from lakehouse.ingest.formats import Converted, ConvertRequest
-from lakehouse.ingest.xlsx_convert import _DeclaresDTD, _text_longer_than, convert_xlsx
+from lakehouse.ingest.xlsx_convert import (
+    _ELEMENT_TAG,
+    _DeclaresDTD,
+    _text_longer_than,
+    convert_xlsx,
+)
 from tests.support.xlsx import Blank, Formula, Merged, Sheets, write_xlsx, xlsx_bytes
 
 JAN_2 = dt.datetime(2024, 1, 2)
@@ -300,7 +304,11 @@ def test_a_shared_strings_table_too_large_for_memory_is_refused_unread(tmp_path:
     assert not (tmp_path / "out.parquet").exists()
 
 
-PIECES = [b"<", b">", b"a", b"/", b"!", b"!--", b"-->", b"x", b"xxxxxxx", b"y" * 20, b"<!DOCTYPE"]
+PIECES = [
+    *(b"<", b">", b"/", b"!", b"!--", b"-->", b"<!DOCTYPE", b" "),
+    *(b"a", b"t", b"r", b"x:t", b"rPr", b"c", b"row"),  # tag names, rich text's among them
+    *(b"x", b"xxxxxxx", b"y" * 20),
+]
 
 
 @hypothesis.given(
@@ -312,14 +320,16 @@ def test_the_scan_before_openpyxl_finds_every_long_text_across_chunk_edges(
     pieces: list[bytes], limit: int, chunk: int
 ) -> None:
     """``_text_longer_than`` (the scan before openpyxl reads a workbook) reads chunks;
-    it agrees with splitting the whole part at every element tag: a raw ``>``, a comment
-    or a CDATA section does not end a text for the parser, and a DTD is refused."""
+    it agrees with splitting the whole part at every tag that ends a text (not rich
+    text's, whose runs openpyxl joins): a raw ``>``, a comment or a CDATA section does
+    not end a text for the parser either, and a DTD is refused."""
     data = b"".join(pieces)
     if b"<!DOCTYPE" in data:  # refused: as a DTD, or for a long text found before it
         with contextlib.suppress(_DeclaresDTD):
             assert _text_longer_than(io.BytesIO(data), limit, chunk)
         return
-    bounds = [0, *(m.start() for m in re.finditer(rb"<[A-Za-z_:/]", data)), len(data)]
+    tags = [m.start() for m in _ELEMENT_TAG.finditer(data)]
+    bounds = [0, *tags, len(data)]
     expected = any(end - start > limit for start, end in itertools.pairwise(bounds))
     assert _text_longer_than(io.BytesIO(data), limit, chunk) == expected
 
@@ -332,6 +342,13 @@ def test_the_scan_before_openpyxl_finds_every_long_text_across_chunk_edges(
         b"<t>" + b"x" * 400 + b"<![CDATA[" + b"x" * 400 + b"]]></t>",
         b"<t>" + b"x" * 400 + b"<?pi?>" + b"x" * 400 + b"</t>",
         b'<c r="' + b"x" * 1000 + b'"/>',  # a long attribute
+        # Rich text: openpyxl joins a cell's runs into one value.
+        b"<si><r><t>"
+        + b"x" * 400
+        + b"</t></r><r><rPr><b/></rPr><t>"
+        + b"x" * 400
+        + b"</t></r></si>",
+        b"<is><x:t>" + b"x" * 400 + b"</x:t><x:r><x:t>" + b"x" * 400 + b"</x:t></x:r></is>",
     ],
 )
 def test_texts_the_parser_joins_are_measured_whole(xml: bytes) -> None:
@@ -411,3 +428,29 @@ def test_a_renamed_shared_strings_table_is_still_capped(
         source, tmp_path / "out.parquet", ConvertRequest(options=ConvertOptions())
     )
     assert converted.rows == 300  # openpyxl did find the renamed table
+
+
+def test_a_cell_joined_from_rich_text_runs_is_measured_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """openpyxl joins a shared string's rich text runs into one value: runs each under
+    the limit, together over it, are refused; without the scan openpyxl would read it."""
+    placeholder = b"RICH-TEXT-PLACEHOLDER"
+    runs = b"<r><t>" + b"x" * 600 + b"</t></r><r><rPr><b/></rPr><t>" + b"y" * 600 + b"</t></r>"
+    original = xlsx_bytes({"s": [["id", "note"], [1, placeholder.decode()]]})
+    source = tmp_path / "book.xlsx"
+    with (
+        zipfile.ZipFile(io.BytesIO(original)) as old,
+        zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as new,
+    ):
+        for part in old.infolist():
+            data = old.read(part)
+            new.writestr(part, data.replace(b"<t>" + placeholder + b"</t>", runs))
+    options = ConvertOptions(max_field_bytes=1000)
+    with pytest.raises(FieldTooLarge) as refused:
+        convert_xlsx(source, tmp_path / "out.parquet", ConvertRequest(options=options))
+    assert refused.value.details["part"] == "xl/sharedStrings.xml"
+    monkeypatch.setattr(xlsx_convert, "_check_longest_text", lambda source, limit: None)
+    convert_xlsx(source, tmp_path / "out.parquet", ConvertRequest(options=options))
+    [note] = pq.read_table(tmp_path / "out.parquet").column("note").to_pylist()
+    assert note == "x" * 600 + "y" * 600  # one value of 1,200 characters
