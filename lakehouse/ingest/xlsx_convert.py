@@ -20,6 +20,7 @@ file with the types that fit all cells (the changed columns reported as ``widene
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import decimal
 import itertools
@@ -29,7 +30,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from xml.etree import ElementTree
 from xml.etree.ElementTree import ParseError
 
@@ -221,26 +222,31 @@ def _check_longest_text(source: Path, max_bytes: int) -> None:
     whole, several times over (a 200 MB cell grew memory by 2.2 GB). Excel itself caps a
     cell at 32,767 characters. Every part that is XML is scanned, whatever its name
     (openpyxl finds parts through the package's relationships and content types, not by
-    name); a part declaring a DTD is refused, as its entities could expand a short text
-    into a long one. One streaming pass per part (``_text_longer_than``)."""
+    name), UTF-16 ones as UTF-8. Markup Excel never writes is refused: a DTD (its
+    entities could expand a short text into a long one), comments, CDATA sections and
+    processing instructions (the parser joins the text around them, and tag-like text
+    inside them would fool the scan). One streaming pass per part (``_text_longer_than``)."""
     try:
         with zipfile.ZipFile(source) as archive:
             for part in archive.infolist():
                 with archive.open(part) as stream:
-                    if not _looks_like_xml(stream.read(4)):
-                        continue  # the XML parser would refuse it at its first byte
+                    encoding = _xml_encoding(stream.read(4))
+                if encoding is None:
+                    continue  # the XML parser would refuse it at its first bytes
                 with archive.open(part) as stream:
-                    too_long = _text_longer_than(stream, max_bytes)
+                    readable = stream if encoding == "utf-8" else _AsUTF8(stream, encoding)
+                    too_long = _text_longer_than(readable, max_bytes)
                 if too_long:
                     raise FieldTooLarge(
                         f"the workbook holds a text of more than {max_bytes} bytes "
                         f"(in {part.filename}); the largest accepted is ingest.max_field_bytes",
                         details={"part": part.filename, "max_field_bytes": max_bytes},
                     )
-    except _DeclaresDTD as exc:
+    except _UnusualMarkup as exc:
         raise InvalidXLSX(
-            f"the workbook part {exc.args[0]!r} declares a DTD, which Excel never writes "
-            "(its entities could expand without limit)"
+            f"the workbook part {exc.args[0]!r} holds a DTD, a comment, a CDATA section or "
+            "a processing instruction, which Excel does not write (refused: a DTD's "
+            "entities could expand without limit)"
         ) from None
     except _ZIP_ERRORS as exc:
         raise _invalid(exc) from None
@@ -272,7 +278,10 @@ _ELEMENT_TAG = re.compile(
     rb"/?[A-Za-z_:][\w.\-:]*[\s/>]"
 )
 _UNFINISHED_TAG = re.compile(rb"</?[^\s/>]*")
-_DTD_MARKERS = (b"<!DOCTYPE", b"<!ENTITY")
+_UNUSUAL_MARKUP = (b"<!", b"<?")
+"""DTDs, comments, CDATA sections, processing instructions (the XML declaration at the
+start of a part excepted)."""
+_XML_DECLARATION = re.compile(rb"\A(?:\xef\xbb\xbf)?[ \t\r\n]*<\?xml[^<>]*\?>")
 
 
 def _check_shared_strings(source: Path) -> None:
@@ -289,7 +298,7 @@ def _check_shared_strings(source: Path) -> None:
     names, extensions = set(), set()
     for entry in types:
         if entry.get("ContentType") == _SHARED_STRINGS_TYPE:
-            names.add(entry.get("PartName", "").lstrip("/"))
+            names.add(entry.get("PartName", "").removeprefix("/"))  # as openpyxl does
             extensions.add(entry.get("Extension", "").lower())
     strings = sum(
         part.file_size
@@ -300,26 +309,52 @@ def _check_shared_strings(source: Path) -> None:
         raise _too_large(_MAX_SHARED_STRINGS_BYTES, "its shared strings table")
 
 
-class _DeclaresDTD(Exception):
-    """A workbook part declares a DTD."""
+class _UnusualMarkup(Exception):
+    """A workbook part holds markup Excel does not write (``_UNUSUAL_MARKUP``)."""
 
 
-def _looks_like_xml(head: bytes) -> bool:
-    """Whether a part's first bytes could start an XML document (a BOM, blanks, ``<``)."""
+def _xml_encoding(head: bytes) -> str | None:
+    """The encoding a part's first bytes show it is XML in, or None: not XML."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return True  # UTF-16
-    return head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1] in (b"<", b"")
+        return "utf-16"  # the decoder reads the byte-order mark
+    if head.startswith(b"<\x00"):
+        return "utf-16-le"
+    if head.startswith(b"\x00<"):
+        return "utf-16-be"
+    start = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1]
+    return "utf-8" if start in (b"<", b"") else None
 
 
-def _text_longer_than(stream: IO[bytes], max_bytes: int, chunk_bytes: int = 1 << 20) -> bool:
+class _AsUTF8:
+    """A UTF-16 part read as UTF-8, for the scan."""
+
+    def __init__(self, stream: IO[bytes], encoding: str) -> None:
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder(encoding)("replace")
+        self.name = getattr(stream, "name", "")
+
+    def read(self, size: int) -> bytes:
+        while True:
+            raw = self._stream.read(size)
+            text = self._decoder.decode(raw, final=not raw)
+            if text or not raw:
+                return text.encode("utf-8", "surrogatepass")
+
+
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+def _text_longer_than(stream: _Readable, max_bytes: int, chunk_bytes: int = 1 << 20) -> bool:
     """Whether the XML in ``stream`` has more than ``max_bytes`` bytes from one element
     tag that ends a text (``_ELEMENT_TAG``) to the next; the tags' own bytes count too,
-    so a long attribute is found as well. Raises ``_DeclaresDTD``. Streamed in chunks of
+    so a long attribute is found as well. Raises ``_UnusualMarkup``. Streamed in chunks of
     about half ``max_bytes``; a tag cut by a chunk's edge waits for the next chunk."""
     size = max(1, min(max_bytes // 2, chunk_bytes))
     run = 0  # bytes since the last text-ending tag began, carried across chunks
     held = b""  # a '<' whose name the chunk's edge cut: the next chunk tells its tag
-    seen = b""  # the last bytes looked at, for a DTD marker cut by a chunk's edge
+    seen = b""  # the last byte looked at, for a marker cut by a chunk's edge
+    first_chunk = True
     while chunk := stream.read(size):
         data, held = held + chunk, b""
         cut = data.rfind(b"<")
@@ -327,10 +362,15 @@ def _text_longer_than(stream: IO[bytes], max_bytes: int, chunk_bytes: int = 1 <<
             data, held = data[:cut], data[cut:]
             if len(held) > max_bytes:
                 return True  # a name that long: the text around it is longer still
+        if first_chunk:  # the XML declaration is the one '<?' allowed
+            declaration = _XML_DECLARATION.match(data)
+            if declaration is not None:
+                data = b" " * declaration.end() + data[declaration.end() :]
+            first_chunk = False
         window = seen + data
-        if any(marker in window for marker in _DTD_MARKERS):
-            raise _DeclaresDTD(getattr(stream, "name", ""))
-        seen = window[-(len(_DTD_MARKERS[0]) - 1) :]
+        if any(marker in window for marker in _UNUSUAL_MARKUP):
+            raise _UnusualMarkup(getattr(stream, "name", ""))
+        seen = window[-1:]
         if len(data) > max_bytes:  # rare (a tiny limit, a long held tag): every tag
             tags = [match.start() for match in _ELEMENT_TAG.finditer(data)]
         else:  # a text between two tags of this chunk is shorter than the limit
@@ -345,8 +385,8 @@ def _text_longer_than(stream: IO[bytes], max_bytes: int, chunk_bytes: int = 1 <<
             run = len(data) - tags[-1]
         if run > max_bytes:
             return True
-    if any(marker in seen + held for marker in _DTD_MARKERS):
-        raise _DeclaresDTD(getattr(stream, "name", ""))
+    if any(marker in seen + held for marker in _UNUSUAL_MARKUP):
+        raise _UnusualMarkup(getattr(stream, "name", ""))
     return run + len(held) > max_bytes
 
 

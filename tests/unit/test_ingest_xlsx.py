@@ -31,8 +31,8 @@ from lakehouse.ingest.errors import (
 from lakehouse.ingest.formats import Converted, ConvertRequest
 from lakehouse.ingest.xlsx_convert import (
     _ELEMENT_TAG,
-    _DeclaresDTD,
     _text_longer_than,
+    _UnusualMarkup,
     convert_xlsx,
 )
 from tests.support.xlsx import Blank, Formula, Merged, Sheets, write_xlsx, xlsx_bytes
@@ -324,8 +324,8 @@ def test_the_scan_before_openpyxl_finds_every_long_text_across_chunk_edges(
     text's, whose runs openpyxl joins): a raw ``>``, a comment or a CDATA section does
     not end a text for the parser either, and a DTD is refused."""
     data = b"".join(pieces)
-    if b"<!DOCTYPE" in data:  # refused: as a DTD, or for a long text found before it
-        with contextlib.suppress(_DeclaresDTD):
+    if b"<!" in data or b"<?" in data:  # refused: as such, or for a long text before it
+        with contextlib.suppress(_UnusualMarkup):
             assert _text_longer_than(io.BytesIO(data), limit, chunk)
         return
     tags = [m.start() for m in _ELEMENT_TAG.finditer(data)]
@@ -338,9 +338,6 @@ def test_the_scan_before_openpyxl_finds_every_long_text_across_chunk_edges(
     "xml",
     [
         b"<t>" + b"x>" * 600 + b"</t>",  # a raw '>' may stand in a text
-        b"<t>" + b"x" * 400 + b"<!-- -->" + b"x" * 400 + b"</t>",  # joined around a comment
-        b"<t>" + b"x" * 400 + b"<![CDATA[" + b"x" * 400 + b"]]></t>",
-        b"<t>" + b"x" * 400 + b"<?pi?>" + b"x" * 400 + b"</t>",
         b'<c r="' + b"x" * 1000 + b'"/>',  # a long attribute
         # Rich text: openpyxl joins a cell's runs into one value.
         b"<si><r><t>"
@@ -378,7 +375,7 @@ def test_a_part_declaring_a_dtd_is_refused_and_parts_are_found_by_content(
         return source
 
     bomb = b'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY e "xxxx">]><t>&e;&e;</t>'
-    with pytest.raises(InvalidXLSX, match="declares a DTD"):
+    with pytest.raises(InvalidXLSX, match="holds a DTD"):
         convert_xlsx(with_extra("xl/strings.bin", bomb), target, _request(options))
     long_text = b"\xef\xbb\xbf  <t>" + b"x" * 2000 + b"</t>"
     with pytest.raises(FieldTooLarge) as refused:
@@ -454,3 +451,53 @@ def test_a_cell_joined_from_rich_text_runs_is_measured_whole(
     convert_xlsx(source, tmp_path / "out.parquet", ConvertRequest(options=options))
     [note] = pq.read_table(tmp_path / "out.parquet").column("note").to_pylist()
     assert note == "x" * 600 + "y" * 600  # one value of 1,200 characters
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        b'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY e "x">]><t>&e;</t>',
+        b"<t>" + b"x" * 40 + b"<!-- <a> -->" + b"x" * 40 + b"</t>",  # the parser joins them
+        b"<t>" + b"x" * 40 + b"<![CDATA[<a>]]>" + b"x" * 40 + b"</t>",
+        b'<?xml version="1.0"?><t>' + b"x" * 40 + b"<?x <a ?>" + b"x" * 40 + b"</t>",
+    ],
+)
+def test_markup_excel_does_not_write_is_refused(xml: bytes) -> None:
+    """Tag-like text inside a comment, CDATA or a processing instruction would end a
+    text for the scan but not for the parser; a DTD's entities could expand a text."""
+    for chunk in (3, 64, 1 << 20):
+        with pytest.raises(_UnusualMarkup):
+            _text_longer_than(io.BytesIO(xml), 1000, chunk)
+    declared = b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<t>x</t>'
+    assert not _text_longer_than(io.BytesIO(declared), 1000)  # the declaration is fine
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_part_is_scanned_as_utf8(tmp_path: Path, encoding: str) -> None:
+    """UTF-16 parts (with a byte-order mark or without) are read as the parser reads
+    them: a long text is found, a DTD is refused, a short text passes."""
+    original = xlsx_bytes({"s": [["id"], [1]]})
+    source = tmp_path / "book.xlsx"
+    options = ConvertOptions(max_field_bytes=1000)
+
+    def with_part(text: str) -> Path:
+        with (
+            zipfile.ZipFile(io.BytesIO(original)) as old,
+            zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as new,
+        ):
+            for part in old.infolist():
+                new.writestr(part, old.read(part))
+            new.writestr("xl/wide.xml", text.encode(encoding))
+        return source
+
+    target = tmp_path / "out.parquet"
+    with pytest.raises(FieldTooLarge):
+        convert_xlsx(with_part("<t>" + "x" * 2000 + "</t>"), target, ConvertRequest(options))
+    bomb = with_part('<!DOCTYPE t [<!ENTITY e "x">]><t>&e;</t>')
+    with pytest.raises(InvalidXLSX, match="holds a DTD"):
+        convert_xlsx(bomb, target, ConvertRequest(options))
+    # U+413C is the bytes '<A' in UTF-16: no tag, once decoded.
+    sneaky = "<t>" + ("\u413c " + "x" * 100) * 20 + "</t>"
+    with pytest.raises(FieldTooLarge):
+        convert_xlsx(with_part(sneaky), target, ConvertRequest(options))
+    assert convert_xlsx(with_part("<t>short</t>"), target, ConvertRequest(options)).rows == 1
