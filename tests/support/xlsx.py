@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,26 @@ def _write(sheet: Any, r: int, c: int, cell: Any, date: Any, time: Any, bold: An
         sheet.write_string(r, c, cell)  # text, even when it looks like a number
     else:
         raise TypeError(f"no xlsx cell for {cell!r}")
+
+
+def rewritten(
+    workbook: bytes,
+    change: Callable[[str, bytes], tuple[str, bytes]] | None = None,
+    extra: Mapping[str, bytes] | None = None,
+) -> bytes:
+    """``workbook`` with each part passed through ``change`` ((name, bytes) -> (name,
+    bytes)) and the ``extra`` parts added: workbooks no writer makes (a cell past Excel's
+    limit, a renamed part, markup Excel does not write), for the ingest's guards."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(workbook)) as old,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as new,
+    ):
+        for part in old.infolist():
+            name, data = part.filename, old.read(part)
+            if change is not None:
+                name, data = change(name, data)
+            new.writestr(name, data)
+        for name, data in (extra or {}).items():
+            new.writestr(name, data)
+    return out.getvalue()

@@ -35,7 +35,15 @@ from lakehouse.ingest.xlsx_convert import (
     _UnusualMarkup,
     convert_xlsx,
 )
-from tests.support.xlsx import Blank, Formula, Merged, Sheets, write_xlsx, xlsx_bytes
+from tests.support.xlsx import (
+    Blank,
+    Formula,
+    Merged,
+    Sheets,
+    rewritten,
+    write_xlsx,
+    xlsx_bytes,
+)
 
 JAN_2 = dt.datetime(2024, 1, 2)
 JAN_3_0506 = dt.datetime(2024, 1, 3, 5, 6)
@@ -365,13 +373,7 @@ def test_a_part_declaring_a_dtd_is_refused_and_parts_are_found_by_content(
     original = xlsx_bytes({"s": [["id"], [1]]})
 
     def with_extra(name: str, data: bytes) -> Path:
-        with (
-            zipfile.ZipFile(io.BytesIO(original)) as old,
-            zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as new,
-        ):
-            for part in old.infolist():
-                new.writestr(part, old.read(part))
-            new.writestr(name, data)
+        source.write_bytes(rewritten(original, extra={name: data}))
         return source
 
     bomb = b'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY e "xxxx">]><t>&e;&e;</t>'
@@ -405,18 +407,12 @@ def test_a_renamed_shared_strings_table_is_still_capped(
         {"s": [["id", "name"], *([i, strings[i * 6 : i * 6 + 6]] for i in range(300))]}
     )
     source = tmp_path / "book.xlsx"
-    with (
-        zipfile.ZipFile(io.BytesIO(original)) as old,
-        zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as new,
-    ):
-        for part in old.infolist():
-            data = old.read(part)
-            name = part.filename
-            if name == "xl/sharedStrings.xml":
-                name = "xl/strings.bin"
-            data = data.replace(b"/xl/sharedStrings.xml", b"/xl/strings.bin")
-            data = data.replace(b"sharedStrings.xml", b"strings.bin")
-            new.writestr(name, data)
+
+    def rename(name: str, data: bytes) -> tuple[str, bytes]:
+        name = "xl/strings.bin" if name == "xl/sharedStrings.xml" else name
+        return name, data.replace(b"sharedStrings.xml", b"strings.bin")
+
+    source.write_bytes(rewritten(original, rename))
     assert "xl/sharedStrings.xml" not in zipfile.ZipFile(source).namelist()
     with pytest.raises(DecompressedTooLarge, match="shared strings"):
         convert_xlsx(source, tmp_path / "out.parquet", ConvertRequest(options=ConvertOptions()))
@@ -436,13 +432,11 @@ def test_a_cell_joined_from_rich_text_runs_is_measured_whole(
     runs = b"<r><t>" + b"x" * 600 + b"</t></r><r><rPr><b/></rPr><t>" + b"y" * 600 + b"</t></r>"
     original = xlsx_bytes({"s": [["id", "note"], [1, placeholder.decode()]]})
     source = tmp_path / "book.xlsx"
-    with (
-        zipfile.ZipFile(io.BytesIO(original)) as old,
-        zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as new,
-    ):
-        for part in old.infolist():
-            data = old.read(part)
-            new.writestr(part, data.replace(b"<t>" + placeholder + b"</t>", runs))
+    source.write_bytes(
+        rewritten(
+            original, lambda name, data: (name, data.replace(b"<t>" + placeholder + b"</t>", runs))
+        )
+    )
     options = ConvertOptions(max_field_bytes=1000)
     with pytest.raises(FieldTooLarge) as refused:
         convert_xlsx(source, tmp_path / "out.parquet", ConvertRequest(options=options))
@@ -481,13 +475,7 @@ def test_a_utf16_part_is_scanned_as_utf8(tmp_path: Path, encoding: str) -> None:
     options = ConvertOptions(max_field_bytes=1000)
 
     def with_part(text: str) -> Path:
-        with (
-            zipfile.ZipFile(io.BytesIO(original)) as old,
-            zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as new,
-        ):
-            for part in old.infolist():
-                new.writestr(part, old.read(part))
-            new.writestr("xl/wide.xml", text.encode(encoding))
+        source.write_bytes(rewritten(original, extra={"xl/wide.xml": text.encode(encoding)}))
         return source
 
     target = tmp_path / "out.parquet"
