@@ -155,9 +155,7 @@ def convert_xlsx(
 
 
 def _convert(source: Path, target: Path, request: ConvertRequest, sample_rows: int) -> Converted:
-    _check_declared_sizes(source, request.options.max_decompressed_bytes)
-    _check_longest_text(source, request.options.max_field_bytes)
-    _check_shared_strings(source)
+    _check_package(source, request.options)
     with _Sheet(source, request.sheet) as sheet:
         rows = sheet.rows()
         header = next(rows, None)
@@ -191,22 +189,31 @@ def _convert(source: Path, target: Path, request: ConvertRequest, sample_rows: i
     return Converted(columns=final.columns, rows=written, widened=widened)
 
 
-def _check_declared_sizes(source: Path, max_bytes: int) -> None:
-    """An xlsx is a zip: refuse one whose parts declare more than ``max_bytes`` in all
-    (a zip bomb), or whose shared strings would not fit in memory (openpyxl loads that
-    table whole), before reading any of it. zipfile never inflates a part past its
-    declared size, so a part cannot lie its way past this check."""
+def _check_package(source: Path, options: ConvertOptions) -> None:
+    """Refuse, before openpyxl reads any of it, a workbook that would take more memory
+    than its size says: parts declaring more than ``max_decompressed_bytes`` in all (a zip
+    bomb; zipfile never inflates a part past its declared size), a shared strings table
+    over ``_MAX_SHARED_STRINGS_BYTES`` (openpyxl loads it whole), or a text longer than
+    ``max_field_bytes`` (``_check_texts``)."""
     try:
         with zipfile.ZipFile(source) as archive:
             parts = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            if sum(part.file_size for part in parts) > options.max_decompressed_bytes:
+                raise _too_large(options.max_decompressed_bytes, "its parts")
+            # By its usual name first, before anything is inflated; then (below) by the
+            # content types, as openpyxl finds it.
+            _check_shared_strings(parts, {_SHARED_STRINGS}, set())
+            _check_texts(archive, options.max_field_bytes)
+            names, extensions = _shared_strings_parts(archive)
+            _check_shared_strings(parts, names, extensions)
+    except _UnusualMarkup as exc:
+        raise InvalidXLSX(
+            f"the workbook part {exc.args[0]!r} holds a DTD, a comment, a CDATA section or "
+            "a processing instruction, which Excel does not write (refused: a DTD's "
+            "entities could expand without limit)"
+        ) from None
+    except _ZIP_ERRORS as exc:
         raise _invalid(exc) from None
-    declared = sum(part.file_size for part in parts)
-    strings = sum(p.file_size for p in parts if p.filename.lower() == _SHARED_STRINGS)
-    if declared > max_bytes:
-        raise _too_large(max_bytes, "its parts")
-    if strings > _MAX_SHARED_STRINGS_BYTES:  # by its usual name here: before any inflating
-        raise _too_large(_MAX_SHARED_STRINGS_BYTES, "its shared strings table")
 
 
 def _too_large(limit: int, what: str) -> DecompressedTooLarge:
@@ -216,40 +223,30 @@ def _too_large(limit: int, what: str) -> DecompressedTooLarge:
     )
 
 
-def _check_longest_text(source: Path, max_bytes: int) -> None:
+def _check_texts(archive: zipfile.ZipFile, max_bytes: int) -> None:
     """Refuse a workbook with a text longer than ``max_bytes`` (CSV's largest field) in
-    any of its XML, before openpyxl reads it: the XML parser and openpyxl hold a text
-    whole, several times over (a 200 MB cell grew memory by 2.2 GB). Excel itself caps a
-    cell at 32,767 characters. Every part that is XML is scanned, whatever its name
-    (openpyxl finds parts through the package's relationships and content types, not by
-    name), UTF-16 ones as UTF-8. Markup Excel never writes is refused: a DTD (its
-    entities could expand a short text into a long one), comments, CDATA sections and
-    processing instructions (the parser joins the text around them, and tag-like text
-    inside them would fool the scan). One streaming pass per part (``_text_longer_than``)."""
-    try:
-        with zipfile.ZipFile(source) as archive:
-            for part in archive.infolist():
-                with archive.open(part) as stream:
-                    encoding = _xml_encoding(stream.read(4))
-                if encoding is None:
-                    continue  # the XML parser would refuse it at its first bytes
-                with archive.open(part) as stream:
-                    readable = stream if encoding == "utf-8" else _AsUTF8(stream, encoding)
-                    too_long = _text_longer_than(readable, max_bytes)
-                if too_long:
-                    raise FieldTooLarge(
-                        f"the workbook holds a text of more than {max_bytes} bytes "
-                        f"(in {part.filename}); the largest accepted is ingest.max_field_bytes",
-                        details={"part": part.filename, "max_field_bytes": max_bytes},
-                    )
-    except _UnusualMarkup as exc:
-        raise InvalidXLSX(
-            f"the workbook part {exc.args[0]!r} holds a DTD, a comment, a CDATA section or "
-            "a processing instruction, which Excel does not write (refused: a DTD's "
-            "entities could expand without limit)"
-        ) from None
-    except _ZIP_ERRORS as exc:
-        raise _invalid(exc) from None
+    any of its XML: the XML parser and openpyxl hold a text whole, several times over (a
+    200 MB cell grew memory by 2.2 GB). Excel itself caps a cell at 32,767 characters.
+    Every part that is XML is scanned, whatever its name (openpyxl finds parts through
+    the package's relationships and content types, not by name), UTF-16 ones as UTF-8.
+    Markup Excel never writes is refused (``_UnusualMarkup``): a DTD (its entities could
+    expand a short text into a long one), comments, CDATA sections and processing
+    instructions (the parser joins the text around them, and tag-like text inside them
+    would fool the scan). One streaming pass per part (``_text_longer_than``)."""
+    for part in archive.infolist():
+        with archive.open(part) as stream:
+            encoding = _xml_encoding(stream.read(4))
+        if encoding is None:
+            continue  # the XML parser would refuse it at its first bytes
+        with archive.open(part) as stream:
+            readable = stream if encoding == "utf-8" else _AsUTF8(stream, encoding)
+            too_long = _text_longer_than(readable, max_bytes)
+        if too_long:
+            raise FieldTooLarge(
+                f"the workbook holds a text of more than {max_bytes} bytes "
+                f"(in {part.filename}); the largest accepted is ingest.max_field_bytes",
+                details={"part": part.filename, "max_field_bytes": max_bytes},
+            )
 
 
 # What reading a zip member can raise: encrypted (RuntimeError) or unsupported
@@ -284,26 +281,31 @@ start of a part excepted)."""
 _XML_DECLARATION = re.compile(rb"\A(?:\xef\xbb\xbf)?[ \t\r\n]*<\?xml[^<>]*\?>")
 
 
-def _check_shared_strings(source: Path) -> None:
-    """The shared strings table's cap, on the parts the package's content types call
-    shared strings: openpyxl finds the table that way, whatever its name. Run after
-    ``_check_longest_text`` (no DTD, no long text), so ``[Content_Types].xml`` is safe
-    to parse."""
+def _shared_strings_parts(archive: zipfile.ZipFile) -> tuple[set[str], set[str]]:
+    """The part names and extensions the package's content types call shared strings,
+    resolved as openpyxl does. Read after ``_check_texts`` (no DTD, no long text), so
+    ``[Content_Types].xml`` is safe to parse."""
     try:
-        with zipfile.ZipFile(source) as archive:
-            parts = archive.infolist()
-            types = ElementTree.fromstring(archive.read("[Content_Types].xml"))  # noqa: S314
-    except (KeyError, ParseError, *_ZIP_ERRORS):
-        return  # openpyxl refuses such a package, saying why
+        types = ElementTree.fromstring(archive.read("[Content_Types].xml"))  # noqa: S314
+    except (KeyError, ParseError):
+        return set(), set()  # openpyxl refuses such a package, saying why
     names, extensions = set(), set()
     for entry in types:
         if entry.get("ContentType") == _SHARED_STRINGS_TYPE:
-            names.add(entry.get("PartName", "").removeprefix("/"))  # as openpyxl does
+            names.add(entry.get("PartName", "").removeprefix("/").lower())
             extensions.add(entry.get("Extension", "").lower())
+    return names, extensions - {""}
+
+
+def _check_shared_strings(
+    parts: list[zipfile.ZipInfo], names: set[str], extensions: set[str]
+) -> None:
+    """The shared strings table's cap, on the parts named (lower case) or of those
+    extensions."""
     strings = sum(
         part.file_size
         for part in parts
-        if part.filename in names or part.filename.rsplit(".", 1)[-1].lower() in extensions
+        if part.filename.lower() in names or part.filename.rsplit(".", 1)[-1].lower() in extensions
     )
     if strings > _MAX_SHARED_STRINGS_BYTES:
         raise _too_large(_MAX_SHARED_STRINGS_BYTES, "its shared strings table")

@@ -441,7 +441,7 @@ def test_a_cell_joined_from_rich_text_runs_is_measured_whole(
     with pytest.raises(FieldTooLarge) as refused:
         convert_xlsx(source, tmp_path / "out.parquet", ConvertRequest(options=options))
     assert refused.value.details["part"] == "xl/sharedStrings.xml"
-    monkeypatch.setattr(xlsx_convert, "_check_longest_text", lambda source, limit: None)
+    monkeypatch.setattr(xlsx_convert, "_check_texts", lambda archive, limit: None)
     convert_xlsx(source, tmp_path / "out.parquet", ConvertRequest(options=options))
     [note] = pq.read_table(tmp_path / "out.parquet").column("note").to_pylist()
     assert note == "x" * 600 + "y" * 600  # one value of 1,200 characters
