@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from lakehouse.ingest.arrival import Arrival, arrival_of
 from lakehouse.ingest.errors import InvalidCSV, InvalidTypeOverride, NotUTF8
 from lakehouse.ingest.locate import locate_oversized, locate_ragged, unclosed_quote
 from lakehouse.ingest.schema import (
@@ -113,7 +114,7 @@ class _RowTooLarge(Exception):
 
 
 def convert_csv(
-    source: Path,
+    source: Path | Arrival,
     layout: CsvLayout,
     target: Path,
     options: ConvertOptions,
@@ -129,25 +130,30 @@ def convert_csv(
     line, invalid UTF-8 NotUTF8, a value not fitting a type override
     InvalidTypeOverride. ``layout.columns`` is updated in place with the
     final types. ``progress`` is told the rows read so far in this pass, per block.
+    ``source`` may still be arriving (``Arrival``): the first pass reads it as it grows;
+    an error is located, and a second pass made, once all of it is on disk.
     """
+    arrival = arrival_of(source)
     widened: list[WidenedColumn] = []
     block_size = options.block_size
     while True:
         try:
-            rows, failed = _write(source, layout, target, options, block_size, progress)
+            rows, failed = _write(arrival, layout, target, options, block_size, progress)
         except pa.ArrowInvalid as exc:
             target.unlink(missing_ok=True)  # a failed write leaves a readable partial file
             if _STRADDLING in str(exc) and block_size < options.max_field_bytes:
                 # The reader's memory grows with its block: take the smallest that fits.
                 block_size = min(block_size * 2, options.max_field_bytes)
                 continue
-            raise _error(exc, source, layout, options.max_field_bytes) from exc
+            raise _error(exc, arrival.wait_all(), layout, options.max_field_bytes) from exc
         except _RowTooLarge:
             target.unlink(missing_ok=True)
-            raise locate_oversized(source, layout.delimiter, options.max_field_bytes) from None
+            raise locate_oversized(
+                arrival.wait_all(), layout.delimiter, options.max_field_bytes
+            ) from None
         except _QuoteNeverClosed:
             target.unlink(missing_ok=True)
-            raise unclosed_quote(source, layout.delimiter) or InvalidCSV(
+            raise unclosed_quote(arrival.wait_all(), layout.delimiter) or InvalidCSV(
                 "a quoted field is never closed"
             ) from None
         except BaseException:
@@ -165,7 +171,7 @@ def convert_csv(
 
 
 def _write(
-    source: Path,
+    source: Arrival,
     layout: CsvLayout,
     target: Path,
     options: ConvertOptions,
@@ -267,9 +273,9 @@ class _ProbedFile(io.RawIOBase):
     ends it too.
     """
 
-    def __init__(self, source: Path, probe: bytes, ahead: int | None = None) -> None:
+    def __init__(self, source: Arrival, probe: bytes, ahead: int | None = None) -> None:
         super().__init__()
-        self.file = source.open("rb")
+        self.file = source.open()
         self.probe = probe
         self.ahead = ahead
         self.reads = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import io
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import msgspec
 import pyarrow as pa
 
+from lakehouse.ingest.arrival import Arrival, arrival_of
 from lakehouse.ingest.errors import EmptyCSV, InvalidCSV, InvalidTypeOverride, NotUTF8
 from lakehouse.ingest.locate import ragged, unclosed_quote
 
@@ -171,23 +173,27 @@ def normalise_header(names: Iterable[str]) -> list[str]:
 
 
 def infer_layout(
-    path: Path, sample_rows: int, overrides: dict[str, str], delimiter: str | None = None
+    source: Path | Arrival,
+    sample_rows: int,
+    overrides: dict[str, str],
+    delimiter: str | None = None,
 ) -> CsvLayout:
     """Detect the dialect (the delimiter unless given: TSV's is a tab), read the header
     and up to ``sample_rows`` rows, infer the column types. Blocking: run it in a
-    worker thread.
+    worker thread. ``source`` may still be arriving: only its head is read.
 
     Raises EmptyCSV, NotUTF8, RaggedRows (within the sample), InvalidCSV,
     InvalidTypeOverride (an override names no column).
     """
-    head = _read_head(path)
+    arrival = arrival_of(source)
+    head = _read_head(arrival)
     if not head.strip():
         raise EmptyCSV("the CSV is empty")
     first_line = head.splitlines()[0] if head.splitlines() else ""
     if not first_line.strip():
         raise EmptyCSV("the CSV has no header row: its first line is empty")
     delimiter = delimiter or detect_delimiter(head)
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    with io.TextIOWrapper(arrival.open(), encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter, quotechar='"', doublequote=True)
         try:
             header = next(reader)
@@ -206,7 +212,7 @@ def infer_layout(
                     continue
                 if len(row) != width:
                     # A quote left open makes its record short of fields: say that instead.
-                    raise unclosed_quote(path, delimiter) or ragged(
+                    raise unclosed_quote(arrival.wait_all(), delimiter) or ragged(
                         previous_line + 1, count + 2, width, len(row)
                     )
                 rows.append(row)
@@ -258,9 +264,8 @@ def detect_delimiter(text: str) -> str:
     return best if best_score > (0, 0) else single_column
 
 
-def _read_head(path: Path) -> str:
-    with path.open("rb") as handle:
-        raw = handle.read(_HEAD_BYTES)
+def _read_head(arrival: Arrival) -> str:
+    raw = arrival.head(_HEAD_BYTES)
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     try:
         # final=False: a multi-byte character cut at the end of the head is not an error.

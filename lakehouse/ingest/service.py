@@ -11,9 +11,14 @@ retained version references them (ADR 0014).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -31,6 +36,7 @@ from lakehouse.catalog import (
 )
 from lakehouse.config import IngestSettings
 from lakehouse.errors import LakehouseError
+from lakehouse.ingest.arrival import Arrival
 from lakehouse.ingest.columnar_convert import convert_arrow, convert_parquet
 from lakehouse.ingest.convert import ConvertOptions, ConvertResult, convert_csv
 from lakehouse.ingest.detect import SNIFF_BYTES, decide_format
@@ -59,6 +65,7 @@ from lakehouse.layout import SPOOL_PREFIX, data_key, spool_paths
 from lakehouse.storage import ObjectStore
 
 log = logging.getLogger("lakehouse.ingest")
+_T = TypeVar("_T")
 
 
 def _convert_xlsx(source: Path, target: Path, request: ConvertRequest) -> Converted:
@@ -86,7 +93,9 @@ def validate_name(name: str | None) -> str:
 
 
 class PhaseTimer:
-    """Seconds per phase of one ingest, for the log line."""
+    """Seconds per phase of one ingest, for the log line. Phases that overlap (the
+    spool and the conversion reading it) are timed on their own (``timing``,
+    ``record``); the ones after them are laps from the last mark."""
 
     def __init__(self) -> None:
         self.started = self._mark = time.perf_counter()
@@ -95,6 +104,23 @@ class PhaseTimer:
     def lap(self, phase: str) -> None:
         now = time.perf_counter()
         self.phases[phase], self._mark = now - self._mark, now
+
+    def mark(self) -> None:
+        self._mark = time.perf_counter()
+
+    def record(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = seconds
+
+    def since_start(self) -> float:
+        return time.perf_counter() - self.started
+
+    @contextlib.contextmanager
+    def timing(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[phase] = time.perf_counter() - started
 
     def total(self) -> float:
         return round(time.perf_counter() - self.started, 3)
@@ -120,6 +146,10 @@ class IngestService:
             max_field_bytes=settings.max_field_bytes,
             max_decompressed_bytes=settings.max_decompressed_bytes,
         )
+        # One thread per admitted ingest: its head, inference and conversion run in turn.
+        self._readers = ThreadPoolExecutor(
+            max_workers=max(1, settings.max_concurrent), thread_name_prefix="ingest"
+        )
 
     async def start(self) -> None:
         """Remove spool files a crashed run left behind.
@@ -141,7 +171,8 @@ class IngestService:
             log.info("removed %d stale spool file(s)", removed, extra={"dir": str(self.spool_dir)})
 
     async def close(self) -> None:
-        """Nothing runs in the background."""
+        """Nothing runs in the background once the ingests admitted have ended."""
+        await asyncio.to_thread(self._readers.shutdown, wait=True)
 
     async def ingest(
         self,
@@ -231,36 +262,82 @@ class IngestService:
     ) -> tuple[Spooled, Format, CsvLayout, ConvertResult]:
         """Spool the upload (decompressed), tell its format, infer its layout (conformed
         to the dataset on append) and write it as Parquet to the spool: the part of an
-        ingest a dry run does too."""
-        upload_path, parquet_path = paths
-        spooled = await self._spool(upload, upload_path)
-        head = await asyncio.to_thread(_read_head, upload_path)
-        upload_format = decide_format(upload.format, spooled.media_type, spooled.file_name, head)
-        timer.lap("spool")
-        progress.enter("converting")
-        if upload_format not in (Format.CSV, Format.TSV):
-            return (
-                spooled,
-                upload_format,
-                *await self._convert_other(
-                    name, upload_format, upload, overrides, mode, paths, timer, progress
-                ),
+        ingest a dry run does too.
+
+        A CSV is inferred and converted while it arrives (``Arrival``, ADR 0009). The
+        spool's own error (413, a malformed body, a lost client) is the answer whenever
+        there is one, as when the conversion waited for the whole upload; an error of
+        the conversion is answered once the whole upload arrived."""
+        arrival = Arrival(paths[0])
+        spooling = asyncio.ensure_future(self._spool(upload, arrival))
+        converting = asyncio.ensure_future(
+            self._convert_arriving(
+                name, upload, overrides, mode, arrival, spooling, paths[1], timer, progress
             )
-        delimiter = "\t" if upload_format == Format.TSV else None
-        layout = await asyncio.to_thread(
-            infer_layout, upload_path, self.settings.sample_rows, overrides, delimiter
         )
-        if mode == CommitMode.APPEND:
-            layout = await self._conform(name, layout, upload_path, overrides)
-        timer.lap("infer")
-        converted = await asyncio.to_thread(
-            convert_csv, upload_path, layout, parquet_path, self.convert_options, progress.converted
-        )
-        timer.lap("convert")
+        try:
+            spooled = await spooling
+        except BaseException:
+            arrival.fail()  # the conversion's reads stop; its error is a consequence
+            await asyncio.gather(converting, return_exceptions=True)
+            raise
+        arrival.end()
+        timer.record("spool", timer.since_start())
+        progress.enter("converting")
+        upload_format, layout, converted = await converting
+        timer.mark()
         return spooled, upload_format, layout, converted
 
-    async def _spool(self, upload: Upload, path: Path) -> Spooled:
-        """Write the upload, decompressed, to ``path``. Raises ``EmptyCSV`` for an empty one."""
+    async def _convert_arriving(
+        self,
+        name: str,
+        upload: Upload,
+        overrides: dict[str, str],
+        mode: CommitMode,
+        arrival: Arrival,
+        spooling: asyncio.Future[Spooled],
+        parquet_path: Path,
+        timer: PhaseTimer,
+        progress: IngestProgress,
+    ) -> tuple[Format, CsvLayout, ConvertResult]:
+        """``_convert``'s work beside the spool: the format from the first bytes, then a
+        CSV from the arriving file, any other format once the spool has ended."""
+        head = await self._blocking(arrival.head, SNIFF_BYTES)
+        upload_format = decide_format(upload.format, arrival.media_type, arrival.file_name, head)
+        if upload_format not in (Format.CSV, Format.TSV):
+            await asyncio.wait([spooling])  # these formats are read whole (a Parquet footer)
+            return upload_format, *await self._convert_other(
+                name,
+                upload_format,
+                upload,
+                overrides,
+                mode,
+                (arrival.path, parquet_path),
+                timer,
+                progress,
+            )
+        delimiter = "\t" if upload_format == Format.TSV else None
+        with timer.timing("infer"):
+            layout = await self._blocking(
+                infer_layout, arrival, self.settings.sample_rows, overrides, delimiter
+            )
+            if mode == CommitMode.APPEND:
+                layout = await self._conform(name, layout, arrival, overrides)
+        with timer.timing("convert"):
+            converted = await self._blocking(
+                convert_csv, arrival, layout, parquet_path, self.convert_options, progress.converted
+            )
+        return upload_format, layout, converted
+
+    async def _blocking(self, function: Callable[..., _T], *args: object) -> _T:
+        """``function(*args)`` in a thread of the ingest's own pool: a reader waiting
+        for the upload's bytes must not hold a thread the spool's writes need."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, functools.partial(function, *args))
+
+    async def _spool(self, upload: Upload, arrival: Arrival) -> Spooled:
+        """Write the upload, decompressed, to ``arrival.path``. Raises ``EmptyCSV`` for an
+        empty one."""
         hints = Hints(
             file_name=upload.file_name,
             media_type=upload.media_type,
@@ -268,9 +345,11 @@ class IngestService:
             max_decompressed_bytes=self.settings.max_decompressed_bytes,
         )
         if upload.kind == "multipart":
-            spooled = await spool_multipart(upload.chunks, upload.boundary, path, hints)
+            spooled = await spool_multipart(
+                upload.chunks, upload.boundary, arrival.path, hints, arrival
+            )
         else:
-            spooled = await spool_raw(upload.chunks, path, hints)
+            spooled = await spool_raw(upload.chunks, arrival.path, hints, arrival)
         if spooled.size == 0:
             raise EmptyCSV("the upload is empty")
         return spooled
@@ -304,8 +383,8 @@ class IngestService:
             sheet=upload.sheet,
             progress=progress.converted,
         )
-        converted = await asyncio.to_thread(convert, *paths, request)
-        timer.lap("convert")
+        with timer.timing("convert"):
+            converted = await asyncio.to_thread(convert, *paths, request)
         layout = CsvLayout(delimiter=converted.delimiter or "", columns=converted.columns)
         return layout, ConvertResult(rows=converted.rows, widened=converted.widened)
 
@@ -318,7 +397,7 @@ class IngestService:
         check_commit(name, manifest, schema, mode)
 
     async def _conform(
-        self, name: str, layout: CsvLayout, path: Path, overrides: dict[str, str]
+        self, name: str, layout: CsvLayout, arrival: Arrival, overrides: dict[str, str]
     ) -> CsvLayout:
         """Re-type inferred columns to the dataset's wider types where no value is lost."""
         try:
@@ -329,8 +408,12 @@ class IngestService:
         wider = conforming_overrides(layout.columns, table_types)
         if not wider:
             return layout
-        layout = await asyncio.to_thread(
-            infer_layout, path, self.settings.sample_rows, {**overrides, **wider}, layout.delimiter
+        layout = await self._blocking(
+            infer_layout,
+            arrival,
+            self.settings.sample_rows,
+            {**overrides, **wider},
+            layout.delimiter,
         )
         reason = f"the dataset {manifest.name!r} has this type"
         layout.columns = [
@@ -369,11 +452,6 @@ class _NoProgress:
 
     def converted(self, rows: int) -> None:
         pass
-
-
-def _read_head(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(SNIFF_BYTES)
 
 
 def _stats(

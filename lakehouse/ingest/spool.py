@@ -6,7 +6,9 @@ early 413 would come only after the whole body arrived), is bounded by the
 app-wide ``request_max_body_size`` (10 MB by default) and spools to the
 system temp dir. We parse the request stream ourselves with
 ``multipart.PushMultipartParser`` and write the ``file`` part straight to a
-file next to the storage root, in 1 MiB writes done in a worker thread.
+file next to the storage root, in 1 MiB writes done in a worker thread. Each
+write is flushed and told to the upload's ``Arrival``, so the converter can read
+the file while it arrives (ADR 0009).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from multipart import (  # type: ignore[import-untyped]  # no type hints shipped
     PushMultipartParser,
 )
 
+from lakehouse.ingest.arrival import Arrival
 from lakehouse.ingest.detect import declared_compression
 from lakehouse.ingest.errors import InvalidCSV, MissingFile
 from lakehouse.ingest.formats import Compression
@@ -55,10 +58,13 @@ class Hints(msgspec.Struct):
     content_encoding: str = ""
     max_decompressed_bytes: int = 0
 
-    def declare(self, inflater: Inflater) -> None:
+    def declare(self, inflater: Inflater, arrival: Arrival) -> None:
+        """Before the file's first byte: what it is said to be, to the inflater and the
+        readers of the arriving file."""
         inflater.declared = declared_compression(
             self.content_encoding, self.media_type, self.file_name
         )
+        arrival.file_name, arrival.media_type = self.file_name, self.media_type
 
 
 class _BufferedWriter:
@@ -69,9 +75,10 @@ class _BufferedWriter:
     are handed over as they came, without joining them into one buffer.
     """
 
-    def __init__(self, handle: BinaryIO, inflater: Inflater) -> None:
+    def __init__(self, handle: BinaryIO, inflater: Inflater, arrival: Arrival) -> None:
         self.handle = handle
         self.inflater = inflater
+        self.arrival = arrival
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.written = 0
@@ -101,7 +108,7 @@ class _BufferedWriter:
         of the decompressed output too)."""
         await self._start_write()
         await self._wait()
-        await asyncio.to_thread(self.inflater.finish)
+        await asyncio.to_thread(self._finish)
 
     async def _start_write(self) -> None:
         await self._wait()
@@ -129,18 +136,30 @@ class _BufferedWriter:
         for chunk in chunks:
             self.digest.update(chunk)
             self.inflater.write(chunk)
+        self._flushed()
+
+    def _finish(self) -> None:
+        self.inflater.finish()
+        self._flushed()
+
+    def _flushed(self) -> None:
+        # Flushed, so a reader of the file (another file descriptor) finds the bytes.
+        self.handle.flush()
+        self.arrival.grew(self.inflater.written)
 
 
-def _writer(handle: BinaryIO, hints: Hints) -> _BufferedWriter:
-    return _BufferedWriter(handle, Inflater(handle, hints.max_decompressed_bytes))
+def _writer(handle: BinaryIO, hints: Hints, arrival: Arrival) -> _BufferedWriter:
+    return _BufferedWriter(handle, Inflater(handle, hints.max_decompressed_bytes), arrival)
 
 
-async def spool_raw(chunks: AsyncIterable[bytes], target: Path, hints: Hints) -> Spooled:
-    """Write the whole body to ``target``."""
+async def spool_raw(
+    chunks: AsyncIterable[bytes], target: Path, hints: Hints, arrival: Arrival | None = None
+) -> Spooled:
+    """Write the whole body to ``target``, telling ``arrival`` as it grows."""
     handle = await asyncio.to_thread(target.open, "wb")
-    writer = _writer(handle, hints)
+    writer = _writer(handle, hints, arrival or Arrival(target))
     try:
-        hints.declare(writer.inflater)
+        hints.declare(writer.inflater, writer.arrival)
         async for chunk in chunks:
             if chunk:
                 await writer.write(chunk)
@@ -151,9 +170,14 @@ async def spool_raw(chunks: AsyncIterable[bytes], target: Path, hints: Hints) ->
 
 
 async def spool_multipart(
-    chunks: AsyncIterable[bytes], boundary: str, target: Path, hints: Hints
+    chunks: AsyncIterable[bytes],
+    boundary: str,
+    target: Path,
+    hints: Hints,
+    arrival: Arrival | None = None,
 ) -> Spooled:
-    """Write the body of the form field ``file`` to ``target``.
+    """Write the body of the form field ``file`` to ``target``, telling ``arrival`` as
+    it grows.
 
     Other fields are read and dropped. Raises MissingFile when there is no
     ``file`` field, InvalidCSV when the multipart body is malformed.
@@ -161,7 +185,7 @@ async def spool_multipart(
     if not boundary:
         raise InvalidCSV("multipart/form-data without a boundary")
     handle = await asyncio.to_thread(target.open, "wb")
-    writer = _writer(handle, hints)
+    writer = _writer(handle, hints, arrival or Arrival(target))
     found = False
     try:
         in_file = False
@@ -176,7 +200,7 @@ async def spool_multipart(
                                 file_name=event.filename or "",
                                 media_type=event.content_type or "",
                             )
-                            hints.declare(writer.inflater)
+                            hints.declare(writer.inflater, writer.arrival)
                         found = found or in_file
                     elif event is None:
                         in_file = False

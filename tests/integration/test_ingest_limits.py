@@ -1,5 +1,6 @@
 """Ingest limits on the real `lakehouse serve` (ADR 0011): a chunked CSV over the
-cap is refused with 413 while the client is still sending and leaves nothing, and
+cap is refused with 413 while the client is still sending and leaves nothing (also when
+a bad row was read before the cap was crossed), and
 the server's memory stays flat while it spools and converts a large upload (CSV and
 Parquet).
 
@@ -18,6 +19,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from lakehouse.config import Settings
 from tests.support.ingest import spool_dir
@@ -56,6 +58,46 @@ async def test_chunked_ingest_over_the_cap_is_413_before_the_body_ends(
             assert (await http.get("/catalog/list")).json()["datasets"] == []
             assert (await http.get("/storage/list", params={"prefix": "datasets/"})).json() == []
             # Not a broken server: a small ingest right after goes through.
+            ok = await http.post(
+                "/v1/ingest?name=small", content=b"a\n1\n", headers={"content-type": "text/csv"}
+            )
+            assert ok.status_code == 200, ok.text
+        spool = spool_dir(local_settings)
+        assert not spool.exists() or list(spool.iterdir()) == []
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("ragged_row", [2, 3_000], ids=["in_the_sample", "past_the_sample"])
+async def test_an_upload_over_the_cap_is_413_even_when_its_conversion_failed_first(
+    local_settings: Settings, tmp_path: Path, ragged_row: int
+) -> None:
+    """The CSV is read while it arrives (ADR 0009), so a bad row early in the file is
+    met before the cap is: the answer is still the upload's own 413, as when the whole
+    upload was spooled before anything read it, and nothing is left behind."""
+    local_settings.ingest.max_upload_bytes = 3 * MiB
+    local_settings.ingest.sample_rows = 100
+    server = LakehouseServer(local_settings, tmp_path).start()
+    try:
+        request = await RawRequest.open(
+            server.url,
+            "POST",
+            b"/v1/ingest?name=too_big",
+            {"Transfer-Encoding": "chunked", "Content-Type": "text/csv"},
+        )
+        try:
+            await request.send_chunk(b"id,text\n" + csv_rows(ragged_row - 1))
+            await request.send_chunk(b"1,2,3\n")  # a row with one field too many
+            for start in range(0, 8_000, 120):  # 3.8 MiB more, in 60 KiB chunks
+                await request.send_chunk(csv_rows(120, start))
+            answer = await asyncio.wait_for(request.response(), timeout=30)
+        finally:
+            await request.close()
+        assert answer.status == 413, answer
+        assert msgspec.json.decode(answer.body)["error"]["code"] == "upload_too_large"
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/catalog/list")).json()["datasets"] == []
+            assert (await http.get("/storage/list", params={"prefix": "datasets/"})).json() == []
             ok = await http.post(
                 "/v1/ingest?name=small", content=b"a\n1\n", headers={"content-type": "text/csv"}
             )
