@@ -38,6 +38,21 @@ async def prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byt
             await aclose()
 
 
+def declared_length(scope: Any) -> int | None:
+    """The body's size as its ``Content-Length`` declares it (None: not declared, or
+    chunked). The server delivers exactly that many bytes, so a reader that has them
+    all need not wait for the empty last message that says so: with Granian that wait
+    is a round trip through its runtime, about 0.1 ms of a small query (ADR 0017)."""
+    length = None
+    for name, value in scope["headers"]:
+        name = name.lower()
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            length = value
+    return int(length) if length is not None and length.isdigit() else None
+
+
 class CloseIfBodyUnread:
     """ASGI wrapper: a response sent before the request body was read to its end
     carries ``Connection: close``.
@@ -57,11 +72,18 @@ class CloseIfBodyUnread:
         headers = dict(scope["headers"])
         has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0"
         body_done = not has_body
+        length = declared_length(scope)
+        received = 0
 
         async def tracking_receive() -> Any:
-            nonlocal body_done
+            nonlocal body_done, received
             message = await receive()
-            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            received += len(message.get("body", b""))
+            if (
+                message["type"] == "http.disconnect"
+                or not message.get("more_body", False)
+                or (length is not None and received >= length)
+            ):
                 body_done = True
             return message
 

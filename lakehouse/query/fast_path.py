@@ -26,7 +26,7 @@ from litestar.response import Stream
 from litestar.serialization import encode_json
 
 from lakehouse.errors import LakehouseError
-from lakehouse.http_body import prepend
+from lakehouse.http_body import declared_length, prepend
 from lakehouse.http_errors import INTERNAL_ERROR, error_body, log_lakehouse_error, log_unhandled
 from lakehouse.query.interface import QueryEngine
 from lakehouse.query.routes import SqlRequest, cancelled_on_disconnect, choose_format
@@ -51,15 +51,20 @@ class SqlFastPath:
             await self.app(scope, receive, send)
             return
         options = _options(scope["query_string"])
-        body, complete = await self._read_body(receive) if options is not None else (b"", False)
+        body, complete = (
+            await self._read_body(receive, declared_length(scope))
+            if options is not None
+            else (b"", False)
+        )
         data = _decode(body) if complete else None
         if options is None or data is None:
             await self.app(scope, _replay(body, receive, complete), send)
             return
         await self._answer(scope, receive, send, data, *options)
 
-    async def _read_body(self, receive: Any) -> tuple[bytes, bool]:
-        """The body, and whether it is all there and within the limit (else: what was read)."""
+    async def _read_body(self, receive: Any, length: int | None) -> tuple[bytes, bool]:
+        """The body, and whether it is all there and within the limit (else: what was read).
+        With its ``length`` declared, it is all there once that many bytes came."""
         chunks: list[bytes] = []
         size = 0
         limit = self._max_body
@@ -72,7 +77,7 @@ class SqlFastPath:
             size += len(chunk)
             if limit is not None and size > limit:
                 return b"".join(chunks), False
-            if not message.get("more_body", False):
+            if not message.get("more_body", False) or size == length:
                 return b"".join(chunks), True
 
     async def _answer(

@@ -150,3 +150,29 @@ def test_early_refusal_closes_the_connection(local_settings: Settings, tmp_path:
         assert not closed  # a request without a body keeps its connection
     finally:
         server.stop()
+
+
+def test_sql_requests_keep_their_connection(local_settings: Settings, tmp_path: Path) -> None:
+    """POST /v1/sql is answered once the body's Content-Length bytes came (ADR 0017), not
+    after the empty message that ends it: the body counts as read, so the connection
+    stays open for the client's next request."""
+    server = LakehouseServer(local_settings, tmp_path).start()
+    body = b'{"sql": "SELECT 41 + 1 AS answer"}'
+    request = (
+        b"POST /v1/sql HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", local_settings.server.port), timeout=5) as sock:
+            for _ in range(3):  # the same socket each time
+                sock.sendall(request)
+                data = b""
+                while not data.endswith(b'[{"answer":42}]'):
+                    chunk = sock.recv(65536)
+                    assert chunk, f"the connection closed after: {data!r}"
+                    data += chunk
+                head = data.partition(b"\r\n\r\n")[0].lower()
+                assert head.startswith(b"http/1.1 200"), head
+                assert b"connection: close" not in head
+    finally:
+        server.stop()
