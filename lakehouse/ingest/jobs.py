@@ -4,7 +4,9 @@ A job is created when an ingest is admitted and records its phase
 (``receiving`` while the body is spooled, ``converting`` while it is typed and
 written as Parquet, ``committing`` while the file is stored and committed, then
 ``done`` or ``failed``), the bytes received, the rows converted so far, and at
-the end the result or the error. The client may choose the job's id
+the end the result or the error. A CSV is converted while it arrives (ADR 0009), so
+its rows are counted during ``receiving`` too; ``converting`` is what is left once
+the last byte came. The client may choose the job's id
 (``?job=<uuid>``), so it can poll ``GET /v1/ingest/jobs/{id}`` from another
 connection before its upload's response arrives.
 
@@ -65,7 +67,7 @@ class IngestJob(msgspec.Struct, kw_only=True):
     bytes_expected: int | None = None
     """The upload's Content-Length, when it announced one (multipart framing included)."""
     rows_converted: int = 0
-    """Rows read so far in the converting phase (the final count once done)."""
+    """Rows read so far (the final count once done); a CSV's grow while it is received."""
     started_at: dt.datetime = msgspec.field(default_factory=_now)
     updated_at: dt.datetime = msgspec.field(default_factory=_now)
     result: IngestResult | None = None
