@@ -36,7 +36,7 @@ from lakehouse.catalog import (
 )
 from lakehouse.config import IngestSettings
 from lakehouse.errors import LakehouseError
-from lakehouse.ingest.arrival import Arrival
+from lakehouse.ingest.arrival import Arrival, UploadFailed
 from lakehouse.ingest.columnar_convert import convert_arrow, convert_parquet
 from lakehouse.ingest.convert import ConvertOptions, ConvertResult, convert_csv
 from lakehouse.ingest.detect import SNIFF_BYTES, decide_format
@@ -306,6 +306,8 @@ class IngestService:
         upload_format = decide_format(upload.format, arrival.media_type, arrival.file_name, head)
         if upload_format not in (Format.CSV, Format.TSV):
             await asyncio.wait([spooling])  # these formats are read whole (a Parquet footer)
+            if spooling.cancelled() or spooling.exception() is not None:
+                raise UploadFailed("the upload did not arrive whole")  # the spool says why
             return upload_format, *await self._convert_other(
                 name,
                 upload_format,

@@ -68,26 +68,36 @@ async def test_chunked_ingest_over_the_cap_is_413_before_the_body_ends(
         server.stop()
 
 
-@pytest.mark.parametrize("ragged_row", [2, 3_000], ids=["in_the_sample", "past_the_sample"])
+def bad_early(kind: str) -> tuple[str, bytes]:
+    """(Content-Type, the first bytes) of a body with a bad row early: a CSV's in the
+    inference sample or past it, a JSON Lines file's (read whole, after the spool)."""
+    if kind == "ndjson":
+        return "application/x-ndjson", b'{"id": 1}\n{"id": \n'
+    row = 2 if kind == "csv_in_the_sample" else 3_000
+    return "text/csv", b"id,text\n" + csv_rows(row - 1) + b"1,2,3\n"  # one field too many
+
+
+@pytest.mark.parametrize("kind", ["csv_in_the_sample", "csv_past_the_sample", "ndjson"])
 async def test_an_upload_over_the_cap_is_413_even_when_its_conversion_failed_first(
-    local_settings: Settings, tmp_path: Path, ragged_row: int
+    local_settings: Settings, tmp_path: Path, kind: str
 ) -> None:
     """The CSV is read while it arrives (ADR 0009), so a bad row early in the file is
     met before the cap is: the answer is still the upload's own 413, as when the whole
-    upload was spooled before anything read it, and nothing is left behind."""
+    upload was spooled before anything read it, and nothing is left behind. A format
+    read whole is not converted from what arrived of it."""
     local_settings.ingest.max_upload_bytes = 3 * MiB
     local_settings.ingest.sample_rows = 100
+    content_type, first = bad_early(kind)
     server = LakehouseServer(local_settings, tmp_path).start()
     try:
         request = await RawRequest.open(
             server.url,
             "POST",
             b"/v1/ingest?name=too_big",
-            {"Transfer-Encoding": "chunked", "Content-Type": "text/csv"},
+            {"Transfer-Encoding": "chunked", "Content-Type": content_type},
         )
         try:
-            await request.send_chunk(b"id,text\n" + csv_rows(ragged_row - 1))
-            await request.send_chunk(b"1,2,3\n")  # a row with one field too many
+            await request.send_chunk(first)
             for start in range(0, 8_000, 120):  # 3.8 MiB more, in 60 KiB chunks
                 await request.send_chunk(csv_rows(120, start))
             answer = await asyncio.wait_for(request.response(), timeout=30)
