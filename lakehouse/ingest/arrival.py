@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +27,9 @@ _READ_BYTES = 1024 * 1024
 
 class UploadFailed(Exception):
     """The upload being read did not arrive whole (the spool says why)."""
+
+    def __init__(self, message: str = "the upload did not arrive whole") -> None:
+        super().__init__(message)
 
 
 class Arrival:
@@ -70,19 +74,17 @@ class Arrival:
 
     def wait_for(self, size: int) -> int:
         """Block until ``size`` bytes are on disk or the file ended; the bytes on disk.
-        Raises UploadFailed when the upload failed."""
+        Raises UploadFailed when the upload failed (also after it ended: a reader
+        still at work is stopped)."""
         with self._changed:
             self._changed.wait_for(lambda: self._failed or self._ended or self._size >= size)
             if self._failed:
-                raise UploadFailed("the upload did not arrive whole")
+                raise UploadFailed
             return self._size
 
     def wait_all(self) -> Path:
         """Block until the whole file is on disk; its path. Raises UploadFailed."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._failed or self._ended)
-            if self._failed:
-                raise UploadFailed("the upload did not arrive whole")
+        self.wait_for(sys.maxsize)
         return self.path
 
     def open(self) -> BinaryIO:
@@ -103,9 +105,10 @@ def arrival_of(source: Path | Arrival) -> Arrival:
 
 
 class _ArrivingFile(io.RawIOBase):
-    """The spool file's bytes as they arrive: a read waits until at least one more byte
-    is on disk (or the file ended) and returns what is there, up to the size asked. The
-    ``io.BufferedReader`` around it repeats short reads, so its ``read(n)`` is whole."""
+    """The spool file's bytes as they arrive: a read waits until all the bytes it asks
+    for are on disk, or returns what is left once the file ended. So reads come in the
+    same pieces as from the file on disk (a decoding error names the same position
+    however the upload arrived)."""
 
     def __init__(self, arrival: Arrival) -> None:
         super().__init__()
@@ -117,7 +120,8 @@ class _ArrivingFile(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        on_disk = self.arrival.wait_for(self.position + 1)
+        wanted = len(buffer)
+        on_disk = self.arrival.wait_for(self.position + wanted)
         count = os.readv(self.fd, [memoryview(buffer)[: max(0, on_disk - self.position)]])
         self.position += count
         return count

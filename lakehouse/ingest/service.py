@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import msgspec
+import pyarrow as pa
 
 from lakehouse.catalog import (
     Catalog,
@@ -66,6 +68,7 @@ from lakehouse.storage import ObjectStore
 
 log = logging.getLogger("lakehouse.ingest")
 _T = TypeVar("_T")
+_PYARROW_IO_THREADS = 8  # pyarrow's default IO pool
 
 
 def _convert_xlsx(source: Path, target: Path, request: ConvertRequest) -> Converted:
@@ -150,6 +153,13 @@ class IngestService:
         self._readers = ThreadPoolExecutor(
             max_workers=max(1, settings.max_concurrent), thread_name_prefix="ingest"
         )
+        # pyarrow's CSV reader reads ahead in pyarrow's IO threads (8, shared by the
+        # process): each ingest converting while its upload arrives may hold one there,
+        # waiting for bytes. Enough for all of them besides pyarrow's own 8.
+        pa.set_io_thread_count(
+            max(pa.io_thread_count(), _PYARROW_IO_THREADS + settings.max_concurrent)
+        )
+        self._arriving: set[Arrival] = set()
 
     async def start(self) -> None:
         """Remove spool files a crashed run left behind.
@@ -171,7 +181,10 @@ class IngestService:
             log.info("removed %d stale spool file(s)", removed, extra={"dir": str(self.spool_dir)})
 
     async def close(self) -> None:
-        """Nothing runs in the background once the ingests admitted have ended."""
+        """Stop the readers of uploads still arriving (their ingests are failing: the
+        server is stopping), then wait for the pool's threads."""
+        for arrival in list(self._arriving):
+            arrival.fail()
         await asyncio.to_thread(self._readers.shutdown, wait=True)
 
     async def ingest(
@@ -269,6 +282,7 @@ class IngestService:
         there is one, as when the conversion waited for the whole upload; an error of
         the conversion is answered once the whole upload arrived."""
         arrival = Arrival(paths[0])
+        self._arriving.add(arrival)
         spooling = asyncio.ensure_future(self._spool(upload, arrival))
         converting = asyncio.ensure_future(
             self._convert_arriving(
@@ -277,14 +291,18 @@ class IngestService:
         )
         try:
             spooled = await spooling
+            arrival.end()
+            timer.record("spool", timer.since_start())
+            progress.enter("converting")
+            upload_format, layout, converted = await converting
         except BaseException:
-            arrival.fail()  # the conversion's reads stop; its error is a consequence
+            # The spool failed (its error is the answer; the conversion's, a consequence, is
+            # dropped), the conversion did, or the request was cancelled: readers stop.
+            arrival.fail()
             await asyncio.gather(converting, return_exceptions=True)
             raise
-        arrival.end()
-        timer.record("spool", timer.since_start())
-        progress.enter("converting")
-        upload_format, layout, converted = await converting
+        finally:
+            self._arriving.discard(arrival)
         timer.mark()
         return spooled, upload_format, layout, converted
 
@@ -307,7 +325,7 @@ class IngestService:
         if upload_format not in (Format.CSV, Format.TSV):
             await asyncio.wait([spooling])  # these formats are read whole (a Parquet footer)
             if spooling.cancelled() or spooling.exception() is not None:
-                raise UploadFailed("the upload did not arrive whole")  # the spool says why
+                raise UploadFailed  # the spool says why
             return upload_format, *await self._convert_other(
                 name,
                 upload_format,
@@ -332,10 +350,12 @@ class IngestService:
         return upload_format, layout, converted
 
     async def _blocking(self, function: Callable[..., _T], *args: object) -> _T:
-        """``function(*args)`` in a thread of the ingest's own pool: a reader waiting
-        for the upload's bytes must not hold a thread the spool's writes need."""
+        """``function(*args)`` in a thread of the ingest's own pool (with this task's
+        context, as ``asyncio.to_thread`` would): a reader waiting for the upload's bytes
+        must not hold a thread the spool's writes need."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, functools.partial(function, *args))
+        call = functools.partial(contextvars.copy_context().run, function, *args)
+        return await loop.run_in_executor(self._readers, call)
 
     async def _spool(self, upload: Upload, arrival: Arrival) -> Spooled:
         """Write the upload, decompressed, to ``arrival.path``. Raises ``EmptyCSV`` for an

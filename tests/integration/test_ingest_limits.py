@@ -198,3 +198,41 @@ async def test_a_128_mib_parquet_ingest_stays_within_a_memory_bound(
         assert growth < 80 * MiB, f"RSS grew {growth / MiB:.0f} MiB during a 128 MiB ingest"
     finally:
         server.stop()
+
+
+async def test_a_malformed_body_is_the_answer_even_when_its_csv_failed_first(
+    local_settings: Settings, tmp_path: Path
+) -> None:
+    """A multipart body cut before its closing boundary, around a CSV whose header is
+    refused at once (a NUL byte). The CSV is read while the body arrives, so its error
+    is met while the client is still sending (here it pauses); the answer still waits
+    for the body and names the body's own fault, as when the whole body was read before
+    the CSV. Nothing is left behind."""
+    server = LakehouseServer(local_settings, tmp_path).start()
+    try:
+        request = await RawRequest.open(
+            server.url,
+            "POST",
+            b"/v1/ingest?name=cut",
+            {"Transfer-Encoding": "chunked", "Content-Type": "multipart/form-data; boundary=B"},
+        )
+        try:
+            await request.send_chunk(
+                b'--B\r\nContent-Disposition: form-data; name="file"; filename="x.csv"\r\n'
+                b"Content-Type: text/csv\r\n\r\na\x00b,c\n" + b"1,2\n" * 400_000  # 1.6 MB
+            )
+            await asyncio.sleep(1)  # the header was refused by now; no answer yet
+            await request.send_chunk(b"3,4\n" * 1_000)
+            await request.send_chunk(b"")  # the end of the body, without a closing boundary
+            answer = await asyncio.wait_for(request.response(), timeout=30)
+        finally:
+            await request.close()
+        assert answer.status == 400, answer
+        message = msgspec.json.decode(answer.body)["error"]["message"]
+        assert "multipart" in message, message
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/catalog/list")).json()["datasets"] == []
+        spool = spool_dir(local_settings)
+        assert not spool.exists() or list(spool.iterdir()) == []
+    finally:
+        server.stop()

@@ -68,18 +68,32 @@ def test_a_read_waits_for_all_the_bytes_it_asks_for_until_the_end(spool: Spool) 
     spool.write(b"abc")
     thread, outcome = in_thread(reader.read, 5)
     time.sleep(0.2)
-    assert thread.is_alive()
+    assert thread.is_alive()  # 3 of 5 bytes: no short read
     assert not outcome
     spool.write(b"defg")
+    spool.end()  # the end: whole reads, then what is left, then nothing
     thread.join(5)
     assert outcome == [b"abcde"]
-    thread, outcome = in_thread(reader.read, 5)
-    time.sleep(0.2)
-    assert thread.is_alive()
-    spool.end()  # the end: what is left, then nothing
-    thread.join(5)
-    assert outcome == [b"fg"]
+    assert reader.read(5) == b"fg"
     assert reader.read(5) == b""
+    reader.close()
+
+
+def test_reads_come_in_the_pieces_a_file_on_disk_gives(spool: Spool, tmp_path: Path) -> None:
+    """However the upload arrived (here one byte at a time), the reader's pieces are the
+    file's: a decoding error names the same position as on the whole file."""
+    data = bytes(range(256)) * 9_000  # 2.2 MiB: more than one of the reader's buffers
+    reader = spool.arrival.open()
+    thread, outcome = in_thread(lambda: [reader.read1(8192) for _ in range(300)])
+    for start in range(0, len(data), 777):
+        spool.write(data[start : start + 777])
+    spool.end()
+    thread.join(10)
+    whole = tmp_path / "whole.bin"
+    whole.write_bytes(data)
+    with whole.open("rb") as handle:
+        expected = [handle.read1(8192) for _ in range(300)]
+    assert outcome == [expected]
     reader.close()
 
 
@@ -88,6 +102,7 @@ def test_a_failed_upload_stops_a_waiting_reader_and_later_ones(spool: Spool) -> 
     spool.write(b"a,b\n1,2\n")
     thread, outcome = in_thread(reader.read, 1024)
     time.sleep(0.2)
+    assert thread.is_alive()  # waiting for the rest
     spool.arrival.fail()
     thread.join(5)
     assert len(outcome) == 1
@@ -96,6 +111,7 @@ def test_a_failed_upload_stops_a_waiting_reader_and_later_ones(spool: Spool) -> 
         spool.arrival.wait_all()
     with pytest.raises(UploadFailed):
         spool.arrival.head(1024)
+    reader.close()
 
 
 def test_a_whole_file_is_read_as_it_is(tmp_path: Path) -> None:
@@ -153,11 +169,13 @@ def test_an_error_is_located_once_the_whole_file_arrived(spool: Spool, tmp_path:
     thread, outcome = in_thread(
         convert.convert_csv, spool.arrival, layout, tmp_path / "x.parquet", options
     )
-    spool.write(b"1,2\n")  # a short row: the line is known only from the whole file
-    time.sleep(0.3)
-    assert thread.is_alive()
+    spool.write(b"1,2\n")  # a short row: its line is counted on the whole file
+    # 10 MB: more than the reader reads ahead (32 blocks), so it is not left waiting for bytes
+    more = rows_csv(220_000)[len(b"id,name,amount,day\n") :]
+    spool.write(more)
+    time.sleep(0.5)
+    assert thread.is_alive()  # the conversion failed, and waits for the rest to say where
     assert not outcome
-    spool.write(rows_csv(10)[len(b"id,name,amount,day\n") :])
     spool.end()
     thread.join(30)
     assert isinstance(outcome[0], RaggedRows)
