@@ -96,9 +96,9 @@ def validate_name(name: str | None) -> str:
 
 
 class PhaseTimer:
-    """Seconds per phase of one ingest, for the log line. Phases that overlap (the
-    spool and the conversion reading it) are timed on their own (``timing``,
-    ``record``); the ones after them are laps from the last mark."""
+    """Seconds per phase of one ingest, for the log line: laps from the last mark, and
+    phases that overlap a lap (inference and the conversion read the upload as it is
+    spooled) timed on their own (``timing``)."""
 
     def __init__(self) -> None:
         self.started = self._mark = time.perf_counter()
@@ -110,12 +110,6 @@ class PhaseTimer:
 
     def mark(self) -> None:
         self._mark = time.perf_counter()
-
-    def record(self, phase: str, seconds: float) -> None:
-        self.phases[phase] = seconds
-
-    def since_start(self) -> float:
-        return time.perf_counter() - self.started
 
     @contextlib.contextmanager
     def timing(self, phase: str) -> Iterator[None]:
@@ -292,7 +286,7 @@ class IngestService:
         try:
             spooled = await spooling
             arrival.end()
-            timer.record("spool", timer.since_start())
+            timer.lap("spool")
             progress.enter("converting")
             upload_format, layout, converted = await converting
         except BaseException:
@@ -367,11 +361,9 @@ class IngestService:
             max_decompressed_bytes=self.settings.max_decompressed_bytes,
         )
         if upload.kind == "multipart":
-            spooled = await spool_multipart(
-                upload.chunks, upload.boundary, arrival.path, hints, arrival
-            )
+            spooled = await spool_multipart(upload.chunks, upload.boundary, arrival, hints)
         else:
-            spooled = await spool_raw(upload.chunks, arrival.path, hints, arrival)
+            spooled = await spool_raw(upload.chunks, arrival, hints)
         if spooled.size == 0:
             raise EmptyCSV("the upload is empty")
         return spooled

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterable
-from pathlib import Path
 from typing import BinaryIO
 
 import msgspec
@@ -152,12 +151,10 @@ def _writer(handle: BinaryIO, hints: Hints, arrival: Arrival) -> _BufferedWriter
     return _BufferedWriter(handle, Inflater(handle, hints.max_decompressed_bytes), arrival)
 
 
-async def spool_raw(
-    chunks: AsyncIterable[bytes], target: Path, hints: Hints, arrival: Arrival | None = None
-) -> Spooled:
-    """Write the whole body to ``target``, telling ``arrival`` as it grows."""
-    handle = await asyncio.to_thread(target.open, "wb")
-    writer = _writer(handle, hints, arrival or Arrival(target))
+async def spool_raw(chunks: AsyncIterable[bytes], arrival: Arrival, hints: Hints) -> Spooled:
+    """Write the whole body to ``arrival.path``, telling ``arrival`` as it grows."""
+    handle = await asyncio.to_thread(arrival.path.open, "wb")
+    writer = _writer(handle, hints, arrival)
     try:
         hints.declare(writer.inflater, writer.arrival)
         async for chunk in chunks:
@@ -170,22 +167,18 @@ async def spool_raw(
 
 
 async def spool_multipart(
-    chunks: AsyncIterable[bytes],
-    boundary: str,
-    target: Path,
-    hints: Hints,
-    arrival: Arrival | None = None,
+    chunks: AsyncIterable[bytes], boundary: str, arrival: Arrival, hints: Hints
 ) -> Spooled:
-    """Write the body of the form field ``file`` to ``target``, telling ``arrival`` as
-    it grows.
+    """Write the body of the form field ``file`` to ``arrival.path``, telling ``arrival``
+    as it grows.
 
     Other fields are read and dropped. Raises MissingFile when there is no
     ``file`` field, InvalidCSV when the multipart body is malformed.
     """
     if not boundary:
         raise InvalidCSV("multipart/form-data without a boundary")
-    handle = await asyncio.to_thread(target.open, "wb")
-    writer = _writer(handle, hints, arrival or Arrival(target))
+    handle = await asyncio.to_thread(arrival.path.open, "wb")
+    writer = _writer(handle, hints, arrival)
     found = False
     try:
         in_file = False
